@@ -1,0 +1,132 @@
+"""One exception hierarchy for everything golem_sync raises.
+
+``GolemError`` is the root. Catch it to handle any failure of the library;
+catch a subclass to handle one kind. Every error carries a message that says
+what happened and where; errors from yagna also carry the HTTP method, the
+path and yagna's own message. No error ever contains the app key.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+__all__ = [
+    "GolemError",
+    "GolemConfigError",
+    "GolemUserError",
+    "GolemTimeoutError",
+    "GolemCancelledError",
+    "GolemWorkError",
+    "GolemMarketError",
+    "GolemAgreementError",
+    "GolemActivityError",
+    "GolemPaymentError",
+    "YagnaError",
+    "YagnaUnreachableError",
+    "YagnaAuthError",
+    "YagnaNotFoundError",
+    "YagnaRequestError",
+    "YagnaTimeoutError",
+    "YagnaServerError",
+    "YagnaProtocolError",
+]
+
+
+class GolemError(Exception):
+    """Root of every error golem_sync raises."""
+
+
+class GolemConfigError(GolemError, ValueError):
+    """An option or argument is invalid. The message names the option."""
+
+
+class GolemUserError(GolemError):
+    """The API was used in a way it does not allow (e.g. waiting on a job never started)."""
+
+
+class GolemTimeoutError(GolemError, TimeoutError):
+    """A time limit set by the caller (or a default) ran out.
+
+    ``phase`` names what was being waited for (e.g. ``"proposal"``, ``"agreement"``, ``"batch"``).
+    """
+
+    def __init__(self, message: str, *, phase: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.phase = phase
+
+
+class GolemCancelledError(GolemError):
+    """The operation was cancelled through its cancellation token (e.g. ``job.cancel()``)."""
+
+
+class GolemWorkError(GolemError):
+    """Work on a provider failed (deployment, a command, a transfer)."""
+
+
+class GolemMarketError(GolemError):
+    """The market could not produce a usable proposal (demand failed, all proposals invalid, ...)."""
+
+
+class GolemAgreementError(GolemError):
+    """An agreement could not be made, or the provider ended it."""
+
+
+class GolemActivityError(GolemWorkError):
+    """An activity could not be created, used or destroyed."""
+
+
+class GolemPaymentError(GolemError):
+    """The allocation, a debit note or an invoice could not be handled."""
+
+
+class YagnaError(GolemError):
+    """yagna answered with an error, or could not be talked to.
+
+    Attributes:
+        status: the HTTP status code, or ``None`` when no answer arrived.
+        method: the HTTP method of the failed call.
+        path: the path of the failed call, relative to the yagna API root.
+        detail: yagna's own message (from its ``{"message": ...}`` body), if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: Optional[int] = None,
+        method: Optional[str] = None,
+        path: Optional[str] = None,
+        detail: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.method = method
+        self.path = path
+        self.detail = detail
+
+
+class YagnaUnreachableError(YagnaError):
+    """No connection to yagna (not running, wrong URL, connection reset)."""
+
+
+class YagnaAuthError(YagnaError):
+    """yagna rejected the app key (HTTP 401 or 403)."""
+
+
+class YagnaNotFoundError(YagnaError):
+    """yagna does not know the resource (HTTP 404 or 410)."""
+
+
+class YagnaRequestError(YagnaError):
+    """yagna rejected the request as invalid (HTTP 400, 409 or another 4xx)."""
+
+
+class YagnaTimeoutError(YagnaError, TimeoutError):
+    """yagna did not answer in time (HTTP 408 outside long polls, or a client-side timeout)."""
+
+
+class YagnaServerError(YagnaError):
+    """yagna failed internally (HTTP 5xx) and retries, where allowed, did not help."""
+
+
+class YagnaProtocolError(YagnaError):
+    """yagna answered with a body golem_sync cannot understand (malformed JSON, wrong shape)."""

@@ -1,0 +1,253 @@
+"""HTTP transport to yagna: one ``requests.Session``, auth, timeouts, retries, error mapping.
+
+Threads: a :class:`Transport` is shared by every thread of a :class:`~golem_sync.GolemNetwork`.
+``request`` and ``stream`` are safe to call concurrently (``requests.Session`` with a
+thread-safe urllib3 pool sized by ``YagnaConfig.pool_size``); ``close`` is called once, by the owner.
+"""
+from __future__ import annotations
+
+import json as jsonlib
+import logging
+import time
+from typing import Any, Mapping, Optional, Tuple
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from ..errors import (
+    YagnaAuthError,
+    YagnaError,
+    YagnaNotFoundError,
+    YagnaProtocolError,
+    YagnaRequestError,
+    YagnaServerError,
+    YagnaTimeoutError,
+    YagnaUnreachableError,
+)
+from .config import YagnaConfig
+
+__all__ = ["Transport", "IDEMPOTENT_METHODS"]
+
+logger = logging.getLogger("golem_sync.yagna")
+
+#: Methods retried on 5xx and read errors. POST is never retried after the request may have
+#: reached yagna (it may have created something); a refused connection is retried for every
+#: method because nothing was sent.
+IDEMPOTENT_METHODS = frozenset({"GET", "PUT", "DELETE", "HEAD", "OPTIONS"})
+_RETRY_STATUSES = frozenset({500, 502, 503, 504})
+
+
+def _error_detail(response: requests.Response) -> Optional[str]:
+    """yagna's own message from an error body (``{"message": ...}``), or the text itself."""
+    text = response.text.strip()
+    if not text:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return text[:500]
+    if isinstance(body, dict):
+        for key in ("message", "error", "msg"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+    return text[:500]
+
+
+class Transport:
+    """Sends requests to the yagna REST APIs and turns every failure into a :class:`YagnaError`."""
+
+    def __init__(self, config: YagnaConfig, session: Optional[requests.Session] = None) -> None:
+        self.config = config
+        self._session = session or requests.Session()
+        retry = Retry(
+            total=config.retries,
+            connect=config.retries,
+            read=config.retries,
+            status=config.retries,
+            other=0,
+            allowed_methods=IDEMPOTENT_METHODS,
+            status_forcelist=_RETRY_STATUSES,
+            backoff_factor=config.backoff,
+            raise_on_status=False,
+            respect_retry_after_header=False,
+        )
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=config.pool_size, max_retries=retry)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers["Authorization"] = f"Bearer {config.app_key}"
+        self._session.headers["Accept"] = "application/json"
+
+    def __repr__(self) -> str:
+        return f"Transport(api_url={self.config.api_url!r})"
+
+    def url(self, api: str, path: str) -> str:
+        return self.config.base_url(api) + path
+
+    def request(
+        self,
+        method: str,
+        api: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, Any]] = None,
+        json: Any = None,
+        timeout: Optional[float] = None,
+        long_poll: Optional[float] = None,
+    ) -> Any:
+        """Call yagna and return the decoded JSON body (``None`` for an empty body).
+
+        Args:
+            method, api, path: e.g. ``"GET", "market", "/demands"``.
+            params: query parameters; ``None`` values are left out.
+            json: the request body, sent as JSON when not ``None``.
+            timeout: client-side read timeout in seconds (default ``config.request_timeout``).
+            long_poll: the server-side wait of a long-poll call, in seconds. The read timeout
+                becomes ``long_poll + config.long_poll_margin`` and an HTTP 408 means "nothing yet":
+                the call returns ``None`` instead of raising.
+        """
+        response, elapsed = self._send(method, api, path, params=params, json=json, timeout=timeout,
+                                       long_poll=long_poll, stream=False)
+        logger.debug("%s %s%s -> %s in %.3fs", method, api, path, response.status_code, elapsed)
+        if long_poll is not None and response.status_code == 408:
+            return None
+        self._raise_for_status(response, method, api, path)
+        return self._decode(response, method, api, path)
+
+    def stream(
+        self,
+        method: str,
+        api: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, Any]] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        read_timeout: Optional[float] = None,
+    ) -> requests.Response:
+        """Open a streaming response (e.g. ``text/event-stream``). The caller must close it."""
+        response, _ = self._send(method, api, path, params=params, json=None, timeout=read_timeout,
+                                 long_poll=None, stream=True, headers=headers)
+        try:
+            self._raise_for_status(response, method, api, path)
+        except YagnaError:
+            response.close()
+            raise
+        return response
+
+    def close(self) -> None:
+        """Close every pooled connection. Further calls open new ones."""
+        self._session.close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        api: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, Any]],
+        json: Any,
+        timeout: Optional[float],
+        long_poll: Optional[float],
+        stream: bool,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> Tuple[requests.Response, float]:
+        url = self.url(api, path)
+        if long_poll is not None:
+            read_timeout = long_poll + self.config.long_poll_margin
+        else:
+            read_timeout = timeout if timeout is not None else self.config.request_timeout
+        query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        started = time.monotonic()
+        try:
+            response = self._session.request(
+                method,
+                url,
+                params=query,
+                json=json,
+                timeout=(self.config.connect_timeout, read_timeout),
+                stream=stream,
+                headers=dict(headers) if headers else None,
+            )
+        except requests.exceptions.ConnectTimeout as exc:
+            raise YagnaUnreachableError(
+                f"cannot reach yagna at {self.config.base_url(api)}: connection timed out "
+                f"after {self.config.connect_timeout}s ({method} {path})",
+                method=method, path=path,
+            ) from exc
+        except requests.exceptions.ReadTimeout as exc:
+            raise YagnaTimeoutError(
+                f"yagna did not answer {method} {path} within {read_timeout:g}s",
+                method=method, path=path,
+            ) from exc
+        except requests.exceptions.RetryError as exc:
+            # urllib3 gave up after retrying 5xx answers; report the last cause.
+            raise YagnaServerError(
+                f"yagna kept failing on {method} {path} after {self.config.retries} retries: {exc}",
+                method=method, path=path,
+            ) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise YagnaUnreachableError(
+                f"cannot reach yagna at {self.config.base_url(api)} ({method} {path}): "
+                f"{_short_reason(exc)}. Is yagna running (`yagna service run`) and YAGNA_API_URL right?",
+                method=method, path=path,
+            ) from exc
+        except requests.exceptions.RequestException as exc:
+            raise YagnaError(f"{method} {path} failed: {exc}", method=method, path=path) from exc
+        return response, time.monotonic() - started
+
+    @staticmethod
+    def _raise_for_status(response: requests.Response, method: str, api: str, path: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        detail = _error_detail(response)
+        where = f"{method} {path}"
+        suffix = f": {detail}" if detail else ""
+        kwargs: dict[str, Any] = {"status": status, "method": method, "path": path, "detail": detail}
+        if status in (401, 403):
+            raise YagnaAuthError(
+                f"yagna rejected the app key ({status}) on {where}{suffix}. Check YAGNA_APPKEY "
+                "(`yagna app-key list` shows the valid keys)",
+                **kwargs,
+            )
+        if status in (404, 410):
+            raise YagnaNotFoundError(f"yagna: not found ({status}) on {where}{suffix}", **kwargs)
+        if status == 408:
+            raise YagnaTimeoutError(f"yagna timed out (408) on {where}{suffix}", **kwargs)
+        if status >= 500:
+            raise YagnaServerError(f"yagna failed ({status}) on {where}{suffix}", **kwargs)
+        raise YagnaRequestError(f"yagna rejected {where} ({status}){suffix}", **kwargs)
+
+    @staticmethod
+    def _decode(response: requests.Response, method: str, api: str, path: str) -> Any:
+        content = response.content
+        if not content or not content.strip():
+            return None
+        try:
+            return jsonlib.loads(content)
+        except ValueError as exc:
+            snippet = content[:200].decode("utf-8", "replace")
+            raise YagnaProtocolError(
+                f"yagna answered {method} {path} with a body that is not JSON: {snippet!r}",
+                status=response.status_code, method=method, path=path,
+            ) from exc
+
+
+def _query_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return value
+
+
+def _short_reason(exc: Exception) -> str:
+    """The innermost reason of a connection error, without urllib3's pool boilerplate."""
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "Connection reset",
+                   "Remote end closed connection", "No route to host"):
+        if marker in text:
+            return marker.lower()
+    return text[:200]
