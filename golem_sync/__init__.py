@@ -6,9 +6,21 @@ import logging
 from .errors import *  # noqa: F401,F403  (the hierarchy is the public API)
 from .errors import __all__ as _errors_all
 
+from . import signals
+from .job import Job, JobState
+from .network import GolemNetwork
+from .options import (ActivityOptions, AgreementOptions, JobOptions, MarketOptions, PackageOptions,
+                      PaymentOptions, WorkOptions)
+from .work import ProviderInfo, Result, WorkContext
+from .yagna import YagnaConfig
+
 __version__ = "0.1.0.dev0"
 
 # A library never configures logging; it only makes sure "no handler" is not an error.
 logging.getLogger("golem_sync").addHandler(logging.NullHandler())
 
-__all__ = ["__version__", *_errors_all]
+__all__ = [
+    "__version__", "GolemNetwork", "Job", "JobState", "WorkContext", "Result", "ProviderInfo",
+    "YagnaConfig", "signals", "PackageOptions", "MarketOptions", "AgreementOptions", "ActivityOptions",
+    "WorkOptions", "JobOptions", "PaymentOptions", *_errors_all,
+]

@@ -7,6 +7,7 @@ path and yagna's own message. No error ever contains the app key.
 """
 from __future__ import annotations
 
+from concurrent.futures import CancelledError
 from typing import Optional
 
 __all__ = [
@@ -54,8 +55,12 @@ class GolemTimeoutError(GolemError, TimeoutError):
         self.phase = phase
 
 
-class GolemCancelledError(GolemError):
-    """The operation was cancelled through its cancellation token (e.g. ``job.cancel()``)."""
+class GolemCancelledError(GolemError, CancelledError):
+    """The operation was cancelled through its cancellation token (e.g. ``job.cancel()``).
+
+    It is also a ``concurrent.futures.CancelledError``, so code written for futures sees a
+    cancelled job's error as a cancellation.
+    """
 
 
 class GolemWorkError(GolemError):

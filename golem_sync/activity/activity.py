@@ -1,0 +1,109 @@
+"""One activity on one agreement.
+
+Threads: an :class:`Activity` is owned by its job's thread. ``destroy`` is idempotent and is the
+one call made on every exit path (success, worker error, cancellation, timeout).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, List, Optional, Sequence
+
+from .. import signals
+from ..blocking import Blocking
+from ..cancel import CancelToken, Deadline
+from ..errors import GolemActivityError, GolemTimeoutError, YagnaError, YagnaNotFoundError
+from ..options import ActivityOptions
+from ..yagna.client import YagnaClient
+from ..yagna.models import Command, ExeScriptCommandResult
+
+__all__ = ["Activity"]
+
+logger = logging.getLogger("golem_sync.activity")
+
+
+class Activity:
+    """An activity: executes batches and is destroyed exactly once."""
+
+    def __init__(self, client: YagnaClient, blocking: Blocking, activity_id: str, agreement_id: str,
+                 options: ActivityOptions, sender: Any) -> None:
+        self._client = client
+        self._blocking = blocking
+        self.activity_id = activity_id
+        self.agreement_id = agreement_id
+        self._options = options
+        self._sender = sender
+        self.destroyed = False
+
+    @classmethod
+    def create(cls, client: YagnaClient, blocking: Blocking, agreement_id: str, options: ActivityOptions,
+               sender: Any) -> "Activity":
+        """Create an activity (runs on the caller's thread: its id must never be lost)."""
+        try:
+            activity_id = client.activity.create_activity(agreement_id, timeout=options.create_timeout_sec)
+        except YagnaError as exc:
+            raise GolemActivityError(f"could not create an activity on agreement {agreement_id}: {exc}") from exc
+        signals.emit(signals.activity_created, sender, activity_id=activity_id, agreement_id=agreement_id)
+        return cls(client, blocking, activity_id, agreement_id, options, sender)
+
+    def execute(self, commands: Sequence[Command], token: CancelToken,
+                timeout: Optional[float] = None) -> List[ExeScriptCommandResult]:
+        """Run a batch and wait for all its results (or the first error, which ends the batch)."""
+        if not commands:
+            raise GolemActivityError("an ExeScript batch needs at least one command")
+        token.raise_if_cancelled()
+        try:
+            batch_id = self._client.activity.exec(self.activity_id, list(commands))
+        except YagnaError as exc:
+            raise GolemActivityError(f"activity {self.activity_id} refused the batch: {exc}") from exc
+        signals.emit(signals.batch_sent, self._sender, activity_id=self.activity_id, batch_id=batch_id,
+                     commands=list(commands))
+        results = self.collect(batch_id, len(commands), token, timeout)
+        signals.emit(signals.batch_finished, self._sender, activity_id=self.activity_id, batch_id=batch_id,
+                     results=results)
+        return results
+
+    def collect(self, batch_id: str, size: int, token: CancelToken,
+                timeout: Optional[float] = None) -> List[ExeScriptCommandResult]:
+        """Long-poll the cumulative results until the batch finishes."""
+        limit = timeout if timeout is not None else self._options.execute_timeout_sec
+        deadline = Deadline(limit)
+        while True:
+            if deadline.expired:
+                raise GolemTimeoutError(
+                    f"batch {batch_id} on activity {self.activity_id} did not finish within {limit:g}s",
+                    phase="batch")
+            try:
+                results = self._blocking.call(
+                    token, self._client.activity.get_batch_results, self.activity_id, batch_id,
+                    timeout=max(0.1, deadline.cap(self._options.result_poll_sec)))
+            except YagnaError as exc:
+                raise GolemActivityError(
+                    f"reading results of batch {batch_id} on activity {self.activity_id} failed: "
+                    f"{exc}{self._state_hint()}") from exc
+            if results and (results[-1].is_batch_finished or len(results) >= size):
+                return list(results)
+
+    def state(self) -> str:
+        """The activity's current state name (``Ready``, ``Deployed``, ``Terminated``...)."""
+        return str(self._client.activity.get_state(self.activity_id).state)
+
+    def destroy(self) -> None:
+        """Destroy the activity; safe to call more than once, never raises."""
+        if self.destroyed:
+            return
+        self.destroyed = True
+        try:
+            self._client.activity.destroy_activity(self.activity_id, timeout=self._options.destroy_timeout_sec)
+        except YagnaNotFoundError:
+            pass
+        except YagnaError as exc:
+            logger.warning("could not destroy activity %s: %s", self.activity_id, exc)
+        signals.emit(signals.activity_destroyed, self._sender, activity_id=self.activity_id)
+
+    def _state_hint(self) -> str:
+        try:
+            state = self._client.activity.get_state(self.activity_id)
+        except YagnaError:
+            return ""
+        extra = f" ({state.reason or state.error_message})" if (state.reason or state.error_message) else ""
+        return f"; the activity is {state.state}{extra}"

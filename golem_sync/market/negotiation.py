@@ -1,0 +1,173 @@
+"""Find a provider and sign an agreement: publish the demand, answer proposals, pick the best draft.
+
+Collection is continuous: every proposal that arrives while no agreement is signed is answered
+(unlike golem-js, whose batch reads proposals only once). An expired or vanished demand is
+published again.
+
+Threads: a :class:`Negotiator` lives on one job's thread for one attempt. Long polls go through
+:class:`~golem_sync.blocking.Blocking` so a cancel ends the wait at once; the demand is always
+unsubscribed before :meth:`Negotiator.agree` returns or raises.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Dict, List, Optional, Set
+
+from .. import signals
+from ..agreement import sign
+from ..blocking import Blocking
+from ..cancel import CancelToken, Deadline
+from ..errors import (GolemAgreementError, GolemTimeoutError, YagnaError, YagnaNotFoundError)
+from ..options import AgreementOptions, MarketOptions
+from ..yagna.client import YagnaClient
+from .demand import DemandSpec
+from .proposals import ProposalView, default_scorer, proposal_problem
+
+__all__ = ["Negotiator", "Signed"]
+
+logger = logging.getLogger("golem_sync.market")
+
+
+class Signed:
+    """The outcome of a negotiation: an approved agreement and the proposal it was made from."""
+
+    def __init__(self, agreement_id: str, proposal: ProposalView) -> None:
+        self.agreement_id = agreement_id
+        self.proposal = proposal
+
+
+class Negotiator:
+    """One negotiation on behalf of one job attempt."""
+
+    def __init__(self, client: YagnaClient, blocking: Blocking, demand: DemandSpec, market: MarketOptions,
+                 agreement: AgreementOptions, app_session_id: str, sender: Any,
+                 excluded_providers: Optional[Set[str]] = None) -> None:
+        self._client = client
+        self._blocking = blocking
+        self._demand = demand
+        self._market = market
+        self._agreement = agreement
+        self._app_session_id = app_session_id
+        self._sender = sender
+        self._excluded = set(excluded_providers or ())
+        self._scorer: Callable[[ProposalView], float] = market.proposal_scorer or default_scorer
+        self._drafts: Dict[str, ProposalView] = {}  # provider id -> its latest acceptable draft
+        self.proposals_seen = 0
+
+    def agree(self, token: CancelToken, deadline: Deadline) -> Signed:
+        """Block until an agreement is approved; raise GolemTimeoutError naming the phase on timeout."""
+        demand_id = self._subscribe()
+        try:
+            while True:
+                token.raise_if_cancelled()
+                if deadline.expired:
+                    raise self._timeout(deadline)
+                try:
+                    events = self._blocking.call(
+                        token, self._client.market.collect_demand_events, demand_id,
+                        timeout=deadline.cap(self._market.offer_poll_sec),
+                        max_events=self._market.max_offer_events)
+                except YagnaNotFoundError:
+                    logger.info("demand %s expired or vanished; publishing it again", demand_id)
+                    demand_id = self._subscribe()
+                    continue
+                for event in events:
+                    self._on_event(demand_id, event)
+                signed = self._try_drafts(token)
+                if signed is not None:
+                    return signed
+        finally:
+            self._unsubscribe(demand_id)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _subscribe(self) -> str:
+        demand_id = self._client.market.subscribe_demand(self._demand.body())
+        signals.emit(signals.demand_subscribed, self._sender, demand_id=demand_id)
+        logger.debug("demand %s published", demand_id)
+        return demand_id
+
+    def _unsubscribe(self, demand_id: str) -> None:
+        try:
+            self._client.market.unsubscribe_demand(demand_id)
+        except YagnaNotFoundError:
+            pass
+        except YagnaError as exc:
+            logger.warning("could not unsubscribe demand %s: %s", demand_id, exc)
+        signals.emit(signals.demand_unsubscribed, self._sender, demand_id=demand_id)
+
+    def _on_event(self, demand_id: str, event: Any) -> None:
+        kind = type(event).__name__
+        if kind == "ProposalRejectedEvent":
+            reason = (event.reason or {}).get("message") if isinstance(event.reason, dict) else None
+            signals.emit(signals.proposal_rejected, self._sender, proposal_id=event.proposal_id,
+                         reason=reason, by="provider")
+            return
+        if kind != "ProposalEvent":
+            return
+        proposal = ProposalView.of(event.proposal)
+        self.proposals_seen += 1
+        signals.emit(signals.proposal_received, self._sender, proposal=proposal)
+        problem = self._problem(proposal)
+        if proposal.state == "Initial":
+            if problem:
+                self._reject(demand_id, proposal, problem)
+            else:
+                self._counter(demand_id, proposal)
+        elif proposal.state == "Draft":
+            # Re-check the provider's answer: its terms may differ from the offer we countered.
+            if problem:
+                self._reject(demand_id, proposal, problem)
+            else:
+                self._drafts[proposal.issuer_id] = proposal
+
+    def _problem(self, proposal: ProposalView) -> Optional[str]:
+        if proposal.issuer_id in self._excluded:
+            return "provider failed this job before"
+        return proposal_problem(proposal, self._market, self._demand.platform)
+
+    def _counter(self, demand_id: str, proposal: ProposalView) -> None:
+        try:
+            counter_id = self._client.market.counter_proposal(demand_id, proposal.proposal_id,
+                                                              self._demand.counter_body())
+        except YagnaError as exc:
+            logger.info("countering proposal %s from %s failed: %s", proposal.proposal_id,
+                        proposal.provider_name or proposal.issuer_id, exc)
+            return
+        signals.emit(signals.proposal_responded, self._sender, proposal=proposal, counter_id=counter_id)
+
+    def _reject(self, demand_id: str, proposal: ProposalView, reason: str) -> None:
+        logger.debug("rejecting proposal %s from %s: %s", proposal.proposal_id,
+                     proposal.provider_name or proposal.issuer_id, reason)
+        try:
+            self._client.market.reject_proposal(demand_id, proposal.proposal_id, {"message": reason})
+        except YagnaError as exc:
+            logger.debug("rejecting proposal %s failed: %s", proposal.proposal_id, exc)
+        signals.emit(signals.proposal_rejected, self._sender, proposal_id=proposal.proposal_id,
+                     reason=reason, by="requestor")
+
+    def _try_drafts(self, token: CancelToken) -> Optional[Signed]:
+        """Try the drafts best score first; a provider that fails to approve is dropped."""
+        while self._drafts:
+            ranked: List[ProposalView] = sorted(self._drafts.values(), key=self._scorer, reverse=True)
+            best = ranked[0]
+            del self._drafts[best.issuer_id]
+            try:
+                agreement_id = sign(self._client, self._blocking, token, best, self._agreement,
+                                    self._app_session_id, self._sender)
+            except (GolemAgreementError, YagnaError) as exc:
+                logger.info("agreement with %s failed: %s", best.provider_name or best.issuer_id, exc)
+                continue
+            return Signed(agreement_id, best)
+        return None
+
+    def _timeout(self, deadline: Deadline) -> GolemTimeoutError:
+        limit = f"{deadline.seconds:g}s"
+        if self.proposals_seen == 0:
+            return GolemTimeoutError(
+                f"no proposal from any provider within {limit} (check the subnet "
+                f"{self._market.resolved_subnet()!r}, the payment platform {self._demand.platform!r} "
+                "and the package constraints)", phase="proposal")
+        return GolemTimeoutError(
+            f"no agreement within {limit}: {self.proposals_seen} proposal(s) seen, none signed",
+            phase="agreement")

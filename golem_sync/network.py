@@ -1,0 +1,231 @@
+"""GolemNetwork: the client every job runs through.
+
+It owns, for its whole life: one yagna client (one pooled HTTP session), a thread pool for jobs, a
+pool for abandonable long polls, one allocation, ONE debit-note poller, ONE invoice poller and ONE
+agreement-event poller (dispatching by agreement id), and the registry of jobs.
+
+Threads: construct and ``init()`` on any thread; ``create_job``, ``get_job_by_id``, ``jobs`` and
+``close`` are safe from any thread. Shared services are created once, lazily, under a lock, the
+first time a job needs them (so ``init()`` costs two cheap calls and no allocation).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+
+import requests
+
+from . import signals
+from .agreement import AgreementWatcher
+from .blocking import Blocking
+from .errors import GolemConfigError, GolemError, GolemUserError, YagnaError
+from .job import Job, JobState
+from .market.demand import DemandSpec, build_demand
+from .options import OptionLayer, PaymentOptions, RunOptions, parse_section
+from .package import Decorations, resolve_package
+from .payment import PaymentProcessor, create_allocation, demand_decorations
+from .yagna.client import YagnaClient
+from .yagna.config import YagnaConfig
+
+__all__ = ["GolemNetwork", "MIN_YAGNA_VERSION"]
+
+logger = logging.getLogger("golem_sync.network")
+
+MIN_YAGNA_VERSION = (0, 13, 2)
+
+
+class _Services:
+    """What jobs share: created once per network on first use, torn down by ``close``."""
+
+    def __init__(self, network: "GolemNetwork", payment: PaymentOptions) -> None:
+        self.client = network.client
+        self.blocking = network._blocking
+        self.app_session_id = network.app_session_id
+        self.requestor_id = network.requestor_id or ""
+        self.platform = payment.platform()
+        self.allocation = create_allocation(self.client, payment, self.requestor_id)
+        signals.emit(signals.allocation_created, network, allocation=self.allocation)
+        self.allocation_decorations = demand_decorations(self.client, self.allocation.allocation_id)
+        self.payments = PaymentProcessor(self.client, payment, self.allocation.allocation_id,
+                                         self.app_session_id, network)
+        self.watcher = AgreementWatcher(self.client, self.app_session_id, poll_sec=payment.event_poll_sec)
+        self.payments.start()
+        self.watcher.start()
+        self._packages: Dict[Any, Decorations] = {}
+        self._lock = threading.Lock()
+        self._registry_session = requests.Session()
+
+    def demand_for(self, options: RunOptions) -> DemandSpec:
+        """The demand for a run (package resolutions are cached: one registry call per image)."""
+        with self._lock:
+            package = self._packages.get(options.package)
+        if package is None:
+            package = resolve_package(options.package, session=self._registry_session)
+            with self._lock:
+                self._packages[options.package] = package
+        return build_demand(package, self.allocation_decorations, options.market, self.platform)
+
+    def stop_pollers(self) -> None:
+        self.payments.stop()
+        self.watcher.stop()
+        self._registry_session.close()
+
+
+class GolemNetwork:
+    """The entry point: connects to yagna and creates jobs.
+
+    Args:
+        yagna: a :class:`YagnaConfig`, a dict of its fields, or ``None`` for the environment
+            (``YAGNA_APPKEY``, ``YAGNA_API_URL``).
+        payment: network-wide payment options (budget, network, filters).
+        market, agreement, package, activity, work, job: default options for every job.
+        max_workers: how many jobs run at once (more wait in the pool's queue).
+    """
+
+    def __init__(self, yagna: Union[YagnaConfig, Mapping[str, Any], None] = None, *,
+                 payment: Any = None, max_workers: int = 16, client: Optional[YagnaClient] = None,
+                 **job_defaults: Any) -> None:
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise GolemConfigError(f"max_workers must be a positive integer, got {max_workers!r}")
+        self._layer = OptionLayer.parse(job_defaults, where="GolemNetwork")
+        self._payment = parse_section(PaymentOptions, payment)
+        if client is None:
+            config = yagna if isinstance(yagna, YagnaConfig) else YagnaConfig.from_env(**dict(yagna or {}))
+            config = _with_pool(config, max_workers)
+            client = YagnaClient(config)
+        self.client = client
+        self.max_workers = max_workers
+        self.app_session_id = str(uuid.uuid4())
+        self.requestor_id: Optional[str] = None
+        self.yagna_version: Optional[str] = None
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="golem-job")
+        self._blocking = Blocking(max_workers * 2 + 2)
+        self._lock = threading.RLock()
+        self._jobs: Dict[str, Job[Any]] = {}
+        self._services_obj: Optional[_Services] = None
+        self._initialized = False
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def init(self) -> "GolemNetwork":
+        """Check yagna's version and read the requestor identity. Idempotent."""
+        with self._lock:
+            if self._closed:
+                raise GolemUserError("this GolemNetwork is closed; create a new one")
+            if self._initialized:
+                return self
+            version = self.client.version.get()
+            self.yagna_version = version.current.version
+            if _version_tuple(self.yagna_version) < MIN_YAGNA_VERSION:
+                raise GolemError(f"yagna {self.yagna_version} is too old; golem_sync needs "
+                                 f"{'.'.join(map(str, MIN_YAGNA_VERSION))} or newer")
+            self.requestor_id = self.client.identity.me().identity
+            self._initialized = True
+            logger.info("connected to yagna %s as %s", self.yagna_version, self.requestor_id)
+            return self
+
+    def is_initialized(self) -> bool:
+        return self._initialized
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Cancel running jobs, settle payments, release the allocation, stop every thread.
+
+        ``timeout`` bounds the wait for outstanding invoices (default ``payment.payment_timeout_sec``).
+        Idempotent.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            running = [job for job in self._jobs.values() if job.is_running()]
+        for job in running:
+            job._token.cancel("the network is closing")
+        for job in running:
+            try:
+                job._wait_done(None, "close")
+            except GolemError:
+                pass
+        self._executor.shutdown(wait=True)
+        services = self._services_obj
+        if services is not None:
+            wait = self._payment.payment_timeout_sec if timeout is None else timeout
+            if not services.payments.wait_for_invoices(wait):
+                logger.warning("%d agreement(s) still without an invoice after %.0fs",
+                               services.payments.outstanding(), wait)
+            services.stop_pollers()
+            try:
+                self.client.payment.release_allocation(services.allocation.allocation_id)
+                signals.emit(signals.allocation_released, self, allocation_id=services.allocation.allocation_id)
+            except YagnaError as exc:
+                logger.warning("could not release allocation %s: %s", services.allocation.allocation_id, exc)
+        self._blocking.shutdown(wait=False)
+        self.client.close()
+
+    def __enter__(self) -> "GolemNetwork":
+        return self.init()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def create_job(self, **options: Any) -> Job[Any]:
+        """A new job with these default options (sections as in ``GolemNetwork``); not started."""
+        layer = OptionLayer.parse(options, where="create_job")
+        with self._lock:
+            self._ensure_open()
+            job: Job[Any] = Job(self, str(uuid.uuid4()), layer)
+            self._jobs[job.id] = job
+        return job
+
+    def get_job_by_id(self, job_id: str) -> Optional[Job[Any]]:
+        """The job with this id, or ``None``."""
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def jobs(self, state: Optional[JobState] = None) -> List[Job[Any]]:
+        """Every job of this network, optionally only those in ``state``."""
+        with self._lock:
+            return [j for j in self._jobs.values() if state is None or j.state is state]
+
+    @property
+    def allocation_id(self) -> Optional[str]:
+        return self._services_obj.allocation.allocation_id if self._services_obj else None
+
+    # -- for Job -----------------------------------------------------------------------------
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise GolemUserError("this GolemNetwork is closed; create a new one")
+        if not self._initialized:
+            raise GolemUserError("GolemNetwork is not initialized: call init() or use it as a context manager")
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._executor.submit(fn, *args)
+
+    def _services(self) -> _Services:
+        with self._lock:
+            if self._services_obj is None:
+                self._services_obj = _Services(self, self._payment)
+            return self._services_obj
+
+    def _job_finished(self, job: Job[Any]) -> None:
+        """Hook for stores and statistics; the in-memory registry keeps the job for lookups."""
+
+
+def _with_pool(config: YagnaConfig, max_workers: int) -> YagnaConfig:
+    """Size the HTTP pool for the job threads, the long-poll threads and the three pollers."""
+    import attrs
+
+    wanted = max_workers * 3 + 8
+    return config if config.pool_size >= wanted else attrs.evolve(config, pool_size=wanted)
+
+
+def _version_tuple(text: str) -> tuple:  # type: ignore[type-arg]
+    numbers = re.findall(r"\d+", text or "")
+    return tuple(int(n) for n in numbers[:3]) if numbers else (0,)

@@ -1,0 +1,308 @@
+"""Options for networks, jobs and single runs: attrs classes that validate at construction.
+
+Options come in sections (``package``, ``market``, ``agreement``, ``activity``, ``work``, ``job``;
+``payment`` is network-wide because one allocation serves every job). Each section is given as its
+attrs class or as a plain dict. Layers merge field by field, later ones winning:
+``GolemNetwork(...)`` < ``create_job(...)`` < ``start_work(...)`` — so a job that sets only
+``package={"min_mem_gib": 2}`` keeps the network's ``image_tag``.
+
+Every bad value raises :class:`~golem_sync.GolemConfigError` naming ``section.option``.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from decimal import Decimal
+from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple, Type, TypeVar
+
+import attrs
+
+from .errors import GolemConfigError
+
+__all__ = [
+    "PackageOptions", "MarketOptions", "AgreementOptions", "ActivityOptions", "WorkOptions",
+    "JobOptions", "PaymentOptions", "RunOptions", "OptionLayer", "merge_layers",
+]
+
+_O = TypeVar("_O")
+
+
+def _where(inst: Any, attribute: "attrs.Attribute[Any]") -> str:
+    return f"{getattr(type(inst), 'section', type(inst).__name__)}.{attribute.name}"
+
+
+def _number(*, minimum: float = 0.0, strict: bool = True, integer: bool = False,
+            optional: bool = False) -> Callable[[Any, "attrs.Attribute[Any]", Any], None]:
+    """A validator for numbers above (``strict``) or at least ``minimum``."""
+
+    def check(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+        if value is None and optional:
+            return
+        kinds: Tuple[type, ...] = (int,) if integer else (int, float, Decimal)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            kind = "an integer" if integer else "a number"
+            raise GolemConfigError(f"{_where(inst, attribute)} must be {kind}"
+                                   f"{' or None' if optional else ''}, got {type(value).__name__} {value!r}")
+        if value < minimum or (strict and value == minimum):
+            bound = f"greater than {minimum:g}" if strict else f"at least {minimum:g}"
+            raise GolemConfigError(f"{_where(inst, attribute)} must be {bound}, got {value!r}")
+
+    return check
+
+
+def _optional_str(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise GolemConfigError(f"{_where(inst, attribute)} must be a non-empty string or None, got {value!r}")
+
+
+def _str(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise GolemConfigError(f"{_where(inst, attribute)} must be a non-empty string, got {value!r}")
+
+
+def _optional_callable(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if value is not None and not callable(value):
+        raise GolemConfigError(f"{_where(inst, attribute)} must be callable, got {type(value).__name__}")
+
+
+def _bool(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, bool):
+        raise GolemConfigError(f"{_where(inst, attribute)} must be True or False, got {value!r}")
+
+
+def _str_tuple(value: Any) -> Any:
+    """Accept a list/tuple/set of strings (or one string) as a tuple; leave anything else to the validator."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return tuple(value)
+    return value
+
+
+def _strings(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
+        raise GolemConfigError(f"{_where(inst, attribute)} must be a list of non-empty strings, got {value!r}")
+
+
+def _callables(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, tuple) or not all(callable(v) for v in value):
+        raise GolemConfigError(f"{_where(inst, attribute)} must be a list of callables, got {value!r}")
+
+
+def _regex(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if value is None:
+        return
+    _optional_str(inst, attribute, value)
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise GolemConfigError(f"{_where(inst, attribute)} is not a valid regular expression: {exc}") from None
+
+
+@attrs.frozen(kw_only=True)
+class PackageOptions:
+    """What the provider must run and on what hardware. One of image_tag/image_hash/manifest is required."""
+
+    section: ClassVar[str] = "package"
+    image_tag: Optional[str] = attrs.field(default=None, validator=_optional_str)
+    image_hash: Optional[str] = attrs.field(default=None, validator=_optional_str)
+    image_url: Optional[str] = attrs.field(default=None, validator=_optional_str)
+    manifest: Optional[str] = attrs.field(default=None, validator=_optional_str)
+    manifest_sig: Optional[str] = attrs.field(default=None, validator=_optional_str)
+    manifest_sig_algorithm: Optional[str] = attrs.field(default=None, validator=_optional_str)
+    manifest_cert: Optional[str] = attrs.field(default=None, validator=_optional_str)
+    engine: str = attrs.field(default="vm", validator=_str)
+    min_mem_gib: float = attrs.field(default=0.5, validator=_number())
+    min_storage_gib: float = attrs.field(default=2.0, validator=_number())
+    min_cpu_threads: int = attrs.field(default=1, validator=_number(integer=True))
+    min_cpu_cores: int = attrs.field(default=1, validator=_number(integer=True))
+    capabilities: Tuple[str, ...] = attrs.field(default=(), converter=_str_tuple, validator=_strings)
+    registry_url: Optional[str] = attrs.field(default=None, validator=_optional_str)
+    use_https: bool = attrs.field(default=False, validator=_bool)
+
+
+@attrs.frozen(kw_only=True)
+class MarketOptions:
+    """The demand and the choice of provider."""
+
+    section: ClassVar[str] = "market"
+    subnet_tag: Optional[str] = attrs.field(default=None, validator=_optional_str)
+    expiration_sec: int = attrs.field(default=1800, validator=_number(integer=True))
+    debit_note_accept_timeout_sec: int = attrs.field(default=120, validator=_number(integer=True))
+    debit_note_interval_sec: int = attrs.field(default=120, validator=_number(integer=True))
+    payment_timeout_sec: int = attrs.field(default=43200, validator=_number(integer=True))
+    offer_poll_sec: float = attrs.field(default=5.0, validator=_number())
+    max_offer_events: int = attrs.field(default=10, validator=_number(integer=True))
+    proposal_filter: Optional[Callable[[Any], bool]] = attrs.field(default=None, validator=_optional_callable)
+    proposal_scorer: Optional[Callable[[Any], float]] = attrs.field(default=None, validator=_optional_callable)
+    allowed_provider_ids: Tuple[str, ...] = attrs.field(default=(), converter=_str_tuple, validator=_strings)
+    denied_provider_ids: Tuple[str, ...] = attrs.field(default=(), converter=_str_tuple, validator=_strings)
+    allowed_provider_names: Tuple[str, ...] = attrs.field(default=(), converter=_str_tuple, validator=_strings)
+    denied_provider_names: Tuple[str, ...] = attrs.field(default=(), converter=_str_tuple, validator=_strings)
+    allowed_name_regex: Optional[str] = attrs.field(default=None, validator=_regex)
+    denied_name_regex: Optional[str] = attrs.field(default=None, validator=_regex)
+    max_start_price: Optional[float] = attrs.field(default=None, validator=_number(strict=False, optional=True))
+    max_cpu_per_sec: Optional[float] = attrs.field(default=None, validator=_number(strict=False, optional=True))
+    max_env_per_sec: Optional[float] = attrs.field(default=None, validator=_number(strict=False, optional=True))
+
+    def resolved_subnet(self) -> str:
+        return self.subnet_tag or os.environ.get("YAGNA_SUBNET") or "public"
+
+
+@attrs.frozen(kw_only=True)
+class AgreementOptions:
+    """Signing agreements."""
+
+    section: ClassVar[str] = "agreement"
+    approval_timeout_sec: float = attrs.field(default=60.0, validator=_number())
+    valid_sec: int = attrs.field(default=3600, validator=_number(integer=True))
+
+
+@attrs.frozen(kw_only=True)
+class ActivityOptions:
+    """Creating activities and executing batches on them."""
+
+    section: ClassVar[str] = "activity"
+    create_timeout_sec: float = attrs.field(default=60.0, validator=_number())
+    execute_timeout_sec: float = attrs.field(default=300.0, validator=_number())
+    result_poll_sec: float = attrs.field(default=5.0, validator=_number())
+    destroy_timeout_sec: float = attrs.field(default=10.0, validator=_number())
+
+
+@attrs.frozen(kw_only=True)
+class WorkOptions:
+    """The worker's context."""
+
+    section: ClassVar[str] = "work"
+    preparing_timeout_sec: float = attrs.field(default=300.0, validator=_number())
+    raise_on_command_error: bool = attrs.field(default=False, validator=_bool)
+    setup: Tuple[Callable[[Any], Any], ...] = attrs.field(default=(), converter=tuple, validator=_callables)
+    teardown: Tuple[Callable[[Any], Any], ...] = attrs.field(default=(), converter=tuple, validator=_callables)
+
+
+@attrs.frozen(kw_only=True)
+class JobOptions:
+    """Limits of a whole job.
+
+    Attributes:
+        startup_timeout_sec: from ``start_work`` until an agreement is approved; ``None`` waits forever.
+        timeout_sec: the whole job, worker included; ``None`` for no limit.
+        max_retries: how many times to try again on a NEW provider when the provider fails
+            (not when the worker itself raises).
+    """
+
+    section: ClassVar[str] = "job"
+    startup_timeout_sec: Optional[float] = attrs.field(default=180.0, validator=_number(optional=True))
+    timeout_sec: Optional[float] = attrs.field(default=None, validator=_number(optional=True))
+    max_retries: int = attrs.field(default=0, validator=_number(strict=False, integer=True))
+
+
+@attrs.frozen(kw_only=True)
+class PaymentOptions:
+    """The network-wide allocation and how debit notes and invoices are accepted."""
+
+    section: ClassVar[str] = "payment"
+    budget: float = attrs.field(default=1.0, validator=_number())
+    driver: str = attrs.field(default="erc20", validator=_str)
+    network: Optional[str] = attrs.field(default=None, validator=_optional_str)
+    token: Optional[str] = attrs.field(default=None, validator=_optional_str)
+    allocation_expiration_sec: int = attrs.field(default=3600, validator=_number(integer=True))
+    debit_note_filter: Optional[Callable[[Any], bool]] = attrs.field(default=None, validator=_optional_callable)
+    invoice_filter: Optional[Callable[[Any], bool]] = attrs.field(default=None, validator=_optional_callable)
+    max_debit_note_amount: Optional[float] = attrs.field(default=None, validator=_number(strict=False, optional=True))
+    max_invoice_amount: Optional[float] = attrs.field(default=None, validator=_number(strict=False, optional=True))
+    event_poll_sec: float = attrs.field(default=5.0, validator=_number())
+    payment_timeout_sec: float = attrs.field(default=60.0, validator=_number(strict=False))
+
+    def resolved_network(self) -> str:
+        return (self.network or os.environ.get("YAGNA_PAYMENT_NETWORK")
+                or os.environ.get("PAYMENT_NETWORK") or "holesky")
+
+    def platform(self) -> str:
+        """The payment platform name, e.g. ``erc20-holesky-tglm``."""
+        network = self.resolved_network()
+        token = self.token or ("glm" if network in ("mainnet", "polygon") else "tglm")
+        return f"{self.driver}-{network}-{token}"
+
+
+_JOB_SECTIONS: Dict[str, Type[Any]] = {
+    cls.section: cls
+    for cls in (PackageOptions, MarketOptions, AgreementOptions, ActivityOptions, WorkOptions, JobOptions)
+}
+
+
+@attrs.frozen(kw_only=True)
+class RunOptions:
+    """Everything one job run needs, after merging network, job and call layers."""
+
+    package: PackageOptions = attrs.Factory(PackageOptions)
+    market: MarketOptions = attrs.Factory(MarketOptions)
+    agreement: AgreementOptions = attrs.Factory(AgreementOptions)
+    activity: ActivityOptions = attrs.Factory(ActivityOptions)
+    work: WorkOptions = attrs.Factory(WorkOptions)
+    job: JobOptions = attrs.Factory(JobOptions)
+
+
+def _partial(cls: Type[Any], value: Any) -> Dict[str, Any]:
+    """The explicitly set fields of one section, validated now (so errors point at the caller)."""
+    section = cls.section
+    if value is None:
+        return {}
+    if isinstance(value, cls):
+        return {f.name: getattr(value, f.name) for f in attrs.fields(cls)
+                if getattr(value, f.name) != _default_of(f)}
+    if not isinstance(value, Mapping):
+        raise GolemConfigError(f"{section} options must be a dict or {cls.__name__}, got {type(value).__name__}")
+    names = [f.name for f in attrs.fields(cls)]
+    for key in value:
+        if key not in names:
+            hint = difflib.get_close_matches(str(key), names, n=1)
+            suggestion = f"; did you mean {section}.{hint[0]}?" if hint else f"; known: {', '.join(names)}"
+            raise GolemConfigError(f"unknown option {section}.{key}{suggestion}")
+    cls(**value)  # validate now, with defaults for what is not given
+    return dict(value)
+
+
+def _default_of(field: "attrs.Attribute[Any]") -> Any:
+    default = field.default
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        return default.factory()  # type: ignore[call-arg]
+    return default
+
+
+@attrs.frozen
+class OptionLayer:
+    """One validated layer of job options (the network's, a job's or a call's)."""
+
+    sections: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any], *, where: str) -> "OptionLayer":
+        """Validate ``{section: dict | attrs instance}``; unknown sections are an error naming ``where``."""
+        sections: Dict[str, Mapping[str, Any]] = {}
+        for name, value in options.items():
+            if name not in _JOB_SECTIONS:
+                known = list(_JOB_SECTIONS)
+                hint = difflib.get_close_matches(name, known, n=1)
+                extra = " (payment options are network-wide: pass them to GolemNetwork)" if name == "payment" else ""
+                suggestion = f"; did you mean {hint[0]!r}?" if hint and not extra else f"; known: {', '.join(known)}"
+                raise GolemConfigError(f"unknown option {name!r} for {where}{extra}{suggestion}")
+            sections[name] = _partial(_JOB_SECTIONS[name], value)
+        return cls(sections)
+
+
+def merge_layers(*layers: OptionLayer) -> RunOptions:
+    """Merge layers field by field (later wins) into complete :class:`RunOptions`."""
+    built: Dict[str, Any] = {}
+    for name, cls in _JOB_SECTIONS.items():
+        merged: Dict[str, Any] = {}
+        for layer in layers:
+            merged.update(layer.sections.get(name, {}))
+        built[name] = cls(**merged)
+    return RunOptions(**built)
+
+
+def parse_section(cls: Type[_O], value: Any) -> _O:
+    """One section from a dict, an instance or None (defaults)."""
+    return cls(**_partial(cls, value))  # type: ignore[call-arg]
