@@ -2,7 +2,30 @@
 
 Nothing here knows about jobs; everything above it talks to yagna only through this package.
 """
+from .activity import ActivityApi, BatchStream
+from .client import YagnaClient
 from .config import DEFAULT_API_URL, YagnaConfig
+from .gsb import GsbApi
+from .identity import IdentityApi
+from .market import MarketApi
+from .net import NetApi
+from .payment import PaymentApi
+from .sse import EventStream
 from .transport import Transport
+from .version import VersionApi
 
-__all__ = ["DEFAULT_API_URL", "YagnaConfig", "Transport"]
+__all__ = [
+    "DEFAULT_API_URL",
+    "YagnaConfig",
+    "Transport",
+    "YagnaClient",
+    "IdentityApi",
+    "VersionApi",
+    "MarketApi",
+    "ActivityApi",
+    "BatchStream",
+    "EventStream",
+    "PaymentApi",
+    "NetApi",
+    "GsbApi",
+]

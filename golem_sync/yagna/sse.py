@@ -1,0 +1,199 @@
+"""A blocking Server-Sent-Events reader over a streaming ``requests.Response``."""
+from __future__ import annotations
+
+import codecs
+import json
+import re
+import logging
+import socket
+import threading
+from typing import Any, Callable, Generic, Iterator, List, Optional, TypeVar
+
+import requests
+
+from ..errors import YagnaProtocolError, YagnaTimeoutError, YagnaUnreachableError
+
+__all__ = ["SseMessage", "iter_sse", "EventStream"]
+
+logger = logging.getLogger("golem_sync.yagna.sse")
+
+T = TypeVar("T")
+
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
+class SseMessage:
+    """One dispatched SSE message: its ``event`` name (default ``"message"``) and ``data``."""
+
+    __slots__ = ("event", "data", "id")
+
+    def __init__(self, event: str, data: str, id: Optional[str]) -> None:
+        self.event = event
+        self.data = data
+        self.id = id
+
+    def __repr__(self) -> str:
+        return f"SseMessage(event={self.event!r}, data={self.data[:60]!r})"
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    """Split a byte stream into lines on CRLF, LF or CR, as the SSE spec says."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    buf = ""
+    pending_cr = False
+    for chunk in chunks:
+        text = decoder.decode(chunk)
+        if not text:
+            continue
+        if pending_cr and text.startswith("\n"):
+            text = text[1:]  # the LF of a CRLF split across two chunks
+        buf += text
+        # A trailing CR already ended its line; remember it so a following LF is not a new line.
+        pending_cr = buf.endswith("\r")
+        *complete, buf = _EOL.split(buf)
+        yield from complete
+    buf += decoder.decode(b"", final=True)
+    if buf:
+        yield buf
+
+
+def iter_sse(chunks: Iterator[bytes]) -> Iterator[SseMessage]:
+    """Parse SSE from raw byte chunks: ``event:``/``data:``/``id:`` fields, ``:`` comments
+    (yagna's ``:ping`` keep-alives) ignored, a blank line dispatches the message."""
+    event = ""
+    data: List[str] = []
+    last_id: Optional[str] = None
+    for line in _lines(chunks):
+        if line == "":
+            if data:
+                yield SseMessage(event or "message", "\n".join(data), last_id)
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            last_id = value
+        # "retry" and unknown fields are ignored, as the spec says.
+    if data:
+        # The stream ended without the final blank line: still deliver what was complete.
+        yield SseMessage(event or "message", "\n".join(data), last_id)
+
+
+class EventStream(Generic[T]):
+    """An iterator of parsed SSE events over one HTTP response, closable from any thread.
+
+    Threads: one consumer thread iterates. :meth:`close` may be called from ANY thread (e.g. a
+    canceller); it shuts the socket down so a read blocked in the consumer returns, and the
+    iteration then simply ends. Use it as a context manager so the response is always closed.
+    """
+
+    def __init__(
+        self,
+        response: requests.Response,
+        parse: Callable[[Any], T],
+        *,
+        event_name: Optional[str] = None,
+        where: str = "",
+    ) -> None:
+        self._response = response
+        self._parse = parse
+        self._event_name = event_name
+        self._where = where
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._iter: Optional[Iterator[T]] = None
+
+    def __repr__(self) -> str:
+        return f"EventStream({self._where!r}, closed={self.closed})"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def __enter__(self) -> "EventStream[T]":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._iter is None:
+            self._iter = self._generate()
+        return next(self._iter)
+
+    def close(self) -> None:
+        """Stop the stream and release the connection. Safe from any thread, idempotent."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+        sock = _socket_of(self._response)
+        if sock is not None:
+            try:
+                # close() alone does not wake a recv() blocked in another thread; shutdown does.
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        try:
+            self._response.close()
+        except Exception:  # closing a half-read response may raise inside urllib3; it is closed anyway
+            logger.debug("error while closing %s", self._where, exc_info=True)
+
+    def _generate(self) -> Iterator[T]:
+        try:
+            for msg in iter_sse(self._chunks()):
+                if self._closed.is_set():
+                    return
+                if self._event_name is not None and msg.event != self._event_name:
+                    logger.debug("%s: skipping SSE event %r", self._where, msg.event)
+                    continue
+                try:
+                    payload = json.loads(msg.data)
+                except ValueError as exc:
+                    raise YagnaProtocolError(
+                        f"{self._where}: SSE data is not JSON: {msg.data[:200]!r}"
+                    ) from exc
+                yield self._parse(payload)
+        finally:
+            self.close()
+
+    def _chunks(self) -> Iterator[bytes]:
+        it = self._response.iter_content(chunk_size=None)
+        while True:
+            try:
+                chunk = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:
+                if self._closed.is_set():
+                    return  # our own close() broke the read: a normal end
+                if isinstance(exc, (requests.exceptions.ConnectionError,)) and "timed out" in str(exc).lower():
+                    raise YagnaTimeoutError(f"{self._where}: no data from yagna in time") from exc
+                raise YagnaUnreachableError(f"{self._where}: the event stream broke: {exc}") from exc
+            if self._closed.is_set():
+                return
+            yield chunk
+
+
+def _socket_of(response: requests.Response) -> Optional[socket.socket]:
+    """The socket under a streaming response, if it can be found (urllib3 1.x and 2.x)."""
+    raw = getattr(response, "raw", None)
+    for path in (("_connection", "sock"), ("connection", "sock"), ("_fp", "fp", "raw", "_sock")):
+        obj: Any = raw
+        for attr in path:
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                break
+        if isinstance(obj, socket.socket):
+            return obj
+    return None
