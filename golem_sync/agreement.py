@@ -16,9 +16,8 @@ import attrs
 
 from . import signals
 from .blocking import Blocking
-from .cancel import CancelToken
-from .errors import (GolemAgreementError, YagnaError, YagnaNotFoundError, YagnaRequestError,
-                     YagnaTimeoutError)
+from .cancel import CancelToken, Deadline
+from .errors import GolemAgreementError, YagnaError, YagnaNotFoundError
 from .market.proposals import ProposalView
 from .options import AgreementOptions
 from .pollers import EventPoller
@@ -65,21 +64,31 @@ def sign(client: YagnaClient, blocking: Blocking, token: CancelToken, proposal: 
     try:
         client.market.confirm_agreement(agreement_id, app_session_id=app_session_id)
         signals.emit(signals.agreement_confirmed, sender, agreement_id=agreement_id)
-        try:
-            blocking.call(token, client.market.wait_for_approval, agreement_id, options.approval_timeout_sec)
-        except YagnaTimeoutError:
-            raise GolemAgreementError(
-                f"provider {proposal.provider_name or proposal.issuer_id} did not approve agreement "
-                f"{agreement_id} within {options.approval_timeout_sec:g}s") from None
-        except (YagnaNotFoundError, YagnaRequestError) as exc:
-            raise GolemAgreementError(
-                f"provider {proposal.provider_name or proposal.issuer_id} did not approve agreement "
-                f"{agreement_id}: {exc.detail or exc}") from exc
+        _await_approval(client, blocking, token, proposal, agreement_id, options.approval_timeout_sec)
     except BaseException:
         release(client, agreement_id, "Agreement not approved in time" if not token.cancelled else "Cancelled")
         raise
     signals.emit(signals.agreement_approved, sender, agreement_id=agreement_id, provider=proposal.provider_name)
     return agreement_id
+
+
+def _await_approval(client: YagnaClient, blocking: Blocking, token: CancelToken, proposal: ProposalView,
+                    agreement_id: str, limit: float) -> None:
+    """Wait (in slices, so a cancel is heard) until the provider approves, refuses, or ``limit`` runs out."""
+    who = proposal.provider_name or proposal.issuer_id
+    deadline = Deadline(limit)
+    while True:
+        try:
+            state = blocking.call(token, client.market.wait_for_approval, agreement_id,
+                                  max(0.1, deadline.cap(limit)))
+        except YagnaError as exc:
+            raise GolemAgreementError(f"waiting for {who} to approve agreement {agreement_id} failed: {exc}") from exc
+        if state == "Approved":
+            return
+        if state != "Pending":
+            raise GolemAgreementError(f"provider {who} did not approve agreement {agreement_id}: {state}")
+        if deadline.expired:
+            raise GolemAgreementError(f"provider {who} did not approve agreement {agreement_id} within {limit:g}s")
 
 
 def release(client: YagnaClient, agreement_id: str, message: str, *, success: bool = True) -> str:

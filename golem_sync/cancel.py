@@ -67,7 +67,11 @@ class CancelToken:
     def child(self) -> "CancelToken":
         """A token cancelled with this one (with the same reason) that can also be cancelled alone."""
         child = CancelToken()
-        remove = self.on_cancel(lambda: child.cancel(self._reason))
+
+        def propagate() -> None:
+            child.cancel(self._reason)
+
+        remove = self.on_cancel(propagate)
         child.on_cancel(remove)
         return child
 

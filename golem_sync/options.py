@@ -14,7 +14,7 @@ import difflib
 import os
 import re
 from decimal import Decimal
-from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple, Type, TypeVar
+from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple, Type, TypeVar, cast
 
 import attrs
 
@@ -44,7 +44,8 @@ def _number(*, minimum: float = 0.0, strict: bool = True, integer: bool = False,
             kind = "an integer" if integer else "a number"
             raise GolemConfigError(f"{_where(inst, attribute)} must be {kind}"
                                    f"{' or None' if optional else ''}, got {type(value).__name__} {value!r}")
-        if value < minimum or (strict and value == minimum):
+        number = float(cast(float, value))
+        if number < minimum or (strict and number == minimum):
             bound = f"greater than {minimum:g}" if strict else f"at least {minimum:g}"
             raise GolemConfigError(f"{_where(inst, attribute)} must be {bound}, got {value!r}")
 
@@ -265,9 +266,9 @@ def _partial(cls: Type[Any], value: Any) -> Dict[str, Any]:
 
 
 def _default_of(field: "attrs.Attribute[Any]") -> Any:
-    default = field.default
+    default: Any = field.default
     if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-        return default.factory()  # type: ignore[call-arg]
+        return default.factory()
     return default
 
 
@@ -305,4 +306,4 @@ def merge_layers(*layers: OptionLayer) -> RunOptions:
 
 def parse_section(cls: Type[_O], value: Any) -> _O:
     """One section from a dict, an instance or None (defaults)."""
-    return cls(**_partial(cls, value))  # type: ignore[call-arg]
+    return cls(**_partial(cls, value))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from decimal import Decimal
 from typing import Any, Callable, Dict, Optional
 
@@ -23,6 +24,7 @@ from ..errors import YagnaError
 from ..options import PaymentOptions
 from ..pollers import EventPoller
 from ..yagna.client import YagnaClient
+from ..yagna.models import Rejection
 
 __all__ = ["PaymentProcessor"]
 
@@ -92,10 +94,10 @@ class PaymentProcessor:
 
     def wait_for_invoices(self, timeout: float) -> bool:
         """Wait until every ended agreement is invoiced and handled; False if time ran out."""
-        end = dt.datetime.now().timestamp() + timeout
+        end = time.monotonic() + timeout
         with self._cond:
             while any(a.ended and not a.invoiced for a in self._accounts.values()):
-                left = end - dt.datetime.now().timestamp()
+                left = end - time.monotonic()
                 if left <= 0:
                     return False
                 self._cond.wait(left)
@@ -119,7 +121,8 @@ class PaymentProcessor:
         signals.emit(signals.debit_note_received, sender, debit_note=note)
         reason = self._debit_note_problem(note, account)
         if reason:
-            self._reject("debit note", note.debit_note_id, self._client.payment.reject_debit_note, reason)
+            self._reject("debit note", note.debit_note_id, self._client.payment.reject_debit_note, reason,
+                         unknown=account is None)
             signals.emit(signals.debit_note_rejected, sender, debit_note=note, reason=reason)
             return
         try:
@@ -154,7 +157,8 @@ class PaymentProcessor:
         signals.emit(signals.invoice_received, sender, invoice=invoice)
         reason = self._invoice_problem(invoice, account)
         if reason:
-            self._reject("invoice", invoice.invoice_id, self._client.payment.reject_invoice, reason)
+            self._reject("invoice", invoice.invoice_id, self._client.payment.reject_invoice, reason,
+                         unknown=account is None)
             signals.emit(signals.invoice_rejected, sender, invoice=invoice, reason=reason)
             self._settle(invoice.agreement_id, None)
             return
@@ -187,9 +191,10 @@ class PaymentProcessor:
             self._cond.notify_all()
 
     @staticmethod
-    def _reject(what: str, doc_id: str, reject: Callable[..., Any], reason: str) -> None:
+    def _reject(what: str, doc_id: str, reject: Callable[..., Any], reason: str, *, unknown: bool) -> None:
         logger.info("rejecting %s %s: %s", what, doc_id, reason)
+        code = "UNSOLICITED_SERVICE" if unknown else "INCORRECT_AMOUNT"
         try:
-            reject(doc_id, reason)
+            reject(doc_id, Rejection(reason=code, message=reason))
         except YagnaError as exc:
             logger.warning("rejecting %s %s failed: %s", what, doc_id, exc)

@@ -1,0 +1,71 @@
+"""Cancellation wakes every wait at once, without polling."""
+import threading
+import time
+
+import pytest
+
+from golem_sync import GolemCancelledError, GolemTimeoutError
+from golem_sync.blocking import Blocking
+from golem_sync.cancel import CancelToken, Inbox
+
+
+def _cancel_later(token, delay=0.05):
+    threading.Timer(delay, token.cancel, args=("stop",)).start()
+
+
+def test_inbox_get_wakes_on_cancel():
+    token, inbox = CancelToken(), Inbox()
+    _cancel_later(token)
+    started = time.monotonic()
+    with pytest.raises(GolemCancelledError, match="stop"):
+        inbox.get(token, timeout=10)
+    assert time.monotonic() - started < 1.0
+
+
+def test_inbox_times_out_naming_the_phase():
+    with pytest.raises(GolemTimeoutError) as info:
+        Inbox().get(CancelToken(), timeout=0.05, phase="proposal")
+    assert info.value.phase == "proposal"
+
+
+def test_inbox_delivers_in_order():
+    token, inbox = CancelToken(), Inbox()
+    inbox.put(1)
+    inbox.put(2)
+    assert [inbox.get(token, 1), inbox.get(token, 1)] == [1, 2]
+
+
+def test_child_token_follows_parent_but_not_the_reverse():
+    parent = CancelToken()
+    child = parent.child()
+    other = parent.child()
+    other.cancel("only me")
+    assert not parent.cancelled and not child.cancelled
+    parent.cancel("all")
+    assert child.cancelled and child.reason == "all"
+
+
+def test_blocking_call_returns_result_or_stops_waiting_on_cancel():
+    pool = Blocking(2)
+    try:
+        token = CancelToken()
+        assert pool.call(token, lambda x: x * 2, 21) == 42
+        release = threading.Event()
+        _cancel_later(token)
+        started = time.monotonic()
+        with pytest.raises(GolemCancelledError):
+            pool.call(token, release.wait, 10)
+        assert time.monotonic() - started < 1.0
+        release.set()
+    finally:
+        pool.shutdown()
+
+
+def test_callbacks_run_once_and_late_registration_runs_at_once():
+    token = CancelToken()
+    calls = []
+    token.on_cancel(lambda: calls.append("a"))
+    assert token.cancel() is True
+    assert token.cancel() is False
+    token.on_cancel(lambda: calls.append("late"))
+    assert calls == ["a", "late"]
