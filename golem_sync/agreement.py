@@ -128,8 +128,9 @@ class AgreementWatcher:
     def start(self) -> None:
         self._poller.start()
 
-    def stop(self) -> None:
-        self._poller.stop()
+    @property
+    def poller(self) -> EventPoller:
+        return self._poller
 
     def watch(self, lease: AgreementLease, sender: Any) -> None:
         with self._lock:

@@ -70,8 +70,12 @@ class _Services:
         return build_demand(package, self.allocation_decorations, options.market, self.platform)
 
     def stop_pollers(self) -> None:
-        self.payments.stop()
-        self.watcher.stop()
+        """Stop the three pollers together: each may be inside one long poll, so join them in parallel."""
+        pollers = [*self.payments.pollers, self.watcher.poller]
+        for poller in pollers:
+            poller.request_stop()
+        for poller in pollers:
+            poller.join()
         self._registry_session.close()
 
 
@@ -163,7 +167,7 @@ class GolemNetwork:
                 signals.emit(signals.allocation_released, self, allocation_id=services.allocation.allocation_id)
             except YagnaError as exc:
                 logger.warning("could not release allocation %s: %s", services.allocation.allocation_id, exc)
-        self._blocking.shutdown(wait=False)
+        self._blocking.shutdown(wait=True)
         self.client.close()
 
     def __enter__(self) -> "GolemNetwork":

@@ -213,7 +213,8 @@ class PaymentOptions:
     invoice_filter: Optional[Callable[[Any], bool]] = attrs.field(default=None, validator=_optional_callable)
     max_debit_note_amount: Optional[float] = attrs.field(default=None, validator=_number(strict=False, optional=True))
     max_invoice_amount: Optional[float] = attrs.field(default=None, validator=_number(strict=False, optional=True))
-    event_poll_sec: float = attrs.field(default=5.0, validator=_number())
+    # Long-poll length of the network's three event pollers; close() waits out at most one.
+    event_poll_sec: float = attrs.field(default=2.0, validator=_number())
     payment_timeout_sec: float = attrs.field(default=60.0, validator=_number(strict=False))
 
     def resolved_network(self) -> str:

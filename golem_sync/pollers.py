@@ -41,11 +41,19 @@ class EventPoller:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def stop(self, timeout: Optional[float] = None) -> None:
-        """Ask the loop to end and wait for it (default: one poll plus a margin)."""
+    def request_stop(self) -> None:
+        """Ask the loop to end after the poll in flight; returns at once."""
         self._stop.set()
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Wait for the loop to end (default: one poll plus a margin)."""
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(self._poll_sec + 10.0 if timeout is None else timeout)
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """``request_stop`` then ``join``. To stop several pollers, request all first, then join."""
+        self.request_stop()
+        self.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():

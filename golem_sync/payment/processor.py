@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from decimal import Decimal
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import attrs
 
@@ -70,9 +70,9 @@ class PaymentProcessor:
         for poller in self._pollers:
             poller.start()
 
-    def stop(self) -> None:
-        for poller in self._pollers:
-            poller.stop()
+    @property
+    def pollers(self) -> List[EventPoller]:
+        return list(self._pollers)
 
     # -- bookkeeping (any thread) --------------------------------------------------------------
 
