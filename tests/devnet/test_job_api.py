@@ -11,7 +11,7 @@ import pytest
 from golem_sync import (GolemCancelledError, GolemConfigError, GolemNetwork, GolemTimeoutError,
                         GolemUserError, GolemWorkError, JobState, signals)
 
-from .hygiene import YagnaProbe
+from hygiene import YagnaProbe  # tests/devnet is on sys.path (pytest rootdir-relative import)
 
 pytestmark = pytest.mark.devnet
 
@@ -81,7 +81,15 @@ def golem(golem_devnet, probe, recorder):
     probe.assert_clean(recorder.ids("agreement-created", "agreement_id"),
                        recorder.ids("activity-created", "activity_id"),
                        network.allocation_id, invoiced=approved)
-    assert [t.name for t in threading.enumerate() if t.name.startswith("golem-")] == []
+    assert requestor_threads() == []
+
+
+REQUESTOR_THREADS = ("golem-job", "golem-io", "golem-agreement-events", "golem-debit-note-events",
+                     "golem-invoice-events")
+
+
+def requestor_threads() -> List[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(REQUESTOR_THREADS)]
 
 
 def echo(ctx):
