@@ -19,13 +19,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import attrs
 
 from ..errors import GolemConfigError, GolemError, GolemUserError
 from .chain import DEV_ACCOUNTS, AnvilChain
 from .registry import RegistryStandIn
+from .tools import ensure_anvil
 from .yagna import YagnaNode
 
 # The provider agent (branch devnet-provider) is imported lazily: a devnet with providers=0
@@ -111,7 +112,7 @@ class DevnetInfo:
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready dict (contains the app keys: keep it in a private file)."""
-        return attrs.asdict(self, recurse=True, retain_collection_types=False)
+        return attrs.asdict(self, recurse=True)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DevnetInfo":
@@ -259,18 +260,25 @@ class Devnet:
     def __exit__(self, *exc: object) -> None:
         self.down()
 
-    def up(self, *, timeout: float = 60.0) -> DevnetInfo:
-        """Start everything; return the connection settings. On failure, stop what started and raise."""
+    def up(self, *, timeout: float = 60.0, progress: Optional[Callable[[str], None]] = None) -> DevnetInfo:
+        """Start everything; return the connection settings. On failure, stop what started and raise.
+
+        ``progress`` receives one-line messages as phases start (the first run installs anvil).
+        ``timeout`` bounds the whole bring-up, not counting a first-run tool install.
+        """
         with self._lock:
             if self._info is not None:
                 raise GolemUserError("the devnet is already up")
             try:
-                return self._up(timeout)
+                return self._up(timeout, progress or (lambda msg: None))
             except BaseException:
                 self.down()
                 raise
 
-    def _up(self, timeout: float) -> DevnetInfo:
+    def _up(self, timeout: float, progress: Callable[[str], None]) -> DevnetInfo:
+        specs = self._specs()
+        # Before the clock starts: a first-run npm install may take a while.
+        anvil = ensure_anvil(progress)
         started = time.monotonic()
         deadline = started + timeout
         mark = [started]
@@ -281,16 +289,17 @@ class Devnet:
             self.timings[name] = round(now - mark[0], 3)
             mark[0] = now
 
-        specs = self._specs()
         state = self._prepare_state_dir()
 
-        self._chain = AnvilChain(log_path=state / "anvil.log")
+        progress(f"starting chain (anvil) in {state}")
+        self._chain = AnvilChain(log_path=state / "anvil.log", anvil_path=anvil)
         self._chain.start(timeout=max(1.0, deadline - time.monotonic()))
         requestor = DEV_ACCOUNTS[0]
         token = self._chain.deploy_token()
         self._chain.mint(token, requestor.address, REQUESTOR_TOKENS * 10**18)
         phase("chain")
 
+        progress("starting yagna")
         self._node = YagnaNode(
             state / "yagna",
             requestor_secret=requestor.private_key,
@@ -302,6 +311,8 @@ class Devnet:
         phase("yagna")
 
         providers: List[ProviderInfo] = []
+        if specs:
+            progress(f"adding {len(specs)} provider identities, restarting yagna")
         for i, spec in enumerate(specs):
             ident = self._node.add_identity(f"provider-{i + 1}", DEV_ACCOUNTS[i + 1].private_key, f"provider-{i + 1}")
             providers.append(ProviderInfo(name=spec.name, node_id=ident.node_id, app_key=ident.app_key))
@@ -315,6 +326,7 @@ class Devnet:
         phase("registry")
 
         if specs:
+            progress(f"starting {len(specs)} provider agents")
             agent_cls = _provider_module().ProviderAgent
             for i, (spec, prov) in enumerate(zip(specs, providers)):
                 work_root = state / "providers" / f"{i + 1}-{_safe_name(spec.name)}"
