@@ -1,0 +1,486 @@
+"""The devnet provider agent: one provider identity on the devnet's yagna node.
+
+It does what ya-provider does, over REST with the provider's own app key (plain ``requests``, never
+golem_sync's requestor client, so the devnet stays an independent check of that client):
+publishes an offer, negotiates, approves agreements, starts an exe-unit emulator per activity,
+sends debit notes and an invoice, and can misbehave on purpose (:class:`ProviderFaults`).
+
+Exe-units run commands on the host, unsandboxed: this is a test network.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import attrs
+
+from .exeunit import ExeUnit
+from .provider_activity import ActivityWatcher
+from .provider_market import AgreementWatcher, OfferNegotiator
+from .provider_payments import issue_debit_note, issue_invoice
+from .provider_rest import ProviderApiError, ProviderRest
+from .provider_scheduler import Scheduler
+from .provider_spec import (
+    DEBIT_NOTE_INTERVAL,
+    PAYMENT_TIMEOUT,
+    USAGE_VECTOR,
+    ProviderFaults,
+    ProviderSpec,
+    build_offer,
+    price,
+)
+
+__all__ = [
+    "ProviderAgent",
+    "ProviderSpec",
+    "ProviderFaults",
+    "AgreementInfo",
+    "ActivityInfo",
+    "DebitNoteInfo",
+    "InvoiceInfo",
+]
+
+logger = logging.getLogger("golem_sync.devnet.provider")
+
+#: Shortest debit-note period the agent uses unless a fault asks for less (protects yagna and logs).
+MIN_DEBIT_NOTE_INTERVAL = 1.0
+
+
+@attrs.frozen
+class AgreementInfo:
+    """A snapshot of one agreement this provider was asked to approve.
+
+    ``state`` is ``"Pending"`` (not approved yet), ``"Approved"`` or ``"Terminated"``;
+    ``terminated_by`` is ``"Requestor"``/``"Provider"`` as yagna reported it (on a single node
+    yagna reports ``"Provider"`` for both).
+    """
+
+    agreement_id: str
+    state: str
+    requestor_id: str
+    terminated_by: Optional[str]
+    activity_ids: Tuple[str, ...]
+    invoice_id: Optional[str]
+    properties: Mapping[str, Any] = attrs.field(repr=False)
+
+
+@attrs.frozen
+class ActivityInfo:
+    """A snapshot of one activity: ``state`` is ``"Running"``, ``"Stopped"`` or ``"Failed"``."""
+
+    activity_id: str
+    agreement_id: str
+    state: str
+    work_dir: Path
+    debit_note_ids: Tuple[str, ...]
+
+
+@attrs.frozen
+class DebitNoteInfo:
+    """A debit note this provider issued and sent. ``sent_at`` is ``time.monotonic()``."""
+
+    debit_note_id: str
+    agreement_id: str
+    activity_id: str
+    amount: Decimal
+    usage: Tuple[float, ...]
+    sent_at: float
+
+
+@attrs.frozen
+class InvoiceInfo:
+    """An invoice this provider issued and sent."""
+
+    invoice_id: str
+    agreement_id: str
+    activity_ids: Tuple[str, ...]
+    amount: Decimal
+
+
+class _Agreement:
+    def __init__(self, agreement_id: str, requestor_id: str, properties: Mapping[str, Any]) -> None:
+        self.agreement_id = agreement_id
+        self.requestor_id = requestor_id
+        self.properties = dict(properties)  # the agreed offer side: negotiated values live here
+        self.state = "Pending"
+        self.terminated_by: Optional[str] = None
+        self.activity_ids: List[str] = []
+        self.invoice_id: Optional[str] = None
+        self.terminate_scheduled = False
+
+
+class _Activity:
+    def __init__(self, activity_id: str, agreement_id: str, work_dir: Path, exeunit: Any) -> None:
+        self.activity_id = activity_id
+        self.agreement_id = agreement_id
+        self.work_dir = work_dir
+        self.exeunit = exeunit
+        self.state = "Running"
+        self.last_amount = Decimal(0)  # what the last debit note asked: the invoice never goes lower
+        self.final_usage: Optional[List[float]] = None
+        self.debit_note_ids: List[str] = []
+
+
+class ProviderAgent:
+    """A provider agent for one provider identity of the devnet's yagna node.
+
+    Threads (all daemon threads, started by :meth:`start`, joined by :meth:`stop`):
+        - ``<name>-market``: offer events; counters proposals; spawns ``<name>-approve-*`` threads.
+        - ``<name>-agreements``: agreement events; on termination stops that agreement's exe-units.
+        - ``<name>-activity``: activity events; creates and stops exe-units.
+        - ``<name>-payments``: debit notes, invoices, provider-side terminations (one at a time).
+    Agent state (agreements, activities, documents) is guarded by one lock; the read-only
+    introspection methods and :meth:`wait_for` are safe from any thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        spec: ProviderSpec,
+        api_url: str,
+        app_key: str,
+        node_id: str,
+        gsb_url: str,
+        subnet: str,
+        payment_platform: str = "erc20-holesky-tglm",
+        work_root: Path,
+        poll_timeout: float = 2.0,
+        exeunit_factory: Optional[Callable[..., Any]] = None,
+    ) -> None:
+        if not isinstance(spec, ProviderSpec):
+            raise TypeError(f"spec must be a ProviderSpec, got {spec!r}")
+        self.spec = spec
+        self.node_id = node_id.lower()
+        self.subnet = subnet
+        self.payment_platform = payment_platform
+        self.work_root = Path(work_root)
+        self._gsb_url = gsb_url
+        self._poll_timeout = poll_timeout
+        self._exeunit_factory: Callable[..., Any] = exeunit_factory or ExeUnit
+        self._rest = ProviderRest(api_url, app_key)
+        self._label = spec.name
+        self._stop = threading.Event()
+        self._cond = threading.Condition(threading.RLock())
+        self._agreements: Dict[str, _Agreement] = {}
+        self._activities: Dict[str, _Activity] = {}
+        self._debit_notes: List[DebitNoteInfo] = []
+        self._invoices: List[InvoiceInfo] = []
+        self._threads: List[threading.Thread] = []
+        self._started = False
+        self.offer = build_offer(spec, node_id=self.node_id, subnet=subnet, payment_platform=payment_platform)
+        self._scheduler = Scheduler(self._label)
+        self._negotiator = OfferNegotiator(
+            self._rest, offer=self.offer, node_id=self.node_id, faults=spec.faults, stop=self._stop,
+            on_agreement=self._on_agreement, on_approved=self._on_approved,
+            poll_timeout=poll_timeout, label=self._label,
+        )
+        self._agreement_watcher = AgreementWatcher(
+            self._rest, stop=self._stop, is_ours=self._is_ours, on_terminated=self._on_terminated,
+            poll_timeout=poll_timeout, label=self._label,
+        )
+        self._activity_watcher = ActivityWatcher(
+            self._rest, stop=self._stop, on_create=self._on_create, on_destroy=self._on_destroy,
+            poll_timeout=poll_timeout, label=self._label,
+        )
+
+    def __repr__(self) -> str:
+        return f"ProviderAgent(name={self.spec.name!r}, node_id={self.node_id!r})"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Publish the offer and start the agent's threads. Call once."""
+        if self._started:
+            raise RuntimeError(f"{self!r} was already started")
+        self._started = True
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        # Watchers start before the offer exists so no event of the first agreement is missed.
+        for name, target in (("agreements", self._agreement_watcher.run),
+                             ("activity", self._activity_watcher.run),
+                             ("payments", self._scheduler.run)):
+            self._spawn(name, target)
+        try:
+            self._negotiator.subscribe()
+        except Exception:
+            self.stop()
+            raise
+        self._spawn("market", self._negotiator.run)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Withdraw the offer, stop every exe-unit and join the threads (within ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        self._stop.set()
+        self._negotiator.unsubscribe()
+        self._scheduler.stop()
+        with self._cond:
+            running = [a for a in self._activities.values() if a.state == "Running"]
+        for activity in running:
+            self._stop_exeunit(activity, "provider agent stopped")
+        left = lambda: max(0.0, deadline - time.monotonic())  # noqa: E731
+        for thread in self._threads:
+            thread.join(left())
+        self._negotiator.join_approvers(left)
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            logger.warning("%s: threads still running after stop: %s", self._label, ", ".join(alive))
+        self._rest.close()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"{self._label}-{name}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    # -- introspection (any thread) ------------------------------------------------------------
+
+    @property
+    def offer_id(self) -> Optional[str]:
+        """The offer's subscription id while it is published."""
+        return self._negotiator.subscription_id
+
+    def agreements(self) -> List[AgreementInfo]:
+        with self._cond:
+            return [
+                AgreementInfo(a.agreement_id, a.state, a.requestor_id, a.terminated_by,
+                              tuple(a.activity_ids), a.invoice_id, dict(a.properties))
+                for a in self._agreements.values()
+            ]
+
+    def activities(self) -> List[ActivityInfo]:
+        with self._cond:
+            return [
+                ActivityInfo(a.activity_id, a.agreement_id, a.state, a.work_dir, tuple(a.debit_note_ids))
+                for a in self._activities.values()
+            ]
+
+    def debit_notes(self) -> List[DebitNoteInfo]:
+        with self._cond:
+            return list(self._debit_notes)
+
+    def invoices(self) -> List[InvoiceInfo]:
+        with self._cond:
+            return list(self._invoices)
+
+    def exeunit(self, activity_id: str) -> Any:
+        """The exe-unit emulator serving one activity (``None`` if unknown)."""
+        with self._cond:
+            activity = self._activities.get(activity_id)
+            return activity.exeunit if activity else None
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate()`` is true (re-checked on every state change); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(predicate, timeout)
+
+    # -- market callbacks ----------------------------------------------------------------------
+
+    def _is_ours(self, agreement_id: str) -> bool:
+        with self._cond:
+            return agreement_id in self._agreements
+
+    def _on_agreement(self, agreement: Mapping[str, Any]) -> None:
+        offer = agreement.get("offer") or {}
+        demand = agreement.get("demand") or {}
+        record = _Agreement(
+            str(agreement["agreementId"]),
+            str(demand.get("requestorId", "")),
+            offer.get("properties") or self.offer["properties"],
+        )
+        with self._cond:
+            self._agreements.setdefault(record.agreement_id, record)
+            self._cond.notify_all()
+
+    def _on_approved(self, agreement_id: str) -> None:
+        with self._cond:
+            agreement = self._agreements.get(agreement_id)
+            if agreement is not None and agreement.state == "Pending":
+                agreement.state = "Approved"
+            self._cond.notify_all()
+
+    def _on_terminated(self, agreement_id: str, reason: Optional[Mapping[str, Any]], terminator: str) -> None:
+        """Agreement over (either side): stop its exe-units (golem-js never destroys them), invoice it."""
+        with self._cond:
+            agreement = self._agreements.get(agreement_id)
+            if agreement is None or agreement.state == "Terminated":
+                return
+            agreement.state = "Terminated"
+            agreement.terminated_by = terminator or None
+            running = [self._activities[i] for i in agreement.activity_ids
+                       if self._activities[i].state == "Running"]
+            self._cond.notify_all()
+        message = (reason or {}).get("message") or "agreement terminated"
+        for activity in running:
+            self._stop_exeunit(activity, f"agreement terminated: {message}")
+        self._scheduler.schedule(0.0, lambda: self._send_invoice(agreement_id))
+
+    # -- activity callbacks --------------------------------------------------------------------
+
+    def _on_create(self, activity_id: str, agreement_id: str) -> None:
+        with self._cond:
+            agreement = self._agreements.get(agreement_id)
+            if agreement is None or agreement.state != "Approved":
+                logger.debug("%s: CreateActivity %s for foreign agreement %s", self._label,
+                             activity_id, agreement_id)
+                return
+            if activity_id in self._activities:
+                return
+        work_dir = self.work_root / activity_id
+        work_dir.mkdir(parents=True, exist_ok=True)
+        exeunit = self._exeunit_factory(
+            gsb_url=self._gsb_url, activity_id=activity_id, agreement_id=agreement_id,
+            work_dir=work_dir, usage_vector=list(USAGE_VECTOR), faults=self.spec.faults.exeunit,
+        )
+        activity = _Activity(activity_id, agreement_id, work_dir, exeunit)
+        with self._cond:
+            self._activities[activity_id] = activity
+            agreement.activity_ids.append(activity_id)
+            schedule_terminate = (self.spec.faults.terminate_agreement_after is not None
+                                  and not agreement.terminate_scheduled)
+            agreement.terminate_scheduled = agreement.terminate_scheduled or schedule_terminate
+        try:
+            exeunit.start()
+        except Exception as exc:
+            logger.exception("%s: exe-unit for activity %s failed to start", self._label, activity_id)
+            with self._cond:
+                activity.state = "Failed"
+                self._cond.notify_all()
+            self._set_terminated_over_rest(activity_id, f"exe-unit failed to start: {exc}")
+            return
+        logger.info("%s: activity %s started (agreement %s)", self._label, activity_id, agreement_id)
+        with self._cond:
+            self._cond.notify_all()
+        self._scheduler.schedule(self._debit_note_interval(agreement), lambda: self._send_debit_note(activity_id))
+        after = self.spec.faults.terminate_agreement_after
+        if schedule_terminate and after is not None:
+            self._scheduler.schedule(after, lambda: self._terminate_agreement(agreement_id))
+
+    def _on_destroy(self, activity_id: str, agreement_id: str) -> None:
+        with self._cond:
+            activity = self._activities.get(activity_id)
+        if activity is None:
+            return
+        self._stop_exeunit(activity, "activity destroyed by the requestor")
+        logger.info("%s: activity %s destroyed", self._label, activity_id)
+
+    def _stop_exeunit(self, activity: _Activity, reason: str) -> None:
+        """Record the final usage and stop the exe-unit (sets the activity Terminated in yagna)."""
+        with self._cond:
+            if activity.state != "Running":
+                return
+            activity.state = "Stopped"
+        try:
+            activity.final_usage = [float(u) for u in activity.exeunit.usage()]
+        except Exception:
+            logger.exception("%s: reading the usage of %s failed", self._label, activity.activity_id)
+        try:
+            activity.exeunit.stop(reason)
+        except Exception:
+            logger.exception("%s: stopping the exe-unit of %s failed", self._label, activity.activity_id)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _set_terminated_over_rest(self, activity_id: str, message: str) -> None:
+        body = {"state": ["Terminated", None], "reason": "exe-unit failure", "errorMessage": message}
+        try:
+            self._rest.call("PUT", "activity", f"/activity/{activity_id}/state", json=body)
+        except ProviderApiError as exc:
+            logger.warning("%s: marking activity %s Terminated failed: %s", self._label, activity_id, exc)
+
+    # -- payments thread -----------------------------------------------------------------------
+
+    def _coeffs(self, agreement: _Agreement) -> Sequence[float]:
+        coeffs = agreement.properties.get("golem.com.pricing.model.linear.coeffs")
+        if isinstance(coeffs, list) and len(coeffs) == len(USAGE_VECTOR) + 1:
+            return [float(c) for c in coeffs]
+        return self.spec.coeffs
+
+    def _debit_note_interval(self, agreement: _Agreement) -> float:
+        forced = self.spec.faults.debit_note_interval
+        if forced is not None:
+            return forced
+        negotiated = agreement.properties.get(DEBIT_NOTE_INTERVAL)
+        if isinstance(negotiated, (int, float)) and not isinstance(negotiated, bool):
+            return max(MIN_DEBIT_NOTE_INTERVAL, float(negotiated))
+        return float(self.spec.debit_note_interval_sec)
+
+    @staticmethod
+    def _exeunit_dead(activity: _Activity) -> bool:
+        # A crashed exe-unit (fault) reports no usage any more: a real provider stops billing it.
+        state = getattr(activity.exeunit, "state", None)
+        return "terminated" in str(getattr(state, "value", state)).lower()
+
+    def _send_debit_note(self, activity_id: str) -> None:
+        with self._cond:
+            activity = self._activities.get(activity_id)
+            if activity is None or activity.state != "Running" or self._stop.is_set():
+                return
+            agreement = self._agreements[activity.agreement_id]
+            if agreement.state != "Approved" or self._exeunit_dead(activity):
+                return
+            interval = self._debit_note_interval(agreement)
+            coeffs = self._coeffs(agreement)
+            timeout = agreement.properties.get(PAYMENT_TIMEOUT)
+        try:
+            usage = [float(u) for u in activity.exeunit.usage()]
+            amount = max(price(coeffs, usage), activity.last_amount)
+            due_in = float(timeout) if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) else None
+            note_id = issue_debit_note(
+                self._rest, agreement_id=activity.agreement_id, activity_id=activity_id,
+                amount=amount, usage=usage, payment_due_in=due_in,
+            )
+        except ProviderApiError as exc:
+            logger.warning("%s: debit note for %s failed: %s", self._label, activity_id, exc)
+        else:
+            info = DebitNoteInfo(note_id, activity.agreement_id, activity_id, amount, tuple(usage), time.monotonic())
+            with self._cond:
+                activity.last_amount = amount
+                activity.debit_note_ids.append(note_id)
+                self._debit_notes.append(info)
+                self._cond.notify_all()
+            logger.debug("%s: debit note %s for %s: %s", self._label, note_id, activity_id, amount)
+        self._scheduler.schedule(interval, lambda: self._send_debit_note(activity_id))
+
+    def _send_invoice(self, agreement_id: str) -> None:
+        with self._cond:
+            agreement = self._agreements[agreement_id]
+            if agreement.invoice_id is not None:
+                return
+            coeffs = self._coeffs(agreement)
+            activities = [self._activities[i] for i in agreement.activity_ids]
+        amount = Decimal(0)
+        for activity in activities:
+            cost = activity.last_amount
+            if activity.final_usage is not None:
+                cost = max(cost, price(coeffs, activity.final_usage))
+            amount += cost
+        activity_ids = [a.activity_id for a in activities]
+        try:
+            invoice_id = issue_invoice(self._rest, agreement_id=agreement_id, activity_ids=activity_ids, amount=amount)
+        except ProviderApiError as exc:
+            logger.warning("%s: invoice for agreement %s failed: %s", self._label, agreement_id, exc)
+            return
+        with self._cond:
+            agreement.invoice_id = invoice_id
+            self._invoices.append(InvoiceInfo(invoice_id, agreement_id, tuple(activity_ids), amount))
+            self._cond.notify_all()
+        logger.info("%s: invoice %s for agreement %s: %s", self._label, invoice_id, agreement_id, amount)
+
+    def _terminate_agreement(self, agreement_id: str) -> None:
+        """Fault ``terminate_agreement_after``: the provider ends the agreement, as ya-provider may."""
+        with self._cond:
+            if self._agreements[agreement_id].state != "Approved":
+                return
+        reason = {"message": "devnet provider terminates the agreement (fault terminate_agreement_after)",
+                  "golem.provider.code": "Interrupted"}
+        try:
+            self._rest.call("POST", "market", f"/agreements/{agreement_id}/terminate", json=reason)
+        except ProviderApiError as exc:
+            logger.warning("%s: terminating agreement %s failed: %s", self._label, agreement_id, exc)
+            return
+        logger.info("%s: terminated agreement %s (fault)", self._label, agreement_id)
+        self._on_terminated(agreement_id, reason, "Provider")
