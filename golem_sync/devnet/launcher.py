@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import attrs
 
@@ -29,10 +29,11 @@ from .registry import RegistryStandIn
 from .tools import ensure_anvil
 from .yagna import YagnaNode
 
-# The provider agent (branch devnet-provider) is imported lazily: a devnet with providers=0
-# needs none of it. Until its types are importable everywhere they are Any here.
-ProviderSpec = Any
-ProviderAgent = Any
+if TYPE_CHECKING:
+    from .provider import ProviderAgent, ProviderSpec
+
+# The provider agent is imported lazily (it pulls in the GSB/exe-unit stack): a devnet with
+# providers=0, and the pytest plugin's import, need none of it.
 
 
 def _provider_module() -> Any:
@@ -162,7 +163,7 @@ skip-validation = true
 """
 
 
-def _default_specs(count: int) -> List[ProviderSpec]:
+def _default_specs(count: int) -> List["ProviderSpec"]:
     spec_cls = _provider_module().ProviderSpec
     return [attrs.evolve(spec_cls(), name=f"devnet-provider-{i + 1}") for i in range(count)]
 
@@ -190,7 +191,7 @@ class Devnet:
 
     def __init__(
         self,
-        providers: Union[Sequence[ProviderSpec], int] = 2,
+        providers: Union[Sequence["ProviderSpec"], int] = 2,
         *,
         state_dir: Optional[Path] = None,
         subnet: Optional[str] = None,
@@ -209,7 +210,7 @@ class Devnet:
         self._chain: Optional[AnvilChain] = None
         self._node: Optional[YagnaNode] = None
         self._registry: Optional[RegistryStandIn] = None
-        self._agents: List[ProviderAgent] = []
+        self._agents: List["ProviderAgent"] = []
         self._info: Optional[DevnetInfo] = None
         #: Seconds spent in each phase of the last :meth:`up` (for reports and tuning).
         self.timings: Dict[str, float] = {}
@@ -243,7 +244,7 @@ class Devnet:
         return self._chain
 
     @property
-    def agents(self) -> Tuple[ProviderAgent, ...]:
+    def agents(self) -> Tuple["ProviderAgent", ...]:
         """The running provider agents, in spec order."""
         return tuple(self._agents)
 
@@ -404,7 +405,7 @@ class Devnet:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _specs(self) -> List[ProviderSpec]:
+    def _specs(self) -> List["ProviderSpec"]:
         arg = self._provider_arg
         if isinstance(arg, int):
             return _default_specs(arg) if arg else []
