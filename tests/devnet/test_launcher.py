@@ -5,6 +5,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -395,6 +396,36 @@ def test_cli_run_passes_env_and_exit_code(tmp_path):
     assert _port_closed(json_url_port(run.stdout))
 
 
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_cli_run_interrupted_leaves_nothing(tmp_path, how):
+    script = tmp_path / "job.py"
+    script.write_text("import os, time\nprint('ready', os.getpid(), flush=True)\ntime.sleep(60)\n")
+    state = tmp_path / "st"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "golem_sync.devnet", "run", "--providers", str(N_PROVIDERS),
+         "--state-dir", str(state), "--", sys.executable, str(script)],
+        env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, like a shell job
+    )
+    try:
+        assert proc.stdout is not None
+        word, job_pid = proc.stdout.readline().split()
+        assert word == "ready"  # the devnet is up and CMD runs
+        assert procs_with_cwd_under(state)  # yagna and anvil are running
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends to the foreground job
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert proc.returncode != 0
+    assert procs_with_cwd_under(state) == []
+    assert wait_gone(int(job_pid), 5)
+
+
 def test_cli_run_without_command_is_usage_error():
     run = _cli("run", "--providers", "0")
     assert run.returncode == 2 and "--" in run.stderr
@@ -434,3 +465,42 @@ def test_pytest_plugin_import_is_cheap():
     code = "import sys, golem_sync.devnet.pytest_plugin; print('golem_sync.devnet.launcher' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], env=_cli_env(), capture_output=True, text=True, timeout=30)
     assert res.stdout.strip() == "False", res.stderr
+
+
+@pytest.mark.skipif(N_PROVIDERS == 0, reason="needs the provider agent (golem_sync.devnet.provider)")
+def test_devnet_providers_answer_a_demand_on_the_subnet():
+    # The launcher wires each agent to its own identity, the subnet and the payment platform:
+    # a plain REST demand on that subnet gets one proposal from every provider identity.
+    with Devnet(providers=2, subnet="wiring-check") as net:
+        info = net.info
+        headers = {"Authorization": f"Bearer {info.app_key}"}
+        market = info.api_url + "/market-api/v1"
+        allocation = _allocate(info.api_url, info.app_key, info.requestor_id, "10").json()
+        decorations = requests.get(
+            info.api_url + "/payment-api/v1/demandDecorations",
+            params={"allocationIds": allocation["allocationId"]}, headers=headers, timeout=10,
+        ).json()
+        properties = {
+            "golem.node.debug.subnet": info.subnet,
+            "golem.srv.comp.expiration": int((time.time() + 600) * 1000),
+        }
+        for prop in decorations.get("properties", []):
+            properties[prop["key"]] = prop["value"]
+        constraints = "(&" + f"(golem.node.debug.subnet={info.subnet})(golem.runtime.name=vm)" + "".join(
+            decorations.get("constraints", [])
+        ) + ")"
+        demand_id = requests.post(
+            market + "/demands", json={"properties": properties, "constraints": constraints}, headers=headers, timeout=10
+        ).json()
+        try:
+            issuers = set()
+            deadline = time.monotonic() + 15
+            while len(issuers) < 2 and time.monotonic() < deadline:
+                events = requests.get(
+                    f"{market}/demands/{demand_id}/events", params={"timeout": 3, "maxEvents": 10},
+                    headers=headers, timeout=10,
+                ).json()
+                issuers |= {e["proposal"]["issuerId"] for e in events if e.get("eventType") == "ProposalEvent"}
+        finally:
+            requests.delete(f"{market}/demands/{demand_id}", headers=headers, timeout=10)
+        assert issuers == {p.node_id for p in info.providers}
