@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -207,6 +208,28 @@ def test_missing_npm_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     with pytest.raises(ToolInstallError, match="npm"):
         ensure_anvil()
+
+
+def test_concurrent_first_installs_run_npm_once(tmp_path, monkeypatch):
+    # Two sessions starting at once on a fresh machine: one installs, the other waits and reuses it.
+    monkeypatch.delenv("GOLEM_DEVNET_ANVIL", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    messages: list = []
+    results: list = []
+
+    def install() -> None:
+        results.append(ensure_anvil(messages.append))
+
+    threads = [threading.Thread(target=install) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(results) == 2 and results[0] == results[1]
+    assert sum(m.startswith("installing") for m in messages) == 1, messages
+    assert subprocess.run([str(results[0]), "--version"], capture_output=True, timeout=10).returncode == 0
+    leftovers = [p.name for p in (tmp_path / "cache" / "golem_sync" / "tools").iterdir() if p.name.startswith(".install-")]
+    assert leftovers == []
 
 
 def test_payments_toml_points_holesky_at_the_chain():
