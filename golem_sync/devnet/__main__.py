@@ -122,6 +122,17 @@ def _terminate(pid: int, timeout: float) -> bool:
     return not _pid_alive(pid)
 
 
+def _leftover_daemons(state: Path) -> List[str]:
+    """yagna/anvil processes recorded in ``state``'s info.json that still run."""
+    info = _read_info(state) or {}
+    found = []
+    for key, word in (("yagna_pid", "yagna"), ("anvil_pid", "anvil")):
+        pid = info.get(key)
+        if isinstance(pid, int) and _pid_alive(pid) and _cmdline_has(pid, word):
+            found.append(f"{word} pid {pid}")
+    return found
+
+
 def _raise_exit(signum: int, frame: Optional[FrameType]) -> None:
     # Turn SIGTERM/SIGHUP into SystemExit on the main thread so `finally` blocks bring the devnet down.
     raise SystemExit(128 + signum)
@@ -140,6 +151,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
     pid = _read_pid(state)
     if _pid_alive(pid):
         print(f"a devnet already runs from {state} (pid {pid}); `down` it first", file=sys.stderr)
+        return 1
+    leftovers = _leftover_daemons(state)
+    if leftovers:
+        print(f"processes of an earlier devnet in {state} still run ({', '.join(leftovers)}); "
+              "run `down` first", file=sys.stderr)
         return 1
     if state.exists() and any(state.iterdir()) and not (state / _MARKER).exists():
         print(f"{state} exists and is not a devnet state dir; choose another --state-dir", file=sys.stderr)

@@ -396,6 +396,8 @@ def test_cli_down_after_server_was_killed(isolated_state):
     os.kill(server_pid, 9)
     assert wait_gone(server_pid, 5)
     assert pid_alive(info["yagna_pid"]) and pid_alive(info["anvil_pid"])
+    refused = _cli("up", "--providers", "0")  # must not start a second yagna on the same data dir
+    assert refused.returncode == 1 and "down" in refused.stderr
     down = _cli("down")
     assert down.returncode == 0, down.stdout
     assert wait_gone(info["yagna_pid"], 5) and wait_gone(info["anvil_pid"], 5)
