@@ -410,9 +410,10 @@ class ProviderAgent:
 
     @staticmethod
     def _exeunit_dead(activity: _Activity) -> bool:
-        # A crashed exe-unit (fault) reports no usage any more: a real provider stops billing it.
-        state = getattr(activity.exeunit, "state", None)
-        return "terminated" in str(getattr(state, "value", state)).lower()
+        # A crashed (fault) or self-terminated exe-unit reports no usage any more: stop billing it.
+        if getattr(activity.exeunit, "stopped", False):
+            return True
+        return str(getattr(activity.exeunit, "state", "")) == "Terminated"
 
     def _send_debit_note(self, activity_id: str) -> None:
         with self._cond:
