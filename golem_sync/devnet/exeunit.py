@@ -194,11 +194,17 @@ class ExeUnit:
         """The host path of a container path; raises :class:`ExeUnitError` if it escapes."""
         if not path.startswith("/"):
             path = "/golem/work/" + path  # relative container paths are relative to the cwd
+        # normpath would clamp "/a/../../x" to "/x"; a path climbing above the container root
+        # is a requestor bug or an attack, so it is refused instead.
+        depth = 0
+        for part in path.split("/"):
+            if part == "..":
+                depth -= 1
+                if depth < 0:
+                    raise ExeUnitError(f"container path {path!r} escapes the activity directory")
+            elif part not in ("", "."):
+                depth += 1
         norm = posixpath.normpath(path)
-        if norm.startswith("//"):
-            norm = "/" + norm.lstrip("/")
-        if ".." in norm.split("/"):
-            raise ExeUnitError(f"container path {path!r} escapes the activity directory")
         host = (self.work_dir / norm.lstrip("/")).resolve()
         if host != self.work_dir and self.work_dir not in host.parents:
             raise ExeUnitError(f"container path {path!r} escapes the activity directory")
