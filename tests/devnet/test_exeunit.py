@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from golem_sync.devnet.exeunit import ExeUnit, ExeUnitFaults
-from golem_sync.devnet.gsb import decode_body, encode_body
+from golem_sync.devnet.gsb import GsbConnection, decode_body, encode_body
 
 pytestmark = pytest.mark.devnet
 
@@ -626,3 +626,54 @@ def test_faults_are_validated() -> None:
     with pytest.raises(Exception):
         ExeUnitFaults(crash_after="soon")  # type: ignore[arg-type]
     assert ExeUnitFaults(stop_heartbeat_after=1.0).stop_heartbeat_after == 1.0
+
+
+def test_container_paths_map_into_the_work_dir_and_never_out(tmp_path: Path) -> None:
+    unit = ExeUnit(gsb_url="tcp://127.0.0.1:1", activity_id="a1", agreement_id="g1",
+                   work_dir=tmp_path, usage_vector=USAGE_VECTOR)
+    root = tmp_path.resolve()
+    assert unit.container_path("/golem/output/r.txt") == root / "golem/output/r.txt"
+    assert unit.container_path("rel.txt") == root / "golem/work/rel.txt"
+    assert unit.container_path("/golem/input/../output/x") == root / "golem/output/x"
+    for bad in ("/golem/../../x", "/../etc/passwd", "../../../x", "/golem/work/../../../x"):
+        with pytest.raises(Exception, match="escapes"):
+            unit.container_path(bad)
+    mapped = unit._map_arg("cd /golem/work && cp /golem/input/a /golem/workshop/b")
+    assert mapped == f"cd {root}/golem/work && cp {root}/golem/input/a /golem/workshop/b"
+    with pytest.raises(Exception, match="escapes"):
+        unit._map_arg("/golem/output/../../../x")
+
+
+def test_stopped_heartbeat_makes_activity_unresponsive(activity_factory: Callable[..., Activity]) -> None:
+    act = activity_factory(ExeUnitFaults(stop_heartbeat_after=0.5))
+    deadline = time.monotonic() + 12
+    state = act.state()[0]
+    while time.monotonic() < deadline and state != "Unresponsive":
+        act.exeunit.wait_stopped(0.5)  # bounded pause; the unit itself stays up
+        state = act.state()[0]
+    assert state == "Unresponsive"
+    assert not act.exeunit.stopped
+
+
+def test_result_delay_and_running_command(activity_factory: Callable[..., Activity]) -> None:
+    act = activity_factory(ExeUnitFaults(result_delay=0.8))
+    batch = act.exec([{"deploy": {}}, {"start": {}}])
+    started = time.monotonic()
+    act.results(batch, timeout=10)
+    assert time.monotonic() - started >= 1.5  # two results, each held back 0.8 s
+    batch = act.exec([_sh("sleep 2")])
+    threading.Event().wait(0.3)
+    # yagna 0.17.6 routes REST GET /activity/{id}/command to /public/activity (unbound: 500),
+    # not to the exe-unit, so ask the exe-unit over GSB like yagna would.
+    probe = GsbConnection(act.devnet.node.gsb_url, "probe")
+    probe.connect(5)
+    try:
+        body = {"activityId": act.id, "timeout": None}
+        running = probe.call(act.exeunit.address + "/GetRunningCommand", body, 5)
+        assert running == {"Ok": [{"command": "Run", "progress": None,
+                                   "params": ["/bin/sh", "-c", "sleep 2"]}]}
+        act.results(batch, timeout=10)
+        idle = probe.call(act.exeunit.address + "/GetRunningCommand", body, 5)
+        assert "notFound" in idle["Err"]
+    finally:
+        probe.close()
