@@ -28,6 +28,7 @@ from .market.demand import DemandSpec, build_demand
 from .options import OptionLayer, PaymentOptions, RunOptions, parse_section
 from .package import Decorations, resolve_package
 from .payment import PaymentProcessor, create_allocation, demand_decorations
+from .work.costs import CostLedger, CostSummary
 from .yagna.client import YagnaClient
 from .yagna.config import YagnaConfig
 
@@ -113,6 +114,8 @@ class GolemNetwork:
         self._services_obj: Optional[_Services] = None
         self._initialized = False
         self._closed = False
+        #: Usage and estimated cost of every agreement of this network's jobs (see cost_summary()).
+        self.costs = CostLedger()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -162,6 +165,7 @@ class GolemNetwork:
                 logger.warning("%d agreement(s) still without an invoice after %.0fs",
                                services.payments.outstanding(), wait)
             services.stop_pollers()
+            self._log_cost_summary()
             try:
                 self.client.payment.release_allocation(services.allocation.allocation_id)
                 signals.emit(signals.allocation_released, self, allocation_id=services.allocation.allocation_id)
@@ -200,6 +204,17 @@ class GolemNetwork:
     @property
     def allocation_id(self) -> Optional[str]:
         return self._services_obj.allocation.allocation_id if self._services_obj else None
+
+    def cost_summary(self) -> CostSummary:
+        """Per-agreement usage, estimated cost (linear pricing × usage) and accepted amounts."""
+        services = self._services_obj
+        accepted = services.payments.account_totals() if services is not None else {}
+        return self.costs.summary(accepted, refresh=not self._closed)
+
+    def _log_cost_summary(self) -> None:
+        summary = self.cost_summary()
+        if summary.rows:
+            logger.info("cost summary:\n%s", summary)
 
     # -- for Job -----------------------------------------------------------------------------
 
