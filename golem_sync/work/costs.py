@@ -43,6 +43,7 @@ class AgreementCost:
     usage: Mapping[str, float]
     estimated: float
     accepted: Optional[Decimal] = None
+    pricing: Optional[Pricing] = None
 
 
 @attrs.frozen
@@ -165,7 +166,7 @@ class CostLedger:
                         total[name] = total.get(name, 0.0) + value
                 rows.append(AgreementCost(agreement_id, entry.job_id, entry.provider_id, entry.provider_name,
                                           len(entry.activities), total, _estimate(entry),
-                                          accepted.get(agreement_id)))
+                                          accepted.get(agreement_id), entry.pricing))
         return CostSummary(rows)
 
     def _refresh(self, wanted: Callable[[_AgreementEntry], bool]) -> None:

@@ -235,11 +235,11 @@ class RemoteProcess:
         blocking = self._activity._blocking
         while not self._done.is_set():
             if self._deadline.expired:
+                if self._on_timeout is not None:
+                    self._on_timeout()  # before waking wait(): the next command must see the retirement
                 self._finish(None, GolemTimeoutError(
                     f"command of batch {self.batch_id} on activity {self.activity_id} did not finish "
                     f"within {self._timeout:g}s", phase="command"))
-                if self._on_timeout is not None:
-                    self._on_timeout()
                 return
             try:
                 # Through the abandonable pool: close() and cancellation end this wait at once.
