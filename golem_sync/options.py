@@ -194,8 +194,9 @@ class WorkOptions:
     raise_on_command_error: bool = attrs.field(default=False, validator=_bool)
     setup: Tuple[Callable[[Any], Any], ...] = attrs.field(default=(), converter=tuple, validator=_callables)
     teardown: Tuple[Callable[[Any], Any], ...] = attrs.field(default=(), converter=tuple, validator=_callables)
-    # Environment of every command of the job, passed in ``deploy`` (per-command env: ``ctx.run(env=)``).
-    env: Dict[str, str] = attrs.field(factory=dict, converter=_env_dict, validator=_env)
+    # Environment of every command of the job, passed in ``deploy``; a later option layer replaces
+    # the whole dict. Per-command env (``ctx.run(..., env=)``) is added by a shell wrapper on top.
+    env: Dict[str, str] = attrs.field(factory=dict, converter=_env_dict, validator=_env, hash=False)
 
 
 def _network_cidr(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:

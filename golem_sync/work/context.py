@@ -134,6 +134,10 @@ class WorkContext:
     # agreement, deploys and starts it and runs ``work.setup`` again. Files and processes of the
     # old activity are gone. If the provider refuses the new activity, that call raises
     # GolemActivityError (a provider failure: the job retries elsewhere if ``job.max_retries``).
+    #
+    # Environment variables: ``work.env`` (job level) goes into ``deploy``'s env, so every command
+    # of the job sees it; ``env=`` on ``run``/``spawn``/``Batch.run`` is per command and is set by a
+    # ``/bin/sh`` wrapper (ExeScript ``run`` has no env), overriding the job's values.
 
     def _init_stream_state(self) -> None:
         self._vpn: Optional[Vpn] = None
