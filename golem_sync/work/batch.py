@@ -37,6 +37,9 @@ class Batch:
         """Execute the batch; a failing command ends it with an Error result (see ``raise_on_command_error``)."""
         return self._ctx._execute(self._commands, timeout)
 
+    def __len__(self) -> int:
+        return len(self._commands)
+
     # -- streaming results (work-stream) ----------------------------------------------------
 
     def end_stream(self, timeout: Optional[float] = None) -> Iterator[Result]:
@@ -47,6 +50,3 @@ class Batch:
         ``activity.execute_timeout_sec``; the activity is then replaced on the next command).
         """
         return self._ctx._execute_stream(self._commands, timeout)
-
-    def __len__(self) -> int:
-        return len(self._commands)

@@ -43,12 +43,12 @@ class WorkContext:
 
     def __init__(self, activity: Activity, provider: ProviderInfo, token: CancelToken, options: WorkOptions,
                  *, job: Any = None) -> None:
+        self._init_stream_state()  # streaming, VPN and cost state (work-stream block below)
         self._activity = activity
         self.provider = provider
         self._token = token
         self._options = options
         self.job = job
-        self._init_stream_state()
 
     @property
     def activity_id(self) -> str:
@@ -118,13 +118,6 @@ class WorkContext:
         for setup in self._options.setup:
             setup(self)
 
-    def _teardown(self) -> None:
-        for teardown in self._options.teardown:
-            try:
-                teardown(self)
-            except Exception:
-                logger.exception("teardown %r failed", teardown)
-
     # == streaming, command timeouts, VPN, usage and cost (work-stream) ========================
     #
     # Command timeouts: a command (or batch) that exceeds its timeout raises GolemTimeoutError and
@@ -142,7 +135,6 @@ class WorkContext:
     def _init_stream_state(self) -> None:
         self._vpn: Optional[Vpn] = None
         self._vpn_ip: Optional[str] = None
-        self._env: Mapping[str, str] = dict(getattr(self._options, "env", {}) or {})
         self._ledger = CostLedger()
         self._vector: List[str] = []
         self._stale = threading.Event()  # set (from any thread) when a command timed out
@@ -172,7 +164,7 @@ class WorkContext:
         code. ``timeout`` (default ``activity.execute_timeout_sec``) bounds the command: past it the
         process ends with GolemTimeoutError and the activity is replaced on the next command.
         """
-        _check_timeout(timeout)
+        self._check_timeout(timeout)
         self._ensure_fresh()
         limit = timeout if timeout is not None else self._activity._options.execute_timeout_sec
         run = build_run(command, args, env=env, capture=Capture.stream())
@@ -249,7 +241,8 @@ class WorkContext:
 
     def _deploy_command(self) -> Deploy:
         net = [self._vpn.deploy_config(self._vpn_ip)] if self._vpn is not None and self._vpn_ip else None
-        return Deploy(env=dict(self._env) if self._env else None, net=net)
+        env = dict(getattr(self._options, "env", None) or {})
+        return Deploy(env=env or None, net=net)
 
     def _retire_activity(self) -> None:
         if not self._token.cancelled:
@@ -308,7 +301,15 @@ class WorkContext:
         if self._vpn is not None:
             self._vpn.remove()
 
+    @staticmethod
+    def _check_timeout(timeout: Optional[float]) -> None:
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or timeout <= 0):
+            raise GolemConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
-def _check_timeout(timeout: Optional[float]) -> None:
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise GolemConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    def _teardown(self) -> None:
+        for teardown in self._options.teardown:
+            try:
+                teardown(self)
+            except Exception:
+                logger.exception("teardown %r failed", teardown)
