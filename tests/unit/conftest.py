@@ -6,7 +6,8 @@ import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import responses
@@ -134,3 +135,19 @@ def client_for() -> Iterator[Any]:
     yield make
     for c in made:
         c.close()
+
+
+@pytest.fixture
+def sent(mocked: responses.RequestsMock) -> Any:
+    """``sent(i=-1)`` → (method, path, query dict, decoded JSON body or None) of a mocked call."""
+
+    def get(i: int = -1) -> Tuple[str, str, Dict[str, str], Any]:
+        req = mocked.calls[i].request
+        parts = urlsplit(req.url)
+        body = req.body
+        if isinstance(body, bytes):
+            body = body.decode()
+        return req.method, parts.path, dict(parse_qsl(parts.query, keep_blank_values=True)), (
+            json.loads(body) if body else None)
+
+    return get
