@@ -18,7 +18,7 @@ import pytest
 
 from golem_sync.devnet.yagna import NodeIdentity, YagnaNode
 from golem_sync.yagna import YagnaClient
-from golem_sync.yagna.models import DemandOfferBase, Proposal, ProposalEvent
+from golem_sync.yagna.models import DemandOfferBase, NewAgreementEvent, Proposal, ProposalEvent
 
 # anvil's well-known dev keys #0 and #1: deterministic, public, test-only identities.
 REQUESTOR_SECRET = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -113,6 +113,15 @@ class Negotiator:
                     return ev.proposal
         raise AssertionError(f"no proposal on {sub_id}")
 
+    def _new_agreement(self, agreement_id: str) -> NewAgreementEvent:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            for ev in self.provider.market.collect_offer_events(self.offer_id, timeout=1.0):
+                if isinstance(ev, NewAgreementEvent) and ev.agreement.agreement_id == agreement_id:
+                    assert ev.agreement.demand.demand_id == self.demand_id
+                    return ev
+        raise AssertionError(f"the provider never saw agreement {agreement_id}")
+
     def agreement(self) -> str:
         initial = self._proposal(self.requestor.market.collect_demand_events, self.demand_id, "Initial")
         self.requestor.market.counter_proposal(self.demand_id, initial.proposal_id, self.demand)
@@ -122,6 +131,8 @@ class Negotiator:
         agreement_id = self.requestor.market.create_agreement(
             draft.proposal_id, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=10))
         self.requestor.market.confirm_agreement(agreement_id)
+        # As a real provider does: learn of the agreement from the offer's events, then approve.
+        self._new_agreement(agreement_id)
         approver = threading.Thread(target=self.provider.market.approve_agreement, args=(agreement_id, 10.0))
         approver.start()
         state = self.requestor.market.wait_for_approval(agreement_id, timeout=10.0)

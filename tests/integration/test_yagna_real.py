@@ -212,3 +212,33 @@ def _agreement_events(client: YagnaClient, after: dt.datetime, agreement_id: str
         if any(isinstance(e, until) for e in seen):
             return seen
     raise AssertionError(f"no {until.__name__} for {agreement_id}; saw {seen}")
+
+
+def _pending_agreement(negotiator: Any) -> str:
+    """An agreement confirmed by the requestor that the provider has not answered yet."""
+    n = negotiator
+    initial = n._proposal(n.requestor.market.collect_demand_events, n.demand_id, "Initial")
+    n.requestor.market.counter_proposal(n.demand_id, initial.proposal_id, n.demand)
+    theirs = n._proposal(n.provider.market.collect_offer_events, n.offer_id)
+    n.provider.market.counter_offer_proposal(n.offer_id, theirs.proposal_id, n.offer)
+    draft = n._proposal(n.requestor.market.collect_demand_events, n.demand_id, "Draft")
+    agreement_id: str = n.requestor.market.create_agreement(
+        draft.proposal_id, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=10))
+    n.requestor.market.confirm_agreement(agreement_id)
+    return agreement_id
+
+
+def test_wait_for_approval_times_out_as_pending(negotiator: Any, requestor: YagnaClient) -> None:
+    agreement_id = _pending_agreement(negotiator)
+    started = time.monotonic()
+    assert requestor.market.wait_for_approval(agreement_id, timeout=0.5) == AgreementState.PENDING
+    assert 0.4 <= time.monotonic() - started < 5
+    requestor.market.cancel_agreement(agreement_id, "test: no longer needed")
+    assert requestor.market.get_agreement(agreement_id).state == AgreementState.CANCELLED
+
+
+def test_wait_for_approval_reports_a_rejection(negotiator: Any, requestor: YagnaClient,
+                                               provider: YagnaClient) -> None:
+    agreement_id = _pending_agreement(negotiator)
+    provider.market.reject_agreement(agreement_id, "test: provider says no")
+    assert requestor.market.wait_for_approval(agreement_id, timeout=5.0) == AgreementState.REJECTED

@@ -356,3 +356,19 @@ def test_market_decoration() -> None:
                                     "constraints": ["(golem.com.payment.protocol.version>1)"]})
     assert d.as_tuple() == ({"golem.com.payment.protocol.version": "3"},
                             ["(golem.com.payment.protocol.version>1)"])
+
+
+def test_provider_side_agreement_event() -> None:
+    from golem_sync.yagna.models import NewAgreementEvent
+
+    side = {"properties": {}, "constraints": "", "timestamp": TS_}
+    ev = parse_market_event({"eventType": "AgreementEvent", "eventDate": TS_, "agreement": {
+        "agreementId": "A1", "state": "Pending", "validTo": TS_, "timestamp": TS_,
+        "demand": {**side, "demandId": "D", "requestorId": "0xreq"},
+        "offer": {**side, "offerId": "O", "providerId": "0xprov"}}})
+    assert isinstance(ev, NewAgreementEvent) and ev.agreement.agreement_id == "A1"
+    with pytest.raises(YagnaProtocolError, match="Agreement: field 'demand' is missing"):
+        parse_market_event({"eventType": "AgreementEvent", "eventDate": TS_, "agreement": {"agreementId": "A1"}})
+
+
+TS_ = "2024-05-01T10:00:00Z"
