@@ -11,6 +11,7 @@ from golem_sync.errors import (
     YagnaError,
     YagnaNotFoundError,
     YagnaProtocolError,
+    YagnaRequestError,
     YagnaServerError,
     YagnaTimeoutError,
     YagnaUnreachableError,
@@ -124,11 +125,13 @@ def test_long_poll_read_timeout_is_poll_plus_margin(server: Any, client_for: Cal
     assert 0.6 <= elapsed < 3.0, elapsed
 
 
-def test_errors_are_yagna_errors(server: Any, client_for: Callable[..., YagnaClient]) -> None:
+def test_other_4xx_is_a_request_error(server: Any, client_for: Callable[..., YagnaClient], app_key: str) -> None:
     server.script((418, {"message": "teapot"}))
-    with pytest.raises(YagnaError) as info:
+    with pytest.raises(YagnaRequestError) as info:
         client_for(server.url).identity.me()
+    assert isinstance(info.value, YagnaError)
     assert info.value.status == 418 and "teapot" in str(info.value)
+    _check_secret(info.value, app_key)
 
 
 def test_read_timeout_on_get_is_retried_then_a_timeout_error(server: Any, client_for: Callable[..., YagnaClient],
