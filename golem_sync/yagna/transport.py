@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional, Tuple
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from ..errors import (
@@ -188,6 +189,13 @@ class Transport:
                 method=method, path=path,
             ) from exc
         except requests.exceptions.ConnectionError as exc:
+            if _is_read_timeout(exc):
+                # After urllib3 retried a GET's read timeouts, requests reports a plain
+                # ConnectionError: it is still yagna not answering in time, not "unreachable".
+                raise YagnaTimeoutError(
+                    f"yagna did not answer {method} {path} within {read_timeout:g}s",
+                    method=method, path=path,
+                ) from exc
             raise YagnaUnreachableError(
                 f"cannot reach yagna at {self.config.base_url(api)} ({method} {path}): "
                 f"{_short_reason(exc)}. Is yagna running (`yagna service run`) and YAGNA_API_URL right?",
@@ -241,6 +249,12 @@ def _query_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     return value
+
+
+def _is_read_timeout(exc: requests.exceptions.ConnectionError) -> bool:
+    cause = exc.args[0] if exc.args else None
+    reason = getattr(cause, "reason", cause)
+    return isinstance(reason, ReadTimeoutError)
 
 
 def _short_reason(exc: Exception) -> str:
