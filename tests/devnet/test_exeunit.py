@@ -381,7 +381,7 @@ def test_sse_stream_delivers_runtime_events_live(activity_factory: Callable[...,
                  "nodeIp": "192.168.0.2", "nodes": {"192.168.0.1": act.devnet.requestor_id}}],
         "hosts": {"req": "192.168.0.1"}, "hostname": "worker", "volumes": ["/golem/input"],
         "env": {"X": "1"}, "progress": {"updateInterval": "1s", "updateStep": None}}}
-    script = [deploy, {"start": {"args": []}},
+    script: List[Dict[str, Any]] = [deploy, {"start": {"args": []}},
               _sh("printf 0123456789", stdout={"atEnd": {"head": 4}}, stderr={"stream": {"limit": 10}}),
               _sh("echo first; sleep 1; echo second")]
     batch = act.exec(script)
