@@ -31,6 +31,7 @@ from .provider_spec import (
     ProviderFaults,
     ProviderSpec,
     build_offer,
+    format_amount,
     price,
 )
 
@@ -442,7 +443,8 @@ class ProviderAgent:
             timeout = agreement.properties.get(PAYMENT_TIMEOUT)
         try:
             usage = [float(u) for u in activity.exeunit.usage()]
-            amount = max(price(coeffs, usage), activity.last_amount)
+            # What yagna records (18 decimals), so the invoice compares against the same value.
+            amount = Decimal(format_amount(max(price(coeffs, usage), activity.last_amount)))
             due_in = float(timeout) if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) else None
             note_id = issue_debit_note(
                 self._rest, agreement_id=activity.agreement_id, activity_id=activity_id,
@@ -473,6 +475,7 @@ class ProviderAgent:
             if activity.final_usage is not None:
                 cost = max(cost, price(coeffs, activity.final_usage))
             amount += cost
+        amount = Decimal(format_amount(amount))
         activity_ids = [a.activity_id for a in activities]
         try:
             invoice_id = issue_invoice(self._rest, agreement_id=agreement_id, activity_ids=activity_ids, amount=amount)
