@@ -44,8 +44,10 @@ class PaymentProcessor:
     """Accepts or rejects the network's debit notes and invoices."""
 
     def __init__(self, client: YagnaClient, options: PaymentOptions, allocation_id: str, app_session_id: str,
-                 network_sender: Any) -> None:
+                 network_sender: Any, *, poll_client: Optional[YagnaClient] = None) -> None:
+        """``poll_client`` (default ``client``) reads the event streams; ``client`` handles the notes."""
         self._client = client
+        poller_client = poll_client or client
         self._options = options
         self._allocation_id = allocation_id
         self._app_session_id = app_session_id
@@ -54,9 +56,9 @@ class PaymentProcessor:
         self._accounts: Dict[str, _AgreementAccount] = {}
         start = dt.datetime.now(dt.timezone.utc)
         self._pollers = [
-            EventPoller("debit-note-events", self._fetcher(client.payment.collect_debit_note_events),
+            EventPoller("debit-note-events", self._fetcher(poller_client.payment.collect_debit_note_events),
                         self._on_debit_note_event, poll_sec=options.event_poll_sec, after=start),
-            EventPoller("invoice-events", self._fetcher(client.payment.collect_invoice_events),
+            EventPoller("invoice-events", self._fetcher(poller_client.payment.collect_invoice_events),
                         self._on_invoice_event, poll_sec=options.event_poll_sec, after=start),
         ]
 

@@ -26,6 +26,7 @@ from ..errors import (
     YagnaTimeoutError,
     YagnaUnreachableError,
 )
+from .abortable import AbortableAdapter
 from .config import YagnaConfig
 
 __all__ = ["Transport", "IDEMPOTENT_METHODS"]
@@ -58,7 +59,9 @@ def _error_detail(response: requests.Response) -> Optional[str]:
 class Transport:
     """Sends requests to the yagna REST APIs and turns every failure into a :class:`YagnaError`."""
 
-    def __init__(self, config: YagnaConfig, session: Optional[requests.Session] = None) -> None:
+    def __init__(self, config: YagnaConfig, session: Optional[requests.Session] = None, *,
+                 abortable: bool = False) -> None:
+        """``abortable=True`` lets :meth:`abort` end calls in flight (for long-poll loops)."""
         self.config = config
         self._session = session or requests.Session()
         retry = Retry(
@@ -73,7 +76,9 @@ class Transport:
             raise_on_status=False,
             respect_retry_after_header=False,
         )
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=config.pool_size, max_retries=retry)
+        adapter_class = AbortableAdapter if abortable else HTTPAdapter
+        adapter = adapter_class(pool_connections=4, pool_maxsize=config.pool_size, max_retries=retry)
+        self._adapter = adapter
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers["Authorization"] = f"Bearer {config.app_key}"
@@ -138,6 +143,15 @@ class Transport:
     def close(self) -> None:
         """Close every pooled connection. Further calls open new ones."""
         self._session.close()
+
+    def abort(self) -> None:
+        """End every call in flight at once (they raise YagnaUnreachableError) and refuse new ones.
+
+        Only for a transport made with ``abortable=True``.
+        """
+        if not isinstance(self._adapter, AbortableAdapter):
+            raise TypeError("this transport was not created with abortable=True")
+        self._adapter.abort()
 
     # -- internals ---------------------------------------------------------------------------
 
