@@ -20,6 +20,12 @@ def process_threads():
     return [t.name for t in threading.enumerate() if t.name.startswith("golem-process-")]
 
 
+@pytest.fixture(autouse=True)
+def no_process_thread_outlives_its_test():
+    yield
+    assert process_threads() == []  # checked after the network fixtures are closed
+
+
 def test_streamed_lines_arrive_while_the_command_runs(golem):
     def worker(ctx):
         started = time.monotonic()
@@ -75,6 +81,7 @@ def test_cancel_closes_the_stream_connection_and_its_threads(golem):
     job.cancel(timeout=10)
     elapsed = time.monotonic() - started
     assert job.state is JobState.CANCELLED and isinstance(job.error, GolemCancelledError)
+    print(f"cancel with an open stream took {elapsed:.2f}s")
     assert elapsed < 2.5, elapsed
     proc = holder["proc"]
     assert proc.done and proc._stream.closed
@@ -159,7 +166,8 @@ def test_a_command_timeout_retires_the_activity_and_the_next_command_gets_a_new_
     assert probe.activity_state(third) in ("Terminated", "Gone")
 
 
-def test_usage_cost_and_the_network_cost_summary(golem_devnet, recorder):
+def test_usage_cost_and_the_network_cost_summary(golem_devnet, recorder, caplog):
+    caplog.set_level("INFO", logger="golem_sync.network")
     network = make_network(golem_devnet).init()
     try:
         def worker(ctx):
@@ -189,3 +197,5 @@ def test_usage_cost_and_the_network_cost_summary(golem_devnet, recorder):
     print(f"estimated {row.estimated:.9f}, accepted {row.accepted}, difference {slack / per_sec:.2f} s of pricing")
     assert -1e-12 <= slack <= 2.5 * per_sec
     assert "accepted" in str(summary)
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cost summary")]
+    assert len(logged) == 1 and job.agreement_id[:12] in logged[0]
