@@ -203,8 +203,9 @@ class WorkContext:
         """
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise GolemConfigError(f"port must be an integer in 1..65535, got {port!r}")
-        assert self._vpn is not None or self.get_ip()
-        return self._vpn.websocket_uri(self.get_ip(), port)  # type: ignore[union-attr]
+        ip = self.get_ip()
+        assert self._vpn is not None  # get_ip() raised otherwise
+        return self._vpn.websocket_uri(ip, port)
 
     @property
     def vpn(self) -> Optional[Vpn]:
