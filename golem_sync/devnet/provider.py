@@ -25,6 +25,7 @@ from .provider_payments import issue_debit_note, issue_invoice
 from .provider_rest import ProviderApiError, ProviderRest
 from .provider_scheduler import Scheduler
 from .provider_spec import (
+    DEBIT_NOTE_ACCEPT_TIMEOUT,
     DEBIT_NOTE_INTERVAL,
     PAYMENT_TIMEOUT,
     USAGE_VECTOR,
@@ -100,6 +101,13 @@ class InvoiceInfo:
     agreement_id: str
     activity_ids: Tuple[str, ...]
     amount: Decimal
+
+
+def _seconds(value: Any) -> Optional[float]:
+    """A negotiated number of seconds, or None when absent or not a number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
 
 
 class _Agreement:
@@ -443,11 +451,12 @@ class ProviderAgent:
             interval = self._debit_note_interval(agreement)
             coeffs = self._coeffs(agreement)
             timeout = agreement.properties.get(PAYMENT_TIMEOUT)
+            accept_timeout = _seconds(agreement.properties.get(DEBIT_NOTE_ACCEPT_TIMEOUT))
         try:
             usage = [float(u) for u in activity.exeunit.usage()]
             # What yagna records (18 decimals), so the invoice compares against the same value.
             amount = Decimal(format_amount(max(price(coeffs, usage), activity.last_amount)))
-            due_in = float(timeout) if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) else None
+            due_in = _seconds(timeout)
             note_id = issue_debit_note(
                 self._rest, agreement_id=activity.agreement_id, activity_id=activity_id,
                 amount=amount, usage=usage, payment_due_in=due_in,
@@ -462,6 +471,9 @@ class ProviderAgent:
                 self._debit_notes.append(info)
                 self._cond.notify_all()
             logger.debug("%s: debit note %s for %s: %s", self._label, note_id, activity_id, amount)
+            if accept_timeout is not None:
+                self._scheduler.schedule(
+                    accept_timeout, lambda: self._check_debit_note_accepted(activity.agreement_id, note_id))
         self._scheduler.schedule(interval, lambda: self._send_debit_note(activity_id))
 
     def _send_invoice(self, agreement_id: str) -> None:
@@ -490,17 +502,37 @@ class ProviderAgent:
             self._cond.notify_all()
         logger.info("%s: invoice %s for agreement %s: %s", self._label, invoice_id, agreement_id, amount)
 
-    def _terminate_agreement(self, agreement_id: str) -> None:
-        """Fault ``terminate_agreement_after``: the provider ends the agreement, as ya-provider may."""
+    def _check_debit_note_accepted(self, agreement_id: str, note_id: str) -> None:
+        """Like ya-provider: a debit note not accepted within the negotiated timeout ends the agreement."""
+        with self._cond:
+            if self._agreements[agreement_id].state == "Terminated" or self._stop.is_set():
+                return
+        try:
+            note = self._rest.call("GET", "payment", f"/debitNotes/{note_id}")
+        except ProviderApiError as exc:
+            logger.warning("%s: reading debit note %s failed: %s", self._label, note_id, exc)
+            return
+        status = note.get("status") if isinstance(note, dict) else None
+        if status in ("ACCEPTED", "SETTLED"):
+            return
+        logger.info("%s: debit note %s still %s after the accept timeout", self._label, note_id, status)
+        self._terminate_agreement(agreement_id, {
+            "message": f"Requestor isn't accepting DebitNotes in time (debit note {note_id} is {status})",
+            "golem.provider.code": "DebitNotesDeadline",
+        })
+
+    def _terminate_agreement(self, agreement_id: str, reason: Optional[Mapping[str, Any]] = None) -> None:
+        """The provider ends the agreement (fault ``terminate_agreement_after``, or a payment deadline)."""
         with self._cond:
             if self._agreements[agreement_id].state == "Terminated":
                 return
-        reason = {"message": "devnet provider terminates the agreement (fault terminate_agreement_after)",
-                  "golem.provider.code": "Interrupted"}
+        if reason is None:
+            reason = {"message": "devnet provider terminates the agreement (fault terminate_agreement_after)",
+                      "golem.provider.code": "Interrupted"}
         try:
-            self._rest.call("POST", "market", f"/agreements/{agreement_id}/terminate", json=reason)
+            self._rest.call("POST", "market", f"/agreements/{agreement_id}/terminate", json=dict(reason))
         except ProviderApiError as exc:
             logger.warning("%s: terminating agreement %s failed: %s", self._label, agreement_id, exc)
             return
-        logger.info("%s: terminated agreement %s (fault)", self._label, agreement_id)
+        logger.info("%s: terminated agreement %s: %s", self._label, agreement_id, reason.get("message"))
         self._on_terminated(agreement_id, reason, "Provider")

@@ -495,3 +495,20 @@ def test_one_offer_serves_concurrent_agreements_and_destroy_stops_only_that_acti
     for agreement_id in (first, second):
         requestor.terminate(agreement_id)
     assert agent.wait_for(lambda: len(agent.invoices()) == 2, 10)
+
+
+@pytest.mark.devnet
+def test_unaccepted_debit_notes_make_the_provider_terminate(make_agent: Any, requestor: Requestor) -> None:
+    agent, subnet = make_agent()
+    since = dt.datetime.now(dt.timezone.utc)
+    agreement_id, _ = requestor.agreement(requestor.demand(
+        subnet, {DEBIT_NOTE_INTERVAL: 1, PAYMENT_TIMEOUT: 120, DEBIT_NOTE_ACCEPT_TIMEOUT: 2}))
+    activity_id = requestor.create_activity(agreement_id)
+    # The requestor never accepts: like ya-provider, the provider ends the agreement.
+    assert agent.wait_for(lambda: [a.state for a in agent.agreements()] == ["Terminated"], 10)
+    events = requestor.call("GET", "/market-api/v1/agreementEvents",
+                            params={"afterTimestamp": _iso(since), "timeout": 0, "maxEvents": 100})
+    reasons = [e.get("reason") or {} for e in events
+               if e["eventType"] == "AgreementTerminatedEvent" and e["agreementId"] == agreement_id]
+    assert reasons and reasons[0].get("golem.provider.code") == "DebitNotesDeadline"
+    wait_until(lambda: requestor.activity_state(activity_id)[0] == "Terminated", 5, "activity Terminated")
