@@ -14,9 +14,7 @@ import threading
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
-
-import attrs
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .exeunit import ExeUnit
 from .provider_activity import ActivityWatcher
@@ -24,6 +22,15 @@ from .provider_market import AgreementWatcher, OfferNegotiator
 from .provider_payments import issue_debit_note, issue_invoice
 from .provider_rest import ProviderApiError, ProviderRest
 from .provider_scheduler import Scheduler
+from .provider_state import (
+    ActivityInfo,
+    ActivityRecord,
+    AgreementInfo,
+    AgreementRecord,
+    DebitNoteInfo,
+    InvoiceInfo,
+    seconds,
+)
 from .provider_spec import (
     DEBIT_NOTE_ACCEPT_TIMEOUT,
     DEBIT_NOTE_INTERVAL,
@@ -50,88 +57,6 @@ logger = logging.getLogger("golem_sync.devnet.provider")
 
 #: Shortest debit-note period the agent uses unless a fault asks for less (protects yagna and logs).
 MIN_DEBIT_NOTE_INTERVAL = 1.0
-
-
-@attrs.frozen
-class AgreementInfo:
-    """A snapshot of one agreement this provider was asked to approve.
-
-    ``state`` is ``"Pending"`` (not approved yet), ``"Approved"`` or ``"Terminated"``;
-    ``terminated_by`` is ``"Requestor"``/``"Provider"`` as yagna reported it (on a single node
-    yagna reports ``"Provider"`` for both).
-    """
-
-    agreement_id: str
-    state: str
-    requestor_id: str
-    terminated_by: Optional[str]
-    activity_ids: Tuple[str, ...]
-    invoice_id: Optional[str]
-    properties: Mapping[str, Any] = attrs.field(repr=False)
-
-
-@attrs.frozen
-class ActivityInfo:
-    """A snapshot of one activity: ``state`` is ``"Running"``, ``"Stopped"`` or ``"Failed"``."""
-
-    activity_id: str
-    agreement_id: str
-    state: str
-    work_dir: Path
-    debit_note_ids: Tuple[str, ...]
-
-
-@attrs.frozen
-class DebitNoteInfo:
-    """A debit note this provider issued and sent. ``sent_at`` is ``time.monotonic()``."""
-
-    debit_note_id: str
-    agreement_id: str
-    activity_id: str
-    amount: Decimal
-    usage: Tuple[float, ...]
-    sent_at: float
-
-
-@attrs.frozen
-class InvoiceInfo:
-    """An invoice this provider issued and sent."""
-
-    invoice_id: str
-    agreement_id: str
-    activity_ids: Tuple[str, ...]
-    amount: Decimal
-
-
-def _seconds(value: Any) -> Optional[float]:
-    """A negotiated number of seconds, or None when absent or not a number."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    return None
-
-
-class _Agreement:
-    def __init__(self, agreement_id: str, requestor_id: str, properties: Mapping[str, Any]) -> None:
-        self.agreement_id = agreement_id
-        self.requestor_id = requestor_id
-        self.properties = dict(properties)  # the agreed offer side: negotiated values live here
-        self.state = "Pending"
-        self.terminated_by: Optional[str] = None
-        self.activity_ids: List[str] = []
-        self.invoice_id: Optional[str] = None
-        self.terminate_scheduled = False
-
-
-class _Activity:
-    def __init__(self, activity_id: str, agreement_id: str, work_dir: Path, exeunit: Any) -> None:
-        self.activity_id = activity_id
-        self.agreement_id = agreement_id
-        self.work_dir = work_dir
-        self.exeunit = exeunit
-        self.state = "Running"
-        self.last_amount = Decimal(0)  # what the last debit note asked: the invoice never goes lower
-        self.final_usage: Optional[List[float]] = None
-        self.debit_note_ids: List[str] = []
 
 
 class ProviderAgent:
@@ -184,8 +109,8 @@ class ProviderAgent:
         self._label = spec.name
         self._stop = threading.Event()
         self._cond = threading.Condition(threading.RLock())
-        self._agreements: Dict[str, _Agreement] = {}
-        self._activities: Dict[str, _Activity] = {}
+        self._agreements: Dict[str, AgreementRecord] = {}
+        self._activities: Dict[str, ActivityRecord] = {}
         self._debit_notes: List[DebitNoteInfo] = []
         self._invoices: List[InvoiceInfo] = []
         self._threads: List[threading.Thread] = []
@@ -310,7 +235,7 @@ class ProviderAgent:
     def _on_agreement(self, agreement: Mapping[str, Any]) -> None:
         offer = agreement.get("offer") or {}
         demand = agreement.get("demand") or {}
-        record = _Agreement(
+        record = AgreementRecord(
             str(agreement["agreementId"]),
             str(demand.get("requestorId", "")),
             offer.get("properties") or self.offer["properties"],
@@ -360,7 +285,7 @@ class ProviderAgent:
             gsb_url=self._gsb_url, activity_id=activity_id, agreement_id=agreement_id,
             work_dir=work_dir, usage_vector=list(USAGE_VECTOR), faults=self.spec.faults.exeunit,
         )
-        activity = _Activity(activity_id, agreement_id, work_dir, exeunit)
+        activity = ActivityRecord(activity_id, agreement_id, work_dir, exeunit)
         with self._cond:
             self._activities[activity_id] = activity
             agreement.activity_ids.append(activity_id)
@@ -392,7 +317,7 @@ class ProviderAgent:
         self._stop_exeunit(activity, "activity destroyed by the requestor")
         logger.info("%s: activity %s destroyed", self._label, activity_id)
 
-    def _stop_exeunit(self, activity: _Activity, reason: str, timeout: float = 5.0) -> None:
+    def _stop_exeunit(self, activity: ActivityRecord, reason: str, timeout: float = 5.0) -> None:
         """Record the final usage and stop the exe-unit (sets the activity Terminated in yagna)."""
         with self._cond:
             if activity.state != "Running":
@@ -418,13 +343,13 @@ class ProviderAgent:
 
     # -- payments thread -----------------------------------------------------------------------
 
-    def _coeffs(self, agreement: _Agreement) -> Sequence[float]:
+    def _coeffs(self, agreement: AgreementRecord) -> Sequence[float]:
         coeffs = agreement.properties.get("golem.com.pricing.model.linear.coeffs")
         if isinstance(coeffs, list) and len(coeffs) == len(USAGE_VECTOR) + 1:
             return [float(c) for c in coeffs]
         return self.spec.coeffs
 
-    def _debit_note_interval(self, agreement: _Agreement) -> float:
+    def _debit_note_interval(self, agreement: AgreementRecord) -> float:
         forced = self.spec.faults.debit_note_interval
         if forced is not None:
             return forced
@@ -434,7 +359,7 @@ class ProviderAgent:
         return float(self.spec.debit_note_interval_sec)
 
     @staticmethod
-    def _exeunit_dead(activity: _Activity) -> bool:
+    def _exeunit_dead(activity: ActivityRecord) -> bool:
         # A crashed (fault) or self-terminated exe-unit reports no usage any more: stop billing it.
         if getattr(activity.exeunit, "stopped", False):
             return True
@@ -451,12 +376,12 @@ class ProviderAgent:
             interval = self._debit_note_interval(agreement)
             coeffs = self._coeffs(agreement)
             timeout = agreement.properties.get(PAYMENT_TIMEOUT)
-            accept_timeout = _seconds(agreement.properties.get(DEBIT_NOTE_ACCEPT_TIMEOUT))
+            accept_timeout = seconds(agreement.properties.get(DEBIT_NOTE_ACCEPT_TIMEOUT))
         try:
             usage = [float(u) for u in activity.exeunit.usage()]
             # What yagna records (18 decimals), so the invoice compares against the same value.
             amount = Decimal(format_amount(max(price(coeffs, usage), activity.last_amount)))
-            due_in = _seconds(timeout)
+            due_in = seconds(timeout)
             note_id = issue_debit_note(
                 self._rest, agreement_id=activity.agreement_id, activity_id=activity_id,
                 amount=amount, usage=usage, payment_due_in=due_in,
