@@ -120,7 +120,7 @@ class ProviderAgent:
         self._negotiator = OfferNegotiator(
             self._rest, offer=self.offer, node_id=self.node_id, faults=spec.faults, stop=self._stop,
             on_agreement=self._on_agreement, on_approved=self._on_approved,
-            poll_timeout=poll_timeout, label=self._label,
+            poll_timeout=poll_timeout, label=self._label, on_published=self._on_published,
         )
         self._agreement_watcher = AgreementWatcher(
             self._rest, stop=self._stop, is_ours=self._is_ours, on_terminated=self._on_terminated,
@@ -227,6 +227,10 @@ class ProviderAgent:
             return self._cond.wait_for(predicate, timeout)
 
     # -- market callbacks ----------------------------------------------------------------------
+
+    def _on_published(self, offer_id: str) -> None:
+        with self._cond:
+            self._cond.notify_all()  # wait_for() callers may watch offer_id
 
     def _is_ours(self, agreement_id: str) -> bool:
         with self._cond:

@@ -512,3 +512,31 @@ def test_unaccepted_debit_notes_make_the_provider_terminate(make_agent: Any, req
                if e["eventType"] == "AgreementTerminatedEvent" and e["agreementId"] == agreement_id]
     assert reasons and reasons[0].get("golem.provider.code") == "DebitNotesDeadline"
     wait_until(lambda: requestor.activity_state(activity_id)[0] == "Terminated", 5, "activity Terminated")
+
+
+@pytest.mark.devnet
+def test_offer_is_published_again_when_yagna_expires_it(tmp_path: Path) -> None:
+    from golem_sync.devnet.chain import DEV_ACCOUNTS
+    from golem_sync.devnet.yagna import YagnaNode
+
+    # A node whose market expires subscriptions after 2 s instead of yagna's default hour.
+    node = YagnaNode(tmp_path / "yagna", requestor_secret=DEV_ACCOUNTS[0].private_key,
+                     env={"DEFAULT_SUBSCRIPTION_TTL": "2s"})
+    node.start()
+    try:
+        prov = node.add_identity("prov", DEV_ACCOUNTS[1].private_key)
+        node.restart()
+        agent = ProviderAgent(spec=ProviderSpec(), api_url=node.api_url, app_key=prov.app_key,
+                              node_id=prov.node_id, gsb_url=node.gsb_url, subnet="ttl", work_root=tmp_path / "w")
+        agent.start()
+        try:
+            first = agent.offer_id
+            assert agent.wait_for(lambda: agent.offer_id not in (None, first), 8), "offer not published again"
+            assert node.requestor_id is not None
+            requestor = Requestor(node.api_url, node.app_key, node.requestor_id)
+            agreement_id, _ = requestor.agreement(requestor.demand("ttl"))
+            assert requestor.call("GET", f"/market-api/v1/agreements/{agreement_id}")["state"] == "Approved"
+        finally:
+            agent.stop()
+    finally:
+        node.stop()
