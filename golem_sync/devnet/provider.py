@@ -118,7 +118,8 @@ class ProviderAgent:
         self.offer = build_offer(spec, node_id=self.node_id, subnet=subnet, payment_platform=payment_platform)
         self._scheduler = Scheduler(self._label)
         self._negotiator = OfferNegotiator(
-            self._rest, offer=self.offer, node_id=self.node_id, faults=spec.faults, stop=self._stop,
+            self._rest, offer=self.offer, node_id=self.node_id, payment_platform=payment_platform,
+            faults=spec.faults, stop=self._stop,
             on_agreement=self._on_agreement, on_approved=self._on_approved,
             poll_timeout=poll_timeout, label=self._label, on_published=self._on_published,
         )

@@ -16,7 +16,7 @@ import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from .provider_rest import ProviderApiError, ProviderRest, parse_timestamp, rfc3339, utcnow
-from .provider_spec import ProviderFaults, counter_properties
+from .provider_spec import ProviderFaults, counter_properties, proposal_problem
 
 __all__ = ["OfferNegotiator", "AgreementWatcher"]
 
@@ -40,6 +40,7 @@ class OfferNegotiator:
         *,
         offer: Mapping[str, Any],
         node_id: str,
+        payment_platform: str,
         faults: ProviderFaults,
         stop: threading.Event,
         on_agreement: Callable[[Dict[str, Any]], None],
@@ -52,6 +53,7 @@ class OfferNegotiator:
         self._on_published = on_published
         self._offer = dict(offer)
         self._node_id = node_id.lower()
+        self._payment_platform = payment_platform
         self._faults = faults
         self._stop = stop
         self._on_agreement = on_agreement
@@ -160,13 +162,15 @@ class OfferNegotiator:
         self._seen_proposals.add(proposal_id)
         if str(proposal.get("issuerId", "")).lower() == self._node_id:
             return  # our own counter-offer echoed back: nothing to answer
-        if self._faults.reject_proposals:
-            reason = {"message": "devnet provider rejects every proposal (fault reject_proposals)",
-                      "golem.proposal.code": "Rejected"}
-            self._rest.call("POST", "market", f"/offers/{sub}/proposals/{proposal_id}/reject", json=reason)
-            logger.info("%s: rejected proposal %s (fault)", self._label, proposal_id)
-            return
         demand_props = proposal.get("properties") or {}
+        problem = proposal_problem(demand_props, self._payment_platform)
+        if problem is None and self._faults.reject_proposals:
+            problem = "devnet provider rejects every proposal (fault reject_proposals)"
+        if problem is not None:
+            reason = {"message": problem, "golem.proposal.code": "Rejected"}
+            self._rest.call("POST", "market", f"/offers/{sub}/proposals/{proposal_id}/reject", json=reason)
+            logger.info("%s: rejected proposal %s: %s", self._label, proposal_id, problem)
+            return
         body = {
             "properties": counter_properties(self._offer["properties"], demand_props),
             "constraints": self._offer["constraints"],

@@ -24,6 +24,7 @@ __all__ = [
     "DEBIT_NOTE_ACCEPT_TIMEOUT",
     "build_offer",
     "counter_properties",
+    "proposal_problem",
     "price",
     "format_amount",
 ]
@@ -200,6 +201,18 @@ def counter_properties(offer_properties: Mapping[str, Any], demand_properties: M
         if key in demand_properties:
             properties[key] = demand_properties[key]
     return properties
+
+
+def proposal_problem(demand_properties: Mapping[str, Any], payment_platform: str) -> Optional[str]:
+    """Why a requestor proposal cannot be served (the rejection reason), or None if it can.
+
+    A requestor that chose another payment platform could never pay this provider's invoices:
+    a real provider rejects it, so the devnet does too (the requestor sees the reason).
+    """
+    chosen = demand_properties.get("golem.com.payment.chosen-platform")
+    if chosen is not None and chosen != payment_platform:
+        return f"No common payment platform: the requestor chose {chosen!r}, this provider takes {payment_platform!r}"
+    return None
 
 
 def price(coeffs: Sequence[float], usage: Sequence[float]) -> Decimal:

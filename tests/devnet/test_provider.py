@@ -31,6 +31,7 @@ from golem_sync.devnet.provider_spec import (
     counter_properties,
     format_amount,
     price,
+    proposal_problem,
 )
 
 PLATFORM = "erc20-holesky-tglm"
@@ -67,6 +68,13 @@ def test_counter_echoes_negotiable_and_drops_mid_agreement_properties_left_out()
     assert bare[DEBIT_NOTE_ACCEPT_TIMEOUT] == 300
     assert DEBIT_NOTE_INTERVAL not in bare and PAYMENT_TIMEOUT not in bare
     assert bare["golem.com.payment.protocol.version"] == "3"
+
+
+def test_proposal_problem_names_a_payment_platform_mismatch() -> None:
+    assert proposal_problem({"golem.com.payment.chosen-platform": PLATFORM}, PLATFORM) is None
+    assert proposal_problem({}, PLATFORM) is None
+    problem = proposal_problem({"golem.com.payment.chosen-platform": "erc20-polygon-glm"}, PLATFORM)
+    assert problem is not None and "erc20-polygon-glm" in problem
 
 
 def test_price_and_amount_format() -> None:
@@ -382,6 +390,19 @@ def test_fault_reject_proposals(make_agent: Any, requestor: Requestor) -> None:
         ((k, v) for k, v in requestor.negotiate(requestor.demand(subnet), timeout=6) if k != "draft"), 1))
     assert outcomes and outcomes[0][0] == "rejected"
     assert "reject" in outcomes[0][1]["reason"]["message"]
+    assert agent.agreements() == []
+
+
+@pytest.mark.devnet
+def test_proposal_with_another_payment_platform_is_rejected_with_a_reason(
+        make_agent: Any, requestor: Requestor) -> None:
+    agent, subnet = make_agent()
+    other = "erc20-polygon-glm"
+    body = requestor.demand(subnet, {"golem.com.payment.chosen-platform": other,
+                                     f"golem.com.payment.platform.{other}.address": requestor.node_id})
+    outcomes = [(k, v) for k, v in requestor.negotiate(body, timeout=2.5)]
+    assert [k for k, _ in outcomes] == ["rejected"]
+    assert "payment platform" in outcomes[0][1]["reason"]["message"]
     assert agent.agreements() == []
 
 
