@@ -278,37 +278,44 @@ class ProviderAgent:
         with self._cond:
             agreement = self._agreements.get(agreement_id)
             # "Pending" is fine: the requestor may hear the approval before our approve call returns.
-            if agreement is None or agreement.state == "Terminated":
+            if agreement is None or agreement.state == "Terminated" or self._stop.is_set():
                 logger.debug("%s: CreateActivity %s for a foreign or ended agreement %s", self._label,
                              activity_id, agreement_id)
                 return
             if activity_id in self._activities:
                 return
-        work_dir = self.work_root / activity_id
-        work_dir.mkdir(parents=True, exist_ok=True)
-        exeunit = self._exeunit_factory(
-            gsb_url=self._gsb_url, activity_id=activity_id, agreement_id=agreement_id,
-            work_dir=work_dir, usage_vector=list(USAGE_VECTOR), faults=self.spec.faults.exeunit,
-        )
-        activity = ActivityRecord(activity_id, agreement_id, work_dir, exeunit)
-        with self._cond:
+            work_dir = self.work_root / activity_id
+            activity = ActivityRecord(activity_id, agreement_id, work_dir, None)
             self._activities[activity_id] = activity
             agreement.activity_ids.append(activity_id)
             schedule_terminate = (self.spec.faults.terminate_agreement_after is not None
                                   and not agreement.terminate_scheduled)
             agreement.terminate_scheduled = agreement.terminate_scheduled or schedule_terminate
         try:
-            exeunit.start()
+            work_dir.mkdir(parents=True, exist_ok=True)
+            activity.exeunit = self._exeunit_factory(
+                gsb_url=self._gsb_url, activity_id=activity_id, agreement_id=agreement_id,
+                work_dir=work_dir, usage_vector=list(USAGE_VECTOR), faults=self.spec.faults.exeunit,
+            )
+            activity.exeunit.start()
         except Exception as exc:
             logger.exception("%s: exe-unit for activity %s failed to start", self._label, activity_id)
             with self._cond:
                 activity.state = "Failed"
                 self._cond.notify_all()
+            # Tell yagna at once: the requestor's create call would otherwise wait for its timeout.
             self._set_terminated_over_rest(activity_id, f"exe-unit failed to start: {exc}")
             return
-        logger.info("%s: activity %s started (agreement %s)", self._label, activity_id, agreement_id)
         with self._cond:
+            # The agreement may have ended (or the agent stopped) while the exe-unit started; those
+            # paths only stop "Running" activities, so this one is ours to stop.
+            abort = agreement.state == "Terminated" or self._stop.is_set()
+            activity.state = "Running"
             self._cond.notify_all()
+        if abort:
+            self._stop_exeunit(activity, "agreement ended while the exe-unit started")
+            return
+        logger.info("%s: activity %s started (agreement %s)", self._label, activity_id, agreement_id)
         self._scheduler.schedule(self._debit_note_interval(agreement), lambda: self._send_debit_note(activity_id))
         after = self.spec.faults.terminate_agreement_after
         if schedule_terminate and after is not None:

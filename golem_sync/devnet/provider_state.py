@@ -34,7 +34,11 @@ class AgreementInfo:
 
 @attrs.frozen
 class ActivityInfo:
-    """A snapshot of one activity: ``state`` is ``"Running"``, ``"Stopped"`` or ``"Failed"``."""
+    """A snapshot of one activity.
+
+    ``state`` is ``"Starting"`` (exe-unit starting), ``"Running"``, ``"Stopped"`` (exe-unit stopped by
+    the provider: destroyed, agreement ended, agent stopped) or ``"Failed"`` (exe-unit did not start).
+    """
 
     activity_id: str
     agreement_id: str
@@ -89,10 +93,8 @@ class ActivityRecord:
         self.activity_id = activity_id
         self.agreement_id = agreement_id
         self.work_dir = work_dir
-        self.exeunit = exeunit
-        self.state = "Running"
+        self.exeunit = exeunit  # None until the agent built it
+        self.state = "Starting"
         self.last_amount = Decimal(0)  # what the last debit note asked: the invoice never goes lower
         self.final_usage: Optional[List[float]] = None
         self.debit_note_ids: List[str] = []
-
-

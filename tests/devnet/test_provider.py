@@ -270,7 +270,7 @@ def make_agent(devnet: Any, tmp_path: Path) -> Iterator[Any]:
     """Start a provider agent on the devnet's provider identity, on a subnet of its own."""
     agents: List[ProviderAgent] = []
 
-    def make(**spec_kwargs: Any) -> Tuple[ProviderAgent, str]:
+    def make(exeunit_factory: Any = None, **spec_kwargs: Any) -> Tuple[ProviderAgent, str]:
         info = devnet.info
         prov = info.providers[0]
         subnet = f"t{next(_subnets)}-{uuid.uuid4().hex[:6]}"
@@ -278,6 +278,7 @@ def make_agent(devnet: Any, tmp_path: Path) -> Iterator[Any]:
             spec=ProviderSpec(name="test-provider", **spec_kwargs), api_url=info.api_url,
             app_key=prov.app_key, node_id=prov.node_id, gsb_url=info.gsb_url, subnet=subnet,
             payment_platform=PLATFORM, work_root=tmp_path / f"agent{len(agents)}",
+            exeunit_factory=exeunit_factory,
         )
         agents.append(agent)
         agent.start()
@@ -561,3 +562,19 @@ def test_offer_is_published_again_when_yagna_expires_it(tmp_path: Path) -> None:
             agent.stop()
     finally:
         node.stop()
+
+
+@pytest.mark.devnet
+def test_exeunit_that_cannot_start_fails_the_create_call_at_once(make_agent: Any, requestor: Requestor) -> None:
+    def broken_exeunit(**kwargs: Any) -> Any:
+        raise RuntimeError("runtime binary missing")
+
+    agent, subnet = make_agent(exeunit_factory=broken_exeunit)
+    agreement_id, _ = requestor.agreement(requestor.demand(subnet))
+    started = time.monotonic()
+    resp = requestor.status("POST", "/activity-api/v1/activity", json={"agreementId": agreement_id},
+                            params={"timeout": 10}, timeout=20)
+    assert resp.status_code >= 400 and "runtime binary missing" in resp.text
+    assert time.monotonic() - started < 5  # not the 10 s create timeout
+    assert [a.state for a in agent.activities()] == ["Failed"]
+    requestor.terminate(agreement_id)
