@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import os
+import subprocess
 import threading
 import time
 import uuid
@@ -578,3 +580,105 @@ def test_exeunit_that_cannot_start_fails_the_create_call_at_once(make_agent: Any
     assert time.monotonic() - started < 5  # not the 10 s create timeout
     assert [a.state for a in agent.activities()] == ["Failed"]
     requestor.terminate(agreement_id)
+
+
+# -- unmodified requestor SDKs (opt-in: they are not dependencies of golem_sync) -------------------
+
+#: yapapi and golem-js spawn `gftp server` at start even when a job transfers no files. This stand-in
+#: answers the JSON-RPC calls they make at start and stop; jobs with gftp transfers need more.
+GFTP_STANDIN = """#!/usr/bin/env python3
+import json, sys
+for line in sys.stdin:
+    if not line.strip():
+        continue
+    req = json.loads(line)
+    result = {"version": "0.14.0", "close": True}.get(req.get("method"))
+    sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": req.get("id"), "result": result}) + "\\n")
+    sys.stdout.flush()
+    if req.get("method") == "shutdown":
+        break
+"""
+
+YAPAPI_JOB = """
+import asyncio, os
+from datetime import timedelta
+from yapapi import Golem, Task
+from yapapi.payload import vm
+
+async def worker(ctx, tasks):
+    async for task in tasks:
+        script = ctx.new_script()
+        future = script.run("/bin/sh", "-c", f"echo task {task.data} ok")
+        yield script
+        task.accept_result(result=(await future).stdout)
+
+async def main():
+    package = await vm.repo(image_tag="golem/alpine:latest", repository_url=os.environ["GOLEM_REGISTRY_URL"])
+    async with Golem(budget=1.0, subnet_tag=os.environ["YAGNA_SUBNET"]) as golem:
+        async for task in golem.execute_tasks(worker, [Task(data=i) for i in range(3)], payload=package,
+                                              timeout=timedelta(minutes=2)):
+            print("RESULT", task.result.strip(), flush=True)
+
+asyncio.run(main())
+"""
+
+GOLEM_JS_JOB = """
+import { TaskExecutor } from "@golem-sdk/golem-js";
+const executor = await TaskExecutor.create({
+  package: "golem/alpine:latest",
+  yagnaOptions: { apiKey: process.env.YAGNA_APPKEY, basePath: process.env.YAGNA_API_URL },
+  subnetTag: process.env.YAGNA_SUBNET,
+  payment: { network: "holesky", driver: "erc20" },
+});
+try {
+  const out = await Promise.all([0, 1].map((i) => executor.run(async (ctx) => (await ctx.run(`echo task ${i} ok`)).stdout)));
+  for (const line of out) console.log("RESULT", line.trim());
+} finally {
+  await executor.shutdown();
+}
+"""
+
+
+def _run_sdk_job(devnet: Any, subnet: str, tmp_path: Path, argv: List[str], cwd: Optional[str] = None) -> str:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gftp").write_text(GFTP_STANDIN)
+    (bin_dir / "gftp").chmod(0o755)
+    env = dict(os.environ)
+    env.update(devnet.info.env())
+    env["YAGNA_SUBNET"] = subnet
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    # subprocess.run kills the job (by pid) if it overruns.
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=150)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done.stdout
+
+
+@pytest.mark.devnet
+@pytest.mark.skipif(not os.environ.get("GOLEM_TEST_YAPAPI_PYTHON"),
+                    reason="set GOLEM_TEST_YAPAPI_PYTHON to a python with yapapi==0.13.1 installed")
+def test_unmodified_yapapi_runs_a_job(make_agent: Any, devnet: Any, tmp_path: Path) -> None:
+    agent, subnet = make_agent()
+    job = tmp_path / "job.py"
+    job.write_text(YAPAPI_JOB)
+    out = _run_sdk_job(devnet, subnet, tmp_path, [os.environ["GOLEM_TEST_YAPAPI_PYTHON"], str(job)])
+    assert sorted(line for line in out.splitlines() if line.startswith("RESULT")) == [
+        "RESULT task 0 ok", "RESULT task 1 ok", "RESULT task 2 ok"]
+    assert agent.invoices() and all(a.state == "Terminated" for a in agent.agreements())
+
+
+@pytest.mark.devnet
+@pytest.mark.skipif(not os.environ.get("GOLEM_TEST_GOLEM_JS_DIR"),
+                    reason="set GOLEM_TEST_GOLEM_JS_DIR to a dir with node_modules/@golem-sdk/golem-js 2.x")
+def test_unmodified_golem_js_runs_a_job(make_agent: Any, devnet: Any, tmp_path: Path) -> None:
+    agent, subnet = make_agent()
+    js_dir = os.environ["GOLEM_TEST_GOLEM_JS_DIR"]
+    job = Path(js_dir) / f"golem-sync-devnet-job-{uuid.uuid4().hex[:8]}.mjs"  # resolves its node_modules
+    job.write_text(GOLEM_JS_JOB)
+    try:
+        out = _run_sdk_job(devnet, subnet, tmp_path, ["node", str(job)], cwd=js_dir)
+    finally:
+        job.unlink()
+    assert sorted(line for line in out.splitlines() if line.startswith("RESULT")) == [
+        "RESULT task 0 ok", "RESULT task 1 ok"]
+    assert agent.wait_for(lambda: len(agent.invoices()) >= 1, 10)
