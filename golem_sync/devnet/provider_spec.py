@@ -88,6 +88,12 @@ def _exeunit_faults(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) ->
         raise GolemConfigError(f"{attribute.name} must be an ExeUnitFaults or None, got {value!r}")
 
 
+def _to_tuple(value: Any) -> Tuple[Any, ...]:
+    if isinstance(value, str):  # tuple("vpn") would silently become ("v", "p", "n")
+        raise GolemConfigError(f"capabilities must be a sequence of strings, got the string {value!r}")
+    return tuple(value)
+
+
 def _capabilities(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if not all(isinstance(c, str) and c for c in value):
         raise GolemConfigError(f"{attribute.name} must be non-empty strings, got {value!r}")
@@ -129,7 +135,7 @@ class ProviderSpec:
     mem_gib: float = attrs.field(default=4.0, validator=_positive)
     storage_gib: float = attrs.field(default=20.0, validator=_positive)
     runtime: str = attrs.field(default="vm", validator=_non_empty_str)
-    capabilities: Tuple[str, ...] = attrs.field(default=("vpn",), converter=tuple, validator=_capabilities)
+    capabilities: Tuple[str, ...] = attrs.field(default=("vpn",), converter=_to_tuple, validator=_capabilities)
     price_per_cpu_sec: float = attrs.field(default=0.0001, validator=_non_negative)
     price_per_duration_sec: float = attrs.field(default=0.00005, validator=_non_negative)
     start_price: float = attrs.field(default=0.0, validator=_non_negative)

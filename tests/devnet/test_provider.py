@@ -91,7 +91,7 @@ def test_price_and_amount_format() -> None:
 
 @pytest.mark.parametrize("kwargs", [
     {"cpu_threads": 0}, {"mem_gib": -1.0}, {"price_per_cpu_sec": float("nan")}, {"name": ""},
-    {"debit_note_interval_sec": 1.5}, {"faults": "none"},
+    {"debit_note_interval_sec": 1.5}, {"faults": "none"}, {"capabilities": "vpn"}, {"capabilities": ("",)},
 ])
 def test_spec_validation(kwargs: Dict[str, Any]) -> None:
     with pytest.raises(GolemConfigError):
