@@ -1,13 +1,15 @@
 """A batch of commands sent to the provider as one ExeScript."""
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, List, Mapping, Optional, Sequence, Union
 
 from ..yagna.models import Command, Transfer
 from .commands import build_run
 from .result import Result
-from .transfers import DownloadStep, Progress, TransferStep, UploadStep
+
+from typing import Any, Dict  # noqa: E402  (transfer steps; kept apart to keep merges clean)
+from ..storage.paths import PathLike
+from .transfers import DownloadStep, Progress, TransferStep, UploadStep, json_bytes
 
 if TYPE_CHECKING:
     from .context import WorkContext
@@ -38,15 +40,18 @@ class Batch:
 
     def end(self, timeout: Optional[float] = None) -> List[Result]:
         """Execute the batch; a failing command ends it with an Error result (see ``raise_on_command_error``)."""
-        if self._steps:
+        if self._steps:  # transfer steps need their services around the batch
             return self._ctx._execute_steps(self._commands, self._steps, timeout)
         return self._ctx._execute(self._commands, timeout)
+
+    def __len__(self) -> int:
+        return len(self._commands)
 
     # -- transfer steps (yagna's GSB API); see WorkContext.upload_file and friends ---------------
     # A failed step gives an Error result and ends the batch like a failed ``run``; a download's
     # ``Result.data`` is the written Path, the bytes or the parsed JSON.
 
-    def upload_file(self, local_path: Union[str, "os.PathLike[str]"], remote_path: str, *,
+    def upload_file(self, local_path: PathLike, remote_path: str, *,
                     progress: Optional[Progress] = None) -> "Batch":
         return self._add_step(UploadStep(self._ctx._transfers(), remote_path, path=local_path,
                                          progress=progress, what="upload_file"))
@@ -56,11 +61,10 @@ class Batch:
                                          what="upload_data"))
 
     def upload_json(self, value: Any, remote_path: str) -> "Batch":
-        from .context import _json_bytes
         return self._add_step(UploadStep(self._ctx._transfers(), remote_path,
-                                         data=_json_bytes(value, "upload_json"), what="upload_json"))
+                                         data=json_bytes(value, "upload_json"), what="upload_json"))
 
-    def download_file(self, remote_path: str, local_path: Union[str, "os.PathLike[str]"], *,
+    def download_file(self, remote_path: str, local_path: PathLike, *,
                       progress: Optional[Progress] = None, max_size: Optional[int] = None) -> "Batch":
         return self._add_step(DownloadStep(self._ctx._transfers(), remote_path, into="file", local=local_path,
                                            progress=progress, max_size=max_size, what="download_file"))
@@ -78,6 +82,3 @@ class Batch:
         self._steps[len(self._commands)] = step
         self._commands.append(step.command)
         return self
-
-    def __len__(self) -> int:
-        return len(self._commands)

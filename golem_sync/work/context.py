@@ -1,10 +1,8 @@
 """The WorkContext handed to ``worker(ctx)``: run commands on the provider the job signed."""
 from __future__ import annotations
 
-import json
 import logging
-import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, List, Mapping, Optional, Sequence, Union
 
 import attrs
 
@@ -13,11 +11,15 @@ from ..activity import Activity
 from ..cancel import CancelToken
 from ..errors import GolemActivityError, GolemConfigError, GolemWorkError
 from ..options import WorkOptions
-from ..yagna.models import Command, Deploy, Start, Transfer
+from ..yagna.models import Command, Deploy, Start
 from .batch import Batch
 from .commands import build_run
 from .result import Result
-from .transfers import DownloadStep, Progress, TransferEnv, TransferStep, UploadStep
+
+# transfers (kept apart from the imports above to keep merges clean)
+from ..storage.paths import PathLike  # noqa: E402
+from ..yagna.models import Transfer  # noqa: E402
+from .transfers import DownloadStep, Progress, TransferEnv, TransferStep, UploadStep, json_bytes  # noqa: E402
 
 __all__ = ["WorkContext", "ProviderInfo"]
 
@@ -40,6 +42,8 @@ class WorkContext:
     another thread through its token; every blocking call here then raises GolemCancelledError.
     """
 
+    _transfer_env: Optional[TransferEnv] = None  # built on the first transfer
+
     def __init__(self, activity: Activity, provider: ProviderInfo, token: CancelToken, options: WorkOptions,
                  *, job: Any = None) -> None:
         self._activity = activity
@@ -47,7 +51,6 @@ class WorkContext:
         self._token = token
         self._options = options
         self.job = job
-        self._transfer_env: Optional[TransferEnv] = None
 
     @property
     def activity_id(self) -> str:
@@ -89,7 +92,7 @@ class WorkContext:
     # Each helper runs one transfer command and raises GolemWorkError if it fails (the data would
     # not be trustworthy); in a batch the same steps give Error results like ``run``.
 
-    def upload_file(self, local_path: Union[str, "os.PathLike[str]"], remote_path: str, *,
+    def upload_file(self, local_path: PathLike, remote_path: str, *,
                     progress: Optional[Progress] = None, timeout: Optional[float] = None) -> Result:
         """Copy a local file to ``remote_path`` on the provider (e.g. ``/golem/input/a.bin``).
 
@@ -107,10 +110,10 @@ class WorkContext:
 
     def upload_json(self, value: Any, remote_path: str, *, timeout: Optional[float] = None) -> Result:
         """Write ``value`` as UTF-8 JSON to ``remote_path`` on the provider."""
-        return self._run_step(UploadStep(self._transfers(), remote_path, data=_json_bytes(value, "upload_json"),
+        return self._run_step(UploadStep(self._transfers(), remote_path, data=json_bytes(value, "upload_json"),
                                          what="upload_json"), timeout).raise_for_error()
 
-    def download_file(self, remote_path: str, local_path: Union[str, "os.PathLike[str]"], *,
+    def download_file(self, remote_path: str, local_path: PathLike, *,
                       progress: Optional[Progress] = None, timeout: Optional[float] = None,
                       max_size: Optional[int] = None) -> Result:
         """Copy ``remote_path`` from the provider to ``local_path`` (sha3-256 verified).
@@ -158,28 +161,28 @@ class WorkContext:
             raise GolemConfigError(f"{step.what}: timeout must be a positive number of seconds, got {timeout!r}")
         return self._execute_steps([step.command], {0: step}, timeout)[0]
 
-    def _execute_steps(self, commands: Sequence[Command], steps: Dict[int, TransferStep],
+    def _execute_steps(self, commands: Sequence[Command], steps: Mapping[int, TransferStep],
                        timeout: Optional[float]) -> List[Result]:
-        """Serve every step, run the batch, close every service whatever happens."""
+        """Serve every step, run the batch through ``_execute``, close every service whatever happens."""
         opened: List[TransferStep] = []
         try:
             for index in sorted(steps):
                 self._token.raise_if_cancelled()
                 opened.append(steps[index])
                 steps[index].open()
-            raw = self._activity.execute(commands, self._token, timeout)
-            results = [steps[i].finish(r) if i in steps else Result.of(r) for i, r in enumerate(raw)]
+            ran = self._execute(commands, timeout)
+            results = [steps[r.index].finish(r) if r.index in steps else r for r in ran]
         finally:
             for step in opened:
                 try:
                     step.close()
                 except Exception:
                     logger.exception("closing %s %s failed", step.what, step.remote_path)
-        for result in results:
-            if not result.ok:
-                logger.warning("command %d on %s failed: %s", result.index, self.provider.name, result.message)
+        for before, after in zip(ran, results):
+            if before.ok and not after.ok:  # the provider said Ok, the requestor side did not
+                logger.warning("command %d on %s failed: %s", after.index, self.provider.name, after.message)
                 if self._options.raise_on_command_error:
-                    result.raise_for_error()
+                    after.raise_for_error()
         return results
 
     # -- internals -----------------------------------------------------------------------------
@@ -214,10 +217,3 @@ class WorkContext:
                 teardown(self)
             except Exception:
                 logger.exception("teardown %r failed", teardown)
-
-
-def _json_bytes(value: Any, what: str) -> bytes:
-    try:
-        return json.dumps(value).encode("utf-8")
-    except (TypeError, ValueError) as exc:
-        raise GolemConfigError(f"{what}: the value is not JSON-serialisable: {exc}") from exc

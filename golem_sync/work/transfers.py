@@ -28,10 +28,10 @@ from ..errors import GolemConfigError
 from ..storage.gftp import BytesSource, FileSource, Progress, Publication, Receipt, gftp_url, new_name
 from ..storage.paths import PathLike, download_target, part_path, source_file
 from ..yagna.client import YagnaClient
-from ..yagna.models import ExeScriptCommandResult, Transfer
+from ..yagna.models import Transfer
 from .result import Result
 
-__all__ = ["TransferEnv", "TransferStep", "UploadStep", "DownloadStep", "Progress"]
+__all__ = ["TransferEnv", "TransferStep", "UploadStep", "DownloadStep", "Progress", "json_bytes"]
 
 logger = logging.getLogger("golem_sync.work.transfers")
 
@@ -108,7 +108,7 @@ class TransferStep:
         """Start serving (before the batch is sent)."""
         raise NotImplementedError
 
-    def finish(self, raw: ExeScriptCommandResult) -> Result:
+    def finish(self, ran: Result) -> Result:
         """The step's Result once its command ran."""
         raise NotImplementedError
 
@@ -119,13 +119,12 @@ class TransferStep:
     def _service_error(self) -> Optional[BaseException]:
         raise NotImplementedError
 
-    def _failed(self, raw: ExeScriptCommandResult, message: Optional[str] = None) -> Result:
-        base = Result.of(raw)
+    def _failed(self, ran: Result, message: Optional[str] = None) -> Result:
         local = message or (str(self._service_error()) if self._service_error() else None)
-        text = f"{self.what} {self.remote_path}: {raw.message or 'failed'}"
+        text = f"{self.what} {self.remote_path}: {ran.message or 'failed'}"
         if local:
             text += f" (requestor side: {local})"
-        return attrs.evolve(base, result="Error", message=text)
+        return attrs.evolve(ran, result="Error", message=text)
 
 
 class UploadStep(TransferStep):
@@ -162,11 +161,11 @@ class UploadStep(TransferStep):
             self.publication = None
             raise
 
-    def finish(self, raw: ExeScriptCommandResult) -> Result:
+    def finish(self, ran: Result) -> Result:
         self.reporter.end()
-        if str(raw.result) != "Ok":
-            return self._failed(raw)
-        return Result.of(raw)
+        if not ran.ok:
+            return self._failed(ran)
+        return ran
 
     def close(self) -> None:
         if self.publication is not None:
@@ -216,29 +215,29 @@ class DownloadStep(TransferStep):
             raise GolemConfigError(f"{self.what}: cannot write into {str(part)!r}: {exc}") from exc
         self.receipt.open()
 
-    def finish(self, raw: ExeScriptCommandResult) -> Result:
+    def finish(self, ran: Result) -> Result:
         self.reporter.end()
         receipt = self.receipt
         assert receipt is not None
-        if str(raw.result) != "Ok":
-            return self._failed(raw)
+        if not ran.ok:
+            return self._failed(ran)
         if receipt.verified_hash is None:
-            return self._failed(raw, "the provider reported success but never finished the upload")
+            return self._failed(ran, "the provider reported success but never finished the upload")
         receipt.close()  # no more writes: the file can be moved
         if self.into == "file":
             assert self.target is not None
             try:
                 receipt.commit(self.target)
             except OSError as exc:
-                return self._failed(raw, f"could not save {str(self.target)!r}: {exc}")
-            return Result.of(raw, data=self.target)
+                return self._failed(ran, f"could not save {str(self.target)!r}: {exc}")
+            return attrs.evolve(ran, data=self.target)
         data = receipt.data()
         if self.into == "json":
             try:
-                return Result.of(raw, data=json.loads(data.decode("utf-8")))
+                return attrs.evolve(ran, data=json.loads(data.decode("utf-8")))
             except ValueError as exc:
-                return self._failed(raw, f"not JSON: {exc}")
-        return Result.of(raw, data=data)
+                return self._failed(ran, f"not JSON: {exc}")
+        return attrs.evolve(ran, data=data)
 
     def close(self) -> None:
         if self.receipt is not None:
@@ -248,3 +247,10 @@ class DownloadStep(TransferStep):
     def _service_error(self) -> Optional[BaseException]:
         return self.receipt.service.error if self.receipt is not None else None
 
+
+def json_bytes(value: Any, what: str) -> bytes:
+    """``value`` as UTF-8 JSON; GolemConfigError naming ``what`` if it is not serialisable."""
+    try:
+        return json.dumps(value).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise GolemConfigError(f"{what}: the value is not JSON-serialisable: {exc}") from exc

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Dict, List, Optional
 
+import attrs
 import pytest
 
 from golem_sync import GolemCancelledError, GolemConfigError, GolemWorkError, YagnaProtocolError, signals
@@ -251,9 +252,8 @@ class FakeStep(TransferStep):
         if self.fail_open:
             raise GolemConfigError(f"cannot open {self.tag}")
 
-    def finish(self, raw: Any) -> Any:
-        from golem_sync.work import Result
-        return Result.of(raw, data=self.tag)
+    def finish(self, ran: Any) -> Any:
+        return attrs.evolve(ran, data=self.tag)
 
     def close(self) -> None:
         self.log.append(f"close {self.tag}")
