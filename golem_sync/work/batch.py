@@ -38,15 +38,6 @@ class Batch:
         self._commands.append(Transfer(from_=source, to=destination))
         return self
 
-    def end(self, timeout: Optional[float] = None) -> List[Result]:
-        """Execute the batch; a failing command ends it with an Error result (see ``raise_on_command_error``)."""
-        if self._steps:  # transfer steps need their services around the batch
-            return self._ctx._execute_steps(self._commands, self._steps, timeout)
-        return self._ctx._execute(self._commands, timeout)
-
-    def __len__(self) -> int:
-        return len(self._commands)
-
     # -- transfer steps (yagna's GSB API); see WorkContext.upload_file and friends ---------------
     # A failed step gives an Error result and ends the batch like a failed ``run``; a download's
     # ``Result.data`` is the written Path, the bytes or the parsed JSON.
@@ -82,3 +73,12 @@ class Batch:
         self._steps[len(self._commands)] = step
         self._commands.append(step.command)
         return self
+
+    def end(self, timeout: Optional[float] = None) -> List[Result]:
+        """Execute the batch; a failing command ends it with an Error result (see ``raise_on_command_error``)."""
+        if self._steps:  # transfer steps need their services around the batch
+            return self._ctx._execute_steps(self._commands, self._steps, timeout)
+        return self._ctx._execute(self._commands, timeout)
+
+    def __len__(self) -> int:
+        return len(self._commands)
