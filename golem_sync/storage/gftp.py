@@ -95,10 +95,10 @@ class Publication:
         return self
 
     def close(self) -> None:
-        try:
-            self.service.close()
-        finally:
-            self.source.close()
+        self.service.close()
+        if self.service.alive:
+            return  # never close a descriptor a stuck reader may still use (its number could be reused)
+        self.source.close()
 
     def handle(self, component: str, payload: Any) -> Any:
         if component == "GetMetadata":
@@ -162,6 +162,8 @@ class Receipt:
     def close(self) -> None:
         """Unbind and close the socket; the received bytes stay until commit/discard."""
         self.service.close()
+        if self.service.alive:
+            return  # never close a descriptor a stuck reader may still write to
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
