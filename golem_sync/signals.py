@@ -85,7 +85,8 @@ invoice_rejected = namespace.signal("invoice-rejected", doc="kwargs: invoice, re
 transfer_progress = namespace.signal(
     "transfer-progress",
     doc="A long transfer moved on: sent at most once a second while bytes flow (so short transfers "
-        "send none) and once more when it ends. Runs on the transfer's socket thread. kwargs: "
+        "send none) and once more when it ends. Runs on the transfer's socket thread (the last one on "
+        "the worker's thread). kwargs: "
         "activity_id, direction ('upload'|'download'), remote_path, bytes_done, bytes_total (None if unknown)")
 
 
