@@ -45,13 +45,15 @@ CHUNK_LIMIT = 60 * 1024
 class Raw:
     """bind -> WebSocket -> exec -> poll -> unbind, by hand."""
 
-    def __init__(self, api_url: str, app_key: str, node_id: str, activity_id: str) -> None:
+    def __init__(self, api_url: str, app_key: str, activity_id: str) -> None:
         self.api = api_url.rstrip("/")
         self.key = app_key
-        self.node_id = node_id.lower()
         self.activity_id = activity_id
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {app_key}"
+        me = self.http.get(f"{self.api}/me", timeout=10)
+        me.raise_for_status()
+        self.node_id = me.json()["identity"].lower()
 
     def _serve(self, components: List[str], handle: Callable[[str, Any], Any]) -> Tuple[str, str, Any, threading.Thread]:
         name = uuid.uuid4().hex
@@ -163,7 +165,7 @@ def measure(fn: Callable[[], None]) -> float:
 
 
 def bench(ctx: Any, api_url: str, app_key: str, work: Path, sizes: List[int], rounds: int) -> List[Dict[str, Any]]:
-    raw = Raw(api_url, app_key, ctx._transfers().node_id, ctx.activity_id)
+    raw = Raw(api_url, app_key, ctx.activity_id)
     rows = []
     for size_mb in sizes:
         source = work / f"src-{size_mb}.bin"
