@@ -31,6 +31,7 @@ from .provider_spec import (
     ProviderFaults,
     ProviderSpec,
     build_offer,
+    format_amount,
     price,
 )
 
@@ -228,11 +229,13 @@ class ProviderAgent:
         self._scheduler.stop()
         with self._cond:
             running = [a for a in self._activities.values() if a.state == "Running"]
-        for activity in running:
-            self._stop_exeunit(activity, "provider agent stopped")
 
         def left() -> float:
             return max(0.0, deadline - time.monotonic())
+
+        for activity in running:
+            # Each stop tells yagna "Terminated" over GSB; bound it so many activities fit the budget.
+            self._stop_exeunit(activity, "provider agent stopped", timeout=min(2.0, left()))
 
         for thread in self._threads:
             thread.join(left())
@@ -381,7 +384,7 @@ class ProviderAgent:
         self._stop_exeunit(activity, "activity destroyed by the requestor")
         logger.info("%s: activity %s destroyed", self._label, activity_id)
 
-    def _stop_exeunit(self, activity: _Activity, reason: str) -> None:
+    def _stop_exeunit(self, activity: _Activity, reason: str, timeout: float = 5.0) -> None:
         """Record the final usage and stop the exe-unit (sets the activity Terminated in yagna)."""
         with self._cond:
             if activity.state != "Running":
@@ -392,7 +395,7 @@ class ProviderAgent:
         except Exception:
             logger.exception("%s: reading the usage of %s failed", self._label, activity.activity_id)
         try:
-            activity.exeunit.stop(reason)
+            activity.exeunit.stop(reason, timeout=timeout)
         except Exception:
             logger.exception("%s: stopping the exe-unit of %s failed", self._label, activity.activity_id)
         with self._cond:
@@ -442,7 +445,8 @@ class ProviderAgent:
             timeout = agreement.properties.get(PAYMENT_TIMEOUT)
         try:
             usage = [float(u) for u in activity.exeunit.usage()]
-            amount = max(price(coeffs, usage), activity.last_amount)
+            # What yagna records (18 decimals), so the invoice compares against the same value.
+            amount = Decimal(format_amount(max(price(coeffs, usage), activity.last_amount)))
             due_in = float(timeout) if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) else None
             note_id = issue_debit_note(
                 self._rest, agreement_id=activity.agreement_id, activity_id=activity_id,
@@ -473,6 +477,7 @@ class ProviderAgent:
             if activity.final_usage is not None:
                 cost = max(cost, price(coeffs, activity.final_usage))
             amount += cost
+        amount = Decimal(format_amount(amount))
         activity_ids = [a.activity_id for a in activities]
         try:
             invoice_id = issue_invoice(self._rest, agreement_id=agreement_id, activity_ids=activity_ids, amount=amount)

@@ -464,3 +464,34 @@ def test_stop_withdraws_the_offer_and_joins_every_thread(devnet: Any, tmp_path: 
     offers = requests.get(info.api_url + "/market-api/v1/offers", headers=headers, timeout=10).json()
     assert offer_id not in [o["offerId"] for o in offers]
     assert [t for t in threading.enumerate() if t not in before and t.is_alive()] == []
+
+
+@pytest.mark.devnet
+def test_one_offer_serves_concurrent_agreements_and_destroy_stops_only_that_activity(
+        make_agent: Any, requestor: Requestor) -> None:
+    agent, subnet = make_agent()
+    first, _ = requestor.agreement(requestor.demand(subnet))
+    second, _ = requestor.agreement(requestor.demand(subnet))
+    activities: Dict[str, str] = {}
+
+    def create(agreement_id: str) -> None:
+        activities[agreement_id] = requestor.create_activity(agreement_id)
+
+    creators = [threading.Thread(target=create, args=(a,)) for a in (first, second)]
+    for thread in creators:
+        thread.start()
+    for thread in creators:
+        thread.join(20)
+    assert set(activities) == {first, second}
+    assert len({a.agreement_id for a in agent.agreements()}) == 2
+    for activity_id in activities.values():
+        assert requestor.exec(activity_id, ECHO)[-1]["stdout"].strip() == "hi devnet"
+    # yapapi style: the requestor destroys its activity; only that exe-unit stops.
+    requestor.call("DELETE", f"/activity-api/v1/activity/{activities[first]}", params={"timeout": 10}, timeout=20)
+    assert agent.wait_for(lambda: {a.activity_id: a.state for a in agent.activities()} == {
+        activities[first]: "Stopped", activities[second]: "Running"}, 5)
+    assert agent.exeunit(activities[first]).stopped and not agent.exeunit(activities[second]).stopped
+    assert requestor.exec(activities[second], ECHO[2:])[-1]["result"] == "Ok"
+    for agreement_id in (first, second):
+        requestor.terminate(agreement_id)
+    assert agent.wait_for(lambda: len(agent.invoices()) == 2, 10)
