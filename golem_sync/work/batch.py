@@ -1,14 +1,13 @@
 """A batch of commands sent to the provider as one ExeScript."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
+from ..errors import GolemUserError
+from ..storage.paths import PathLike
 from ..yagna.models import Command, Transfer
 from .commands import build_run
 from .result import Result
-
-from typing import Any, Dict  # noqa: E402  (transfer steps; kept apart to keep merges clean)
-from ..storage.paths import PathLike
 from .transfers import DownloadStep, Progress, TransferStep, UploadStep, json_bytes
 
 if TYPE_CHECKING:
@@ -92,4 +91,6 @@ class Batch:
         GolemTimeoutError when the batch is not done within ``timeout`` seconds (default
         ``activity.execute_timeout_sec``; the activity is then replaced on the next command).
         """
+        if self._steps:  # their services live only around end(); a stream would leave them open
+            raise GolemUserError("end_stream: a batch with upload/download steps runs with end()")
         return self._ctx._execute_stream(self._commands, timeout)

@@ -13,17 +13,14 @@ from ..cancel import CancelToken
 from ..errors import GolemActivityError, GolemConfigError, GolemError, GolemTimeoutError, GolemWorkError
 from ..options import RunOptions, WorkOptions
 from ..vpn import Vpn
-from ..yagna.models import Capture, Command, Deploy, Start
+from ..storage.paths import PathLike
+from ..yagna.models import Capture, Command, Deploy, Start, Transfer
 from .batch import Batch
 from .commands import build_run
 from .costs import CostLedger, usage_by_name
 from .process import RemoteProcess
 from .result import Result
-
-# transfers (kept apart from the imports above to keep merges clean)
-from ..storage.paths import PathLike  # noqa: E402
-from ..yagna.models import Transfer  # noqa: E402
-from .transfers import DownloadStep, Progress, TransferEnv, TransferStep, UploadStep, json_bytes  # noqa: E402
+from .transfers import DownloadStep, Progress, TransferEnv, TransferStep, UploadStep, json_bytes
 
 __all__ = ["WorkContext", "ProviderInfo"]
 

@@ -363,3 +363,16 @@ def test_progress_callbacks_are_isolated_and_signals_throttled(monkeypatch):
                            "bytes_done": 50, "bytes_total": 100}
     finally:
         signals.transfer_progress.disconnect(receiver)
+
+
+def test_a_batch_with_transfer_steps_cannot_be_streamed():
+    from golem_sync import GolemUserError
+
+    log: List[str] = []
+    activity = FakeActivity()
+    ctx = context(activity)
+    batch = ctx.begin_batch().run("true")
+    batch._add_step(FakeStep(ctx._transfers(), log, "a"))
+    with pytest.raises(GolemUserError, match="end_stream"):
+        batch.end_stream()
+    assert log == [] and activity.executed == []
