@@ -36,6 +36,7 @@ __all__ = [
     "batch_sent", "batch_finished", "debit_note_received", "debit_note_accepted",
     "debit_note_rejected", "invoice_received", "invoice_accepted", "invoice_rejected",
     "allocation_created", "allocation_released",
+    "transfer_progress",
 ]
 
 logger = logging.getLogger("golem_sync.signals")
@@ -79,6 +80,14 @@ debit_note_rejected = namespace.signal("debit-note-rejected", doc="kwargs: debit
 invoice_received = namespace.signal("invoice-received", doc="kwargs: invoice")
 invoice_accepted = namespace.signal("invoice-accepted", doc="kwargs: invoice, amount")
 invoice_rejected = namespace.signal("invoice-rejected", doc="kwargs: invoice, reason")
+
+# -- transfers -------------------------------------------------------------------------------
+transfer_progress = namespace.signal(
+    "transfer-progress",
+    doc="A long transfer moved on: sent at most once a second while bytes flow (so short transfers "
+        "send none) and once more when it ends. Runs on the transfer's socket thread (the last one on "
+        "the worker's thread). kwargs: "
+        "activity_id, direction ('upload'|'download'), remote_path, bytes_done, bytes_total (None if unknown)")
 
 
 def emit(signal: blinker.NamedSignal, sender: Any, **kwargs: Any) -> None:

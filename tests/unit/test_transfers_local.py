@@ -1,0 +1,378 @@
+"""Transfers without yagna: local path rules, the gftp handlers, hash checks, cleanup guarantees."""
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Dict, List, Optional
+
+import attrs
+import pytest
+
+from golem_sync import GolemCancelledError, GolemConfigError, GolemWorkError, YagnaProtocolError, signals
+from golem_sync import flex
+from golem_sync.cancel import CancelToken
+from golem_sync.options import WorkOptions
+from golem_sync.storage import paths
+from golem_sync.storage.gftp import MAX_CHUNK, BytesSource, FileSource, Publication, Receipt
+from golem_sync.storage.service import GsbService, ServiceFailure
+from golem_sync.work import WorkContext, ProviderInfo, transfers
+from golem_sync.work.transfers import DownloadStep, TransferEnv, TransferStep, UploadStep
+from golem_sync.yagna.models import Transfer
+
+NOT_CONNECTED = SimpleNamespace()  # handlers are tested without opening the service
+
+
+def sha3(data: bytes) -> str:
+    return hashlib.sha3_256(data).hexdigest()
+
+
+# -- local paths -------------------------------------------------------------------------------
+
+def test_upload_of_a_missing_or_non_file_path_names_it(tmp_path):
+    with pytest.raises(GolemConfigError, match=f"'{tmp_path / 'nope.bin'}' does not exist"):
+        paths.source_file(tmp_path / "nope.bin", "upload_file")
+    with pytest.raises(GolemConfigError, match="is not a regular file"):
+        paths.source_file(tmp_path, "upload_file")
+    (tmp_path / "a").write_bytes(b"x")
+    assert paths.source_file(str(tmp_path / "a"), "upload_file") == tmp_path / "a"
+
+
+def test_download_target_is_the_given_file_or_the_remote_base_name_inside_a_directory(tmp_path):
+    assert paths.download_target(tmp_path / "out.bin", "/golem/output/r.bin", "d") == tmp_path / "out.bin"
+    assert paths.download_target(tmp_path, "/golem/output/r.bin", "d") == tmp_path / "r.bin"
+    with pytest.raises(GolemConfigError, match=f"local directory '{tmp_path / 'missing'}' does not exist"):
+        paths.download_target(tmp_path / "missing" / "out.bin", "/x", "d")
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("remote", ["/golem/output/..", "/golem/output/.", "..", "/", "", "/golem/a\\..\\b",
+                                    "/golem/x\0y"])
+def test_a_remote_name_can_never_leave_the_chosen_directory(tmp_path, remote):
+    with pytest.raises(GolemConfigError, match="refusing file name"):
+        paths.download_target(tmp_path, remote, "download_file")
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "/etc/passwd", "..", ".", "", "a\\b"])
+def test_safe_name_accepts_only_plain_names(name):
+    with pytest.raises(GolemConfigError):
+        paths.safe_name(name, "d")
+    assert paths.safe_name("..hidden", "d") == "..hidden"
+
+
+def test_a_symlink_at_the_target_is_replaced_not_written_through(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    inside_dir = tmp_path / "dir"
+    inside_dir.mkdir()
+    (inside_dir / "r.bin").symlink_to(outside)
+    target = paths.download_target(inside_dir, "/golem/output/r.bin", "d")
+    receipt = Receipt(NOT_CONNECTED, "n", part_path=paths.part_path(target, "t"))  # type: ignore[arg-type]
+    receipt.handle("UploadChunk", {"chunk": {"offset": 0, "content": b"new"}})
+    receipt.handle("UploadFinished", {"hash": sha3(b"new")})
+    receipt.close()
+    receipt.commit(target)
+    assert outside.read_text() == "keep"
+    assert target.read_bytes() == b"new" and not target.is_symlink()
+
+
+# -- serving an upload (GetMetadata / GetChunk) --------------------------------------------------
+
+def test_publication_serves_metadata_and_chunks_and_reports_progress(tmp_path):
+    data = os.urandom(100_000)
+    (tmp_path / "f").write_bytes(data)
+    seen: List[tuple] = []
+    pub = Publication(NOT_CONNECTED, "n", FileSource(tmp_path / "f"), lambda d, t: seen.append((d, t)))  # type: ignore[arg-type]
+    try:
+        assert pub.handle("GetMetadata", None) == {"fileSize": len(data)}
+        out = b""
+        while len(out) < len(data):
+            chunk = pub.handle("GetChunk", {"offset": len(out), "size": 40960})
+            assert chunk["offset"] == len(out)
+            out += chunk["content"]
+        assert out == data
+        assert seen[-1] == (len(data), len(data)) and len(seen) == 3
+        # A chunk larger than a WebSocket frame allows is cut short, never sent whole.
+        assert len(pub.handle("GetChunk", {"offset": 0, "size": 1 << 20})["content"]) == MAX_CHUNK
+        for bad in ({"offset": -1, "size": 10}, {"offset": 0}, {"offset": len(data) + 1, "size": 1},
+                    {"offset": True, "size": 1}, None):
+            with pytest.raises(ServiceFailure):
+                pub.handle("GetChunk", bad)
+        with pytest.raises(ServiceFailure, match="unknown gftp message"):
+            pub.handle("UploadChunk", {})
+    finally:
+        pub.source.close()
+
+
+def test_bytes_source_serves_the_end_of_the_data():
+    source = BytesSource(b"abcdef")
+    assert source.size == 6 and source.read(4, 100) == b"ef" and source.read(6, 10) == b""
+
+
+# -- receiving a download (UploadChunk / UploadFinished) ----------------------------------------
+
+def chunks_of(data: bytes, size: int) -> List[Dict[str, Any]]:
+    return [{"chunk": {"offset": o, "content": data[o:o + size]}} for o in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("order", ["in-order", "reversed"])
+@pytest.mark.parametrize("into_file", [False, True])
+def test_receipt_verifies_the_sha3_hash_in_any_chunk_order(tmp_path, order, into_file):
+    data = os.urandom(150_000)
+    parts = chunks_of(data, 40960)
+    if order == "reversed":
+        parts.reverse()
+    part = tmp_path / ".out.part" if into_file else None
+    progress: List[tuple] = []
+    receipt = Receipt(NOT_CONNECTED, "n", part_path=part, progress=lambda d, t: progress.append((d, t)))  # type: ignore[arg-type]
+    for p in parts:
+        assert receipt.handle("UploadChunk", p) is None
+    assert receipt.handle("UploadFinished", {"hash": sha3(data).upper()}) is None
+    assert receipt.verified_hash == sha3(data)
+    assert progress[-1] == (len(data), None)
+    receipt.close()
+    if into_file:
+        receipt.commit(tmp_path / "out")
+        assert (tmp_path / "out").read_bytes() == data and not part.exists()  # type: ignore[union-attr]
+    else:
+        assert receipt.data() == data
+
+
+def test_receipt_refuses_a_wrong_or_missing_hash_and_late_chunks(tmp_path):
+    receipt = Receipt(NOT_CONNECTED, "n", part_path=tmp_path / ".p")  # type: ignore[arg-type]
+    receipt.handle("UploadChunk", {"chunk": {"offset": 0, "content": b"abc"}})
+    with pytest.raises(ServiceFailure, match="sha3-256 mismatch"):
+        receipt.handle("UploadFinished", {"hash": sha3(b"abd")})
+    with pytest.raises(ServiceFailure, match="without a hash"):
+        receipt.handle("UploadFinished", {})
+    assert receipt.verified_hash is None
+    with pytest.raises(GolemWorkError, match="nothing verified"):
+        receipt.commit(tmp_path / "out")
+    receipt.discard()
+    assert list(tmp_path.iterdir()) == []
+    done = Receipt(NOT_CONNECTED, "n")  # type: ignore[arg-type]
+    done.handle("UploadFinished", {"hash": sha3(b"")})
+    with pytest.raises(ServiceFailure, match="after UploadFinished"):
+        done.handle("UploadChunk", {"chunk": {"offset": 0, "content": b"x"}})
+
+
+def test_receipt_checks_offsets_sizes_and_accepts_integer_vectors():
+    receipt = Receipt(NOT_CONNECTED, "n", max_size=10)  # type: ignore[arg-type]
+    for bad in ({"chunk": {"offset": -5, "content": b"x"}}, {"chunk": {"offset": 0, "content": "text"}},
+                {"chunk": {"offset": 0, "content": [300]}}, {"chunk": None}, None,
+                {"chunk": {"offset": 8, "content": b"xyz"}}):
+        with pytest.raises(ServiceFailure):
+            receipt.handle("UploadChunk", bad)
+    receipt.handle("UploadChunk", {"chunk": {"offset": 0, "content": [104, 105]}})  # Vec<u8> without serde_bytes
+    receipt.handle("UploadFinished", {"hash": sha3(b"hi")})
+    assert receipt.data() == b"hi"
+
+
+def test_a_download_never_writes_through_an_existing_part_file(tmp_path):
+    (tmp_path / ".p").write_bytes(b"someone else's")
+    with pytest.raises(FileExistsError):
+        Receipt(NOT_CONNECTED, "n", part_path=tmp_path / ".p")  # type: ignore[arg-type]
+    assert (tmp_path / ".p").read_bytes() == b"someone else's"
+
+
+# -- the flexbuffers codec ----------------------------------------------------------------------
+
+def test_flex_round_trips_gsb_api_messages():
+    message = {"id": "7", "payload": {"offset": 40960, "content": b"\x00\xff" * 10}}
+    decoded = flex.loads(flex.dumps(message))
+    assert decoded["id"] == "7" and decoded["payload"]["offset"] == 40960
+    assert flex.as_bytes(decoded["payload"]["content"]) == b"\x00\xff" * 10
+    assert flex.loads(flex.dumps({"id": "1", "payload": None})) == {"id": "1", "payload": None}
+    with pytest.raises(YagnaProtocolError):
+        flex.loads(b"")
+
+
+# -- the service: nothing stays bound when opening fails -----------------------------------------
+
+class FakeGsb:
+    def __init__(self, fail_bind: bool = False) -> None:
+        self.fail_bind = fail_bind
+        self.bound: List[str] = []
+        self.unbound: List[str] = []
+
+    def bind_services(self, address: str, components: Any) -> str:
+        if self.fail_bind:
+            from golem_sync import YagnaRequestError
+            raise YagnaRequestError("Duplicated service address prefix")
+        self.bound.append(address)
+        return "c2VydmljZQ"
+
+    def unbind_services(self, services_id: str) -> None:
+        self.unbound.append(services_id)
+
+
+def fake_client(port: int, gsb: FakeGsb) -> Any:
+    base = f"http://127.0.0.1:{port}/gsb-api/v1"
+    return SimpleNamespace(gsb=gsb, config=SimpleNamespace(app_key="secret-key"),
+                           transport=SimpleNamespace(url=lambda api, path: base + path))
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens once the socket closes
+
+
+def test_a_failed_websocket_connect_unbinds_and_never_shows_the_key():
+    gsb = FakeGsb()
+    service = GsbService(fake_client(closed_port(), gsb), "/public/gftp/x", ["GetChunk"], lambda c, p: None,
+                         connect_timeout=2)
+    with pytest.raises(GolemWorkError, match="could not open the GSB API WebSocket") as info:
+        service.open()
+    assert "secret-key" not in str(info.value)
+    assert gsb.unbound == ["c2VydmljZQ"] and not service.alive
+    service.close()  # idempotent
+    assert gsb.unbound == ["c2VydmljZQ"]
+
+
+def test_a_failed_bind_is_a_work_error_naming_the_address():
+    service = GsbService(fake_client(closed_port(), FakeGsb(fail_bind=True)), "/public/gftp/x", ["GetChunk"],
+                         lambda c, p: None)
+    with pytest.raises(GolemWorkError, match="/public/gftp/x.*Duplicated"):
+        service.open()
+
+
+# -- steps inside a WorkContext: every opened step is closed whatever happens --------------------
+
+class FakeStep(TransferStep):
+    def __init__(self, env: TransferEnv, log: List[str], tag: str, fail_open: bool = False) -> None:
+        super().__init__(env, f"/golem/{tag}", None, "fake")
+        self.command = Transfer(from_=self.url, to=f"container:/golem/{tag}")
+        self.log, self.tag, self.fail_open = log, tag, fail_open
+
+    def open(self) -> None:
+        self.log.append(f"open {self.tag}")
+        if self.fail_open:
+            raise GolemConfigError(f"cannot open {self.tag}")
+
+    def finish(self, ran: Any) -> Any:
+        return attrs.evolve(ran, data=self.tag)
+
+    def close(self) -> None:
+        self.log.append(f"close {self.tag}")
+
+    def _service_error(self) -> Optional[BaseException]:
+        return None
+
+
+class FakeActivity:
+    activity_id = "act"
+    agreement_id = "agr"
+
+    def __init__(self, error: Optional[BaseException] = None) -> None:
+        self.error = error
+        self.executed: List[Any] = []
+        self._client = None
+
+    def execute(self, commands: Any, token: Any, timeout: Any) -> Any:
+        self.executed.append(commands)
+        if self.error is not None:
+            raise self.error
+        return [SimpleNamespace(index=i, result="Ok", stdout=None, stderr=None, message=None, event_date=None,
+                                is_batch_finished=i == len(commands) - 1) for i in range(len(commands))]
+
+
+def context(activity: FakeActivity) -> WorkContext:
+    ctx = WorkContext(activity, ProviderInfo("p", "prov"), CancelToken(), WorkOptions())  # type: ignore[arg-type]
+    ctx._transfer_env = TransferEnv(client=None, node_id="0xABC", activity_id="act", sender=None)  # type: ignore[arg-type]
+    return ctx
+
+
+def test_steps_are_closed_after_success_failure_and_cancellation():
+    for error in (None, GolemCancelledError("cancelled"), GolemWorkError("boom")):
+        log: List[str] = []
+        activity = FakeActivity(error)
+        ctx = context(activity)
+        env = ctx._transfers()
+        batch = ctx.begin_batch()
+        batch._add_step(FakeStep(env, log, "a"))
+        batch.run("true")
+        batch._add_step(FakeStep(env, log, "b"))
+        if error is None:
+            results = batch.end()
+            assert [r.data for r in results] == ["a", None, "b"]
+        else:
+            with pytest.raises(type(error)):
+                batch.end()
+        assert log == ["open a", "open b", "close a", "close b"]
+        assert activity.executed[0][0].from_.startswith("gftp://0xabc/")
+
+
+def test_a_step_that_cannot_open_stops_the_batch_before_anything_is_sent():
+    log: List[str] = []
+    activity = FakeActivity()
+    ctx = context(activity)
+    env = ctx._transfers()
+    batch = ctx.begin_batch()
+    batch._add_step(FakeStep(env, log, "a"))
+    batch._add_step(FakeStep(env, log, "b", fail_open=True))
+    batch._add_step(FakeStep(env, log, "c"))
+    with pytest.raises(GolemConfigError, match="cannot open b"):
+        batch.end()
+    assert activity.executed == []
+    assert log == ["open a", "open b", "close a", "close b"]
+
+
+def test_building_steps_checks_arguments_before_anything_runs(tmp_path):
+    env = TransferEnv(client=None, node_id="0xabc", activity_id="act", sender=None)  # type: ignore[arg-type]
+    with pytest.raises(GolemConfigError, match="remote path"):
+        UploadStep(env, "", data=b"x")
+    with pytest.raises(GolemConfigError, match="not both"):
+        UploadStep(env, "/a", data=b"x", path=tmp_path)
+    with pytest.raises(GolemConfigError, match="data must be bytes"):
+        UploadStep(env, "/a", data="text")  # type: ignore[arg-type]
+    with pytest.raises(GolemConfigError, match="progress must be callable"):
+        UploadStep(env, "/a", data=b"x", progress=5)  # type: ignore[arg-type]
+    with pytest.raises(GolemConfigError, match="max_size"):
+        DownloadStep(env, "/a", into="bytes", max_size=-1)
+    step = DownloadStep(env, "/golem/output/r.bin", into="file", local=tmp_path)
+    assert step.target == tmp_path / "r.bin"
+    assert step.command.to_json() == {"transfer": {"from": "container:/golem/output/r.bin", "to": step.url}}
+    assert step.url.startswith("gftp://0xabc/") and len(step.url.rsplit("/", 1)[1]) == 32
+
+
+def test_progress_callbacks_are_isolated_and_signals_throttled(monkeypatch):
+    env = TransferEnv(client=None, node_id="0xabc", activity_id="act", sender="job")  # type: ignore[arg-type]
+    sent: List[Dict[str, Any]] = []
+
+    def receiver(sender: Any, **kw: Any) -> None:
+        sent.append(kw)
+
+    signals.transfer_progress.connect(receiver)
+    try:
+        def broken(done: int, total: Optional[int]) -> None:
+            raise RuntimeError("user bug")
+
+        reporter = transfers._Reporter(env, "upload", "/r", broken)
+        reporter(10, 100)  # raises nothing, and too early for a signal
+        assert sent == []
+        reporter.end()
+        assert sent == []  # a short transfer sends no signal at all
+        monkeypatch.setattr(transfers, "SIGNAL_INTERVAL", 0.0)
+        reporter(50, 100)
+        reporter.end()
+        assert [s["bytes_done"] for s in sent] == [50, 50]
+        assert sent[0] == {"activity_id": "act", "direction": "upload", "remote_path": "/r",
+                           "bytes_done": 50, "bytes_total": 100}
+    finally:
+        signals.transfer_progress.disconnect(receiver)
+
+
+def test_a_batch_with_transfer_steps_cannot_be_streamed():
+    from golem_sync import GolemUserError
+
+    log: List[str] = []
+    activity = FakeActivity()
+    ctx = context(activity)
+    batch = ctx.begin_batch().run("true")
+    batch._add_step(FakeStep(ctx._transfers(), log, "a"))
+    with pytest.raises(GolemUserError, match="end_stream"):
+        batch.end_stream()
+    assert log == [] and activity.executed == []
