@@ -3,6 +3,7 @@ HTTP server on 127.0.0.1 for error paths that must go through real sockets and u
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,8 +27,13 @@ def app_key() -> str:
 
 @pytest.fixture
 def mocked() -> Iterator[responses.RequestsMock]:
-    """A ``responses`` mock of yagna; every registered answer must be used."""
+    """A ``responses`` mock of yagna at ``API``; every registered answer must be used.
+
+    ``responses`` patches requests for the whole process: other HTTP traffic (e.g. the provider
+    threads of a session-wide devnet started by another test module) passes through untouched.
+    """
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        rsps.add_passthru(re.compile(rf"^(?!{re.escape(API)}/)"))
         yield rsps
 
 
@@ -142,7 +148,7 @@ def sent(mocked: responses.RequestsMock) -> Any:
     """``sent(i=-1)`` → (method, path, query dict, decoded JSON body or None) of a mocked call."""
 
     def get(i: int = -1) -> Tuple[str, str, Dict[str, str], Any]:
-        req = mocked.calls[i].request
+        req = [call for call in mocked.calls if call.request.url.startswith(API + "/")][i].request
         parts = urlsplit(req.url)
         body = req.body
         if isinstance(body, bytes):
