@@ -1,6 +1,33 @@
 """An offline Golem network on the real yagna daemon, for tests and demos.
 
-Installed with the ``devnet`` extra. The core of golem_sync never imports this package.
-Everything here runs on the host, unsandboxed: it is a test network, not a sandbox.
+Installed with the ``devnet`` extra (``pip install 'golem_sync[devnet]'``). The core of
+golem_sync never imports this package.
+
+    from golem_sync.devnet import Devnet
+
+    with Devnet(providers=2) as net:
+        os.environ.update(net.env())   # YAGNA_API_URL, YAGNA_APPKEY, YAGNA_SUBNET, ...
+        ...
+
+Command line: ``python -m golem_sync.devnet --help``; pytest: the ``golem_devnet`` fixture.
+
+Everything here runs on the host, unsandboxed: providers execute requestors' commands as the
+current user. It is a test network, not a sandbox.
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .launcher import Devnet, DevnetInfo, ProviderInfo
+
+__all__ = ["Devnet", "DevnetInfo", "ProviderInfo"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing golem_sync.devnet (e.g. for the pytest plugin) must stay cheap.
+    if name in __all__:
+        from . import launcher
+
+        return getattr(launcher, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

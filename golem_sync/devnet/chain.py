@@ -129,6 +129,8 @@ class AnvilChain:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
+            # Next to its log: tools (and tests) can tell which devnet a process belongs to.
+            cwd=str(self.log_path.parent) if self.log_path is not None else None,
             start_new_session=True,  # see YagnaNode: we stop it ourselves, in order
         )
         logger.info("started anvil pid %s on %s", self._proc.pid, self.rpc_url)

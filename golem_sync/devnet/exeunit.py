@@ -27,6 +27,7 @@ import datetime as dt
 import logging
 import os
 import posixpath
+import re
 import selectors
 import shutil
 import signal
@@ -57,6 +58,9 @@ _USAGE_DURATION = "golem.usage.duration_sec"
 _USAGE_CPU = "golem.usage.cpu_sec"
 _GSB_TIMEOUT = 5.0
 _HOST_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
+# A container dir inside a longer argument (e.g. a shell snippet), not part of another word or
+# path: "/golem/work/x" and "cd /golem/work;" match, "/golem/workshop" and "/a/golem/work" do not.
+_CONTAINER_DIR_RE = re.compile(r"(?<![\w/.])/golem/(?:work|input|output|resources)(?![\w.-])")
 
 
 class ExeUnitError(GolemError):
@@ -194,11 +198,17 @@ class ExeUnit:
         """The host path of a container path; raises :class:`ExeUnitError` if it escapes."""
         if not path.startswith("/"):
             path = "/golem/work/" + path  # relative container paths are relative to the cwd
+        # normpath would clamp "/a/../../x" to "/x"; a path climbing above the container root
+        # is a requestor bug or an attack, so it is refused instead.
+        depth = 0
+        for part in path.split("/"):
+            if part == "..":
+                depth -= 1
+                if depth < 0:
+                    raise ExeUnitError(f"container path {path!r} escapes the activity directory")
+            elif part not in ("", "."):
+                depth += 1
         norm = posixpath.normpath(path)
-        if norm.startswith("//"):
-            norm = "/" + norm.lstrip("/")
-        if ".." in norm.split("/"):
-            raise ExeUnitError(f"container path {path!r} escapes the activity directory")
         host = (self.work_dir / norm.lstrip("/")).resolve()
         if host != self.work_dir and self.work_dir not in host.parents:
             raise ExeUnitError(f"container path {path!r} escapes the activity directory")
@@ -269,7 +279,8 @@ class ExeUnit:
 
     def _spawn(self, target: Any, name: str, *args: Any) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
-        self._threads.append(thread)
+        # Forget finished batch threads so a long-lived unit does not collect them.
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
         return thread
 
@@ -564,10 +575,8 @@ class ExeUnit:
         for cdir in CONTAINER_DIRS:
             if arg == cdir or arg.startswith(cdir + "/"):
                 return str(self.container_path(arg))  # a whole path: checked for escapes
-        for cdir in CONTAINER_DIRS:
-            if cdir in arg:
-                arg = arg.replace(cdir, str(self.work_dir) + cdir)
-        return arg
+        root = str(self.work_dir)
+        return _CONTAINER_DIR_RE.sub(lambda m: root + m.group(0), arg)
 
     def _run_process(self, batch: _Batch, index: int, args: Dict[str, Any]) -> Tuple[Any, Any]:
         entry = args.get("entry_point")

@@ -306,7 +306,8 @@ class GsbRequest:
         self._conn._send_reply(self.request_id, code, reply_type, data)
 
 
-Handler = Callable[[GsbRequest], None]
+#: A request handler; its return value is ignored (it answers through the request).
+Handler = Callable[[GsbRequest], object]
 
 
 # -- outgoing calls --------------------------------------------------------------------------

@@ -19,19 +19,21 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import attrs
 
 from ..errors import GolemConfigError, GolemError, GolemUserError
 from .chain import DEV_ACCOUNTS, AnvilChain
 from .registry import RegistryStandIn
+from .tools import ensure_anvil
 from .yagna import YagnaNode
 
-# The provider agent (branch devnet-provider) is imported lazily: a devnet with providers=0
-# needs none of it. Until its types are importable everywhere they are Any here.
-ProviderSpec = Any
-ProviderAgent = Any
+if TYPE_CHECKING:
+    from .provider import ProviderAgent, ProviderSpec
+
+# The provider agent is imported lazily (it pulls in the GSB/exe-unit stack): a devnet with
+# providers=0, and the pytest plugin's import, need none of it.
 
 
 def _provider_module() -> Any:
@@ -111,7 +113,7 @@ class DevnetInfo:
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready dict (contains the app keys: keep it in a private file)."""
-        return attrs.asdict(self, recurse=True, retain_collection_types=False)
+        return attrs.asdict(self, recurse=True)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DevnetInfo":
@@ -161,7 +163,7 @@ skip-validation = true
 """
 
 
-def _default_specs(count: int) -> List[ProviderSpec]:
+def _default_specs(count: int) -> List["ProviderSpec"]:
     spec_cls = _provider_module().ProviderSpec
     return [attrs.evolve(spec_cls(), name=f"devnet-provider-{i + 1}") for i in range(count)]
 
@@ -189,7 +191,7 @@ class Devnet:
 
     def __init__(
         self,
-        providers: Union[Sequence[ProviderSpec], int] = 2,
+        providers: Union[Sequence["ProviderSpec"], int] = 2,
         *,
         state_dir: Optional[Path] = None,
         subnet: Optional[str] = None,
@@ -208,7 +210,7 @@ class Devnet:
         self._chain: Optional[AnvilChain] = None
         self._node: Optional[YagnaNode] = None
         self._registry: Optional[RegistryStandIn] = None
-        self._agents: List[ProviderAgent] = []
+        self._agents: List["ProviderAgent"] = []
         self._info: Optional[DevnetInfo] = None
         #: Seconds spent in each phase of the last :meth:`up` (for reports and tuning).
         self.timings: Dict[str, float] = {}
@@ -242,7 +244,7 @@ class Devnet:
         return self._chain
 
     @property
-    def agents(self) -> Tuple[ProviderAgent, ...]:
+    def agents(self) -> Tuple["ProviderAgent", ...]:
         """The running provider agents, in spec order."""
         return tuple(self._agents)
 
@@ -259,18 +261,25 @@ class Devnet:
     def __exit__(self, *exc: object) -> None:
         self.down()
 
-    def up(self, *, timeout: float = 60.0) -> DevnetInfo:
-        """Start everything; return the connection settings. On failure, stop what started and raise."""
+    def up(self, *, timeout: float = 60.0, progress: Optional[Callable[[str], None]] = None) -> DevnetInfo:
+        """Start everything; return the connection settings. On failure, stop what started and raise.
+
+        ``progress`` receives one-line messages as phases start (the first run installs anvil).
+        ``timeout`` bounds the whole bring-up, not counting a first-run tool install.
+        """
         with self._lock:
             if self._info is not None:
                 raise GolemUserError("the devnet is already up")
             try:
-                return self._up(timeout)
+                return self._up(timeout, progress or (lambda msg: None))
             except BaseException:
                 self.down()
                 raise
 
-    def _up(self, timeout: float) -> DevnetInfo:
+    def _up(self, timeout: float, progress: Callable[[str], None]) -> DevnetInfo:
+        specs = self._specs()
+        # Before the clock starts: a first-run npm install may take a while.
+        anvil = ensure_anvil(progress)
         started = time.monotonic()
         deadline = started + timeout
         mark = [started]
@@ -281,16 +290,17 @@ class Devnet:
             self.timings[name] = round(now - mark[0], 3)
             mark[0] = now
 
-        specs = self._specs()
         state = self._prepare_state_dir()
 
-        self._chain = AnvilChain(log_path=state / "anvil.log")
+        progress(f"starting chain (anvil) in {state}")
+        self._chain = AnvilChain(log_path=state / "anvil.log", anvil_path=anvil)
         self._chain.start(timeout=max(1.0, deadline - time.monotonic()))
         requestor = DEV_ACCOUNTS[0]
         token = self._chain.deploy_token()
         self._chain.mint(token, requestor.address, REQUESTOR_TOKENS * 10**18)
         phase("chain")
 
+        progress("starting yagna")
         self._node = YagnaNode(
             state / "yagna",
             requestor_secret=requestor.private_key,
@@ -302,6 +312,8 @@ class Devnet:
         phase("yagna")
 
         providers: List[ProviderInfo] = []
+        if specs:
+            progress(f"adding {len(specs)} provider identities, restarting yagna")
         for i, spec in enumerate(specs):
             ident = self._node.add_identity(f"provider-{i + 1}", DEV_ACCOUNTS[i + 1].private_key, f"provider-{i + 1}")
             providers.append(ProviderInfo(name=spec.name, node_id=ident.node_id, app_key=ident.app_key))
@@ -315,6 +327,7 @@ class Devnet:
         phase("registry")
 
         if specs:
+            progress(f"starting {len(specs)} provider agents")
             agent_cls = _provider_module().ProviderAgent
             for i, (spec, prov) in enumerate(zip(specs, providers)):
                 work_root = state / "providers" / f"{i + 1}-{_safe_name(spec.name)}"
@@ -368,13 +381,26 @@ class Devnet:
                     errors.append(exc)
 
             agents, self._agents = self._agents, []
-            for agent in reversed(agents):
-                attempt("a provider agent", agent.stop, timeout)
+            t0 = time.monotonic()
+            # Agents stop in parallel: each one's stop mostly waits for its long polls to return.
+            stoppers = [
+                threading.Thread(target=attempt, args=("a provider agent", agent.stop, timeout),
+                                 name=f"golem-devnet-stop-{i}", daemon=True)
+                for i, agent in enumerate(agents)
+            ]
+            for thread in stoppers:
+                thread.start()
+            for thread in stoppers:
+                thread.join(timeout + 5)
+            if agents:
+                logger.debug("provider agents stopped in %.2f s", time.monotonic() - t0)
             if self._registry is not None:
                 attempt("the registry stand-in", self._registry.stop)
                 self._registry = None
             if self._node is not None:
+                t0 = time.monotonic()
                 attempt("yagna", self._node.stop, timeout)
+                logger.debug("yagna stopped in %.2f s", time.monotonic() - t0)
                 self._node = None
             if self._chain is not None:
                 attempt("anvil", self._chain.stop)
@@ -392,7 +418,7 @@ class Devnet:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _specs(self) -> List[ProviderSpec]:
+    def _specs(self) -> List["ProviderSpec"]:
         arg = self._provider_arg
         if isinstance(arg, int):
             return _default_specs(arg) if arg else []

@@ -135,6 +135,16 @@ class ProviderAgent:
         - ``<name>-payments``: debit notes, invoices, provider-side terminations (one at a time).
     Agent state (agreements, activities, documents) is guarded by one lock; the read-only
     introspection methods and :meth:`wait_for` are safe from any thread.
+
+    Args:
+        spec: what to offer and which faults to show.
+        api_url, app_key, node_id: yagna's REST root, and the provider identity's app key and id.
+        gsb_url: the node's GSB URL, for the exe-unit emulators.
+        subnet: the subnet tag to advertise (``golem.node.debug.subnet``); only demands on it match.
+        payment_platform: where the offer accepts payments.
+        work_root: one directory per activity is created below it.
+        poll_timeout: server-side wait of the event long polls; :meth:`stop` returns within about that.
+        exeunit_factory: builds the exe-unit of an activity (default :class:`~.exeunit.ExeUnit`).
     """
 
     def __init__(
@@ -148,7 +158,7 @@ class ProviderAgent:
         subnet: str,
         payment_platform: str = "erc20-holesky-tglm",
         work_root: Path,
-        poll_timeout: float = 2.0,
+        poll_timeout: float = 1.0,
         exeunit_factory: Optional[Callable[..., Any]] = None,
     ) -> None:
         if not isinstance(spec, ProviderSpec):
@@ -220,7 +230,10 @@ class ProviderAgent:
             running = [a for a in self._activities.values() if a.state == "Running"]
         for activity in running:
             self._stop_exeunit(activity, "provider agent stopped")
-        left = lambda: max(0.0, deadline - time.monotonic())  # noqa: E731
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         for thread in self._threads:
             thread.join(left())
         self._negotiator.join_approvers(left)
@@ -323,8 +336,9 @@ class ProviderAgent:
     def _on_create(self, activity_id: str, agreement_id: str) -> None:
         with self._cond:
             agreement = self._agreements.get(agreement_id)
-            if agreement is None or agreement.state != "Approved":
-                logger.debug("%s: CreateActivity %s for foreign agreement %s", self._label,
+            # "Pending" is fine: the requestor may hear the approval before our approve call returns.
+            if agreement is None or agreement.state == "Terminated":
+                logger.debug("%s: CreateActivity %s for a foreign or ended agreement %s", self._label,
                              activity_id, agreement_id)
                 return
             if activity_id in self._activities:
@@ -410,9 +424,10 @@ class ProviderAgent:
 
     @staticmethod
     def _exeunit_dead(activity: _Activity) -> bool:
-        # A crashed exe-unit (fault) reports no usage any more: a real provider stops billing it.
-        state = getattr(activity.exeunit, "state", None)
-        return "terminated" in str(getattr(state, "value", state)).lower()
+        # A crashed (fault) or self-terminated exe-unit reports no usage any more: stop billing it.
+        if getattr(activity.exeunit, "stopped", False):
+            return True
+        return str(getattr(activity.exeunit, "state", "")) == "Terminated"
 
     def _send_debit_note(self, activity_id: str) -> None:
         with self._cond:
@@ -420,7 +435,7 @@ class ProviderAgent:
             if activity is None or activity.state != "Running" or self._stop.is_set():
                 return
             agreement = self._agreements[activity.agreement_id]
-            if agreement.state != "Approved" or self._exeunit_dead(activity):
+            if agreement.state == "Terminated" or self._exeunit_dead(activity):
                 return
             interval = self._debit_note_interval(agreement)
             coeffs = self._coeffs(agreement)
@@ -473,7 +488,7 @@ class ProviderAgent:
     def _terminate_agreement(self, agreement_id: str) -> None:
         """Fault ``terminate_agreement_after``: the provider ends the agreement, as ya-provider may."""
         with self._cond:
-            if self._agreements[agreement_id].state != "Approved":
+            if self._agreements[agreement_id].state == "Terminated":
                 return
         reason = {"message": "devnet provider terminates the agreement (fault terminate_agreement_after)",
                   "golem.provider.code": "Interrupted"}

@@ -1,0 +1,58 @@
+"""pytest plugin ``golem_devnet``: a session-wide offline Golem devnet for requestor tests.
+
+Registered through the ``pytest11`` entry point, so installing golem_sync with the ``devnet``
+extra makes the ``golem_devnet`` fixture available everywhere::
+
+    def test_my_job(golem_devnet):
+        run_job(api_url=golem_devnet.api_url, app_key=golem_devnet.app_key, subnet=golem_devnet.subnet)
+
+The fixture yields :class:`golem_sync.devnet.launcher.DevnetInfo` (``.env()`` gives the
+``YAGNA_*`` variables) and brings the devnet down at the end of the session. Option
+``--golem-devnet-providers N`` (default 2) sets how many providers it runs.
+
+Importing this module is cheap and never fails when the devnet extra is missing: the devnet is
+imported only when a test asks for the fixture (which is then skipped if yagna is not installed).
+The devnet runs on the host, unsandboxed: it is a test network.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+
+__all__ = ["golem_devnet"]
+
+
+def pytest_addoption(parser: Any) -> None:
+    group = parser.getgroup("golem_devnet", "offline Golem devnet (golem_sync)")
+    group.addoption(
+        "--golem-devnet-providers",
+        action="store",
+        type=int,
+        default=2,
+        help="number of providers in the golem_devnet fixture's devnet (default: 2)",
+    )
+
+
+def pytest_configure(config: Any) -> None:
+    config.addinivalue_line("markers", "devnet: needs the offline Golem devnet (real yagna, anvil)")
+
+
+@pytest.fixture(scope="session")
+def golem_devnet(request: Any) -> Iterator[Any]:
+    """A running devnet's connection settings (``DevnetInfo``), shared by the whole session."""
+    from golem_sync.errors import GolemConfigError
+
+    try:
+        from golem_sync.devnet.launcher import Devnet
+        from golem_sync.devnet.yagna import find_yagna
+
+        find_yagna()
+    except (ImportError, GolemConfigError) as exc:
+        pytest.skip(f"the golem_sync devnet is not available (pip install 'golem_sync[devnet]'): {exc}")
+    providers = request.config.getoption("--golem-devnet-providers")
+    net = Devnet(providers=providers)
+    try:
+        yield net.up()
+    finally:
+        net.down()
