@@ -121,7 +121,8 @@ class StoreBinding:
 
     def _on_agreement(self, sender: Any, **kwargs: Any) -> None:
         if self._mine(sender):
-            self._write(sender, agreement_id=kwargs.get("agreement_id"), allocation_id=self.network.allocation_id)
+            self._write(sender, agreement_id=kwargs.get("agreement_id"), allocation_id=self.network.allocation_id,
+                        provider=kwargs.get("provider"))
 
     def _on_activity(self, sender: Any, **kwargs: Any) -> None:
         if self._mine(sender):
