@@ -84,12 +84,10 @@ class StoreBinding:
 
     def persist(self, job: Job[Any]) -> None:
         """Write the job's live state (never raises: a store failure must not break the run)."""
-        self._write(job, state=job.state.value, agreement_id=job.agreement_id, activity_id=job.activity_id,
-                    provider=job.provider.name if job.provider else None)
+        self._write(job, state=job.state.value, **_known(job))
 
     def job_finished(self, job: Job[Any]) -> None:
-        fields: Dict[str, Any] = dict(state=job.state.value, agreement_id=job.agreement_id, activity_id=job.activity_id,
-                            provider=job.provider.name if job.provider else None)
+        fields: Dict[str, Any] = dict(state=job.state.value, **_known(job))
         if job.error is not None:
             fields["error_type"], fields["error"] = describe_error(job.error)
         else:
@@ -179,3 +177,10 @@ class StoreBinding:
             except YagnaError as exc:
                 logger.warning("could not release allocation %s: %s", allocation_id, exc)
         return recovered
+
+
+def _known(job: Job[Any]) -> Dict[str, Any]:
+    """The job's resource ids that are set: a ``None`` must not erase what the signals recorded."""
+    fields = dict(agreement_id=job.agreement_id, activity_id=job.activity_id,
+                  provider=job.provider.name if job.provider else None)
+    return {name: value for name, value in fields.items() if value is not None}
