@@ -144,7 +144,8 @@ class JobStore(abc.ABC):
         self.retention = retention if retention is not None else Retention()
         self._pid = os.getpid()
         self._cond = threading.Condition()
-        self._generation: Dict[str, int] = {}
+        # job id -> [waiters, generation], only for jobs someone waits on: bounded by the waiters.
+        self._watched: Dict[str, List[int]] = {}
         self._listeners: List[Callable[[str], None]] = []
         self._last_evict = 0.0
         self._closed = False
@@ -248,20 +249,29 @@ class JobStore(abc.ABC):
         predicate again to tell a timeout from success.
         """
         deadline = Deadline(timeout)
-        while True:
+        with self._cond:
+            watch = self._watched.setdefault(job_id, [0, 0])
+            watch[0] += 1
+        try:
+            while True:
+                with self._cond:
+                    seen = watch[1]
+                record = self.get(job_id)
+                if record is None or predicate(record) or self._closed:
+                    return record
+                left = deadline.remaining()
+                if left == 0.0:
+                    return record
+                with self._cond:
+                    # Re-check the generation under the lock: a notification that arrived between
+                    # the read above and here must not be slept through.
+                    if watch[1] == seen and not self._closed:
+                        self._cond.wait(RECHECK_SEC if left is None else min(left, RECHECK_SEC))
+        finally:
             with self._cond:
-                seen = self._generation.get(job_id, 0)
-            record = self.get(job_id)
-            if record is None or predicate(record) or self._closed:
-                return record
-            left = deadline.remaining()
-            if left == 0.0:
-                return record
-            with self._cond:
-                # Re-check the generation under the lock: a notification that arrived between
-                # the read above and here must not be slept through.
-                if self._generation.get(job_id, 0) == seen and not self._closed:
-                    self._cond.wait(RECHECK_SEC if left is None else min(left, RECHECK_SEC))
+                watch[0] -= 1
+                if watch[0] == 0:
+                    self._watched.pop(job_id, None)
 
     def add_listener(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Call ``callback(job_id)`` on the listener thread for every change; returns a remover."""
@@ -278,10 +288,10 @@ class JobStore(abc.ABC):
     def _changed(self, job_id: str) -> None:
         """A notification for ``job_id`` arrived: wake waiters, run listeners."""
         with self._cond:
-            self._generation[job_id] = self._generation.get(job_id, 0) + 1
-            if len(self._generation) > 10_000:  # bounded: forget counters of long-gone jobs
-                self._generation = {job_id: self._generation[job_id]}
-            self._cond.notify_all()
+            watch = self._watched.get(job_id)
+            if watch is not None:
+                watch[1] += 1
+                self._cond.notify_all()
             listeners = list(self._listeners)
         for callback in listeners:
             try:

@@ -74,7 +74,7 @@ def test_a_cancel_request_in_the_store_cancels_the_local_job():
         job._persist()
         heard = threading.Event()
         job._token.on_cancel(heard.set)
-        assert StoredJob(store, job.id).store.request_cancel(job.id, "from elsewhere")
+        assert store.request_cancel(job.id, "from elsewhere")
         assert heard.wait(5) and job._token.reason == "from elsewhere"
     finally:
         job._finish(JobState.CANCELLED, None, RuntimeError("x"))
