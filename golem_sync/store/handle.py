@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from ..errors import GolemTimeoutError, GolemUserError
 from ..job import JobState
-from .base import JobRecord, JobStore, GolemStoreError, rebuild_error
+from .base import GolemInterruptedError, GolemStoreError, JobRecord, JobStore, rebuild_error
 
 __all__ = ["StoredJob"]
 
@@ -96,12 +96,21 @@ class StoredJob:
         self._wait_ended(timeout, "cancel")
 
     def _wait_ended(self, timeout: Optional[float], what: str) -> JobRecord:
-        record = self.store.wait_until(self.id, lambda r: r.ended, timeout)
+        # A dead process sends no more notifications: its job would look pending for ever, so the
+        # wait also ends when the owner is gone (seen at the latest on the store's safety re-read).
+        record = self.store.wait_until(self.id, lambda r: r.ended or not self._owner_alive(r), timeout)
         if record is None:
             raise GolemStoreError(f"job {self.id} is no longer in the store (evicted)")
+        if not record.ended and not self._owner_alive(record):
+            raise GolemInterruptedError(
+                f"the process running job {self.id} ({record.owner}) is gone; the job will be recorded as "
+                f"rejected and its agreement ended when a GolemNetwork using this store starts")
         if not record.ended:
             raise GolemTimeoutError(f"job {self.id} did not end within {timeout:g}s ({what})", phase=what)
         return record
+
+    def _owner_alive(self, record: JobRecord) -> bool:
+        return record.owner is None or self.store.owner_alive(record.owner)
 
     def _result_of(self, record: JobRecord) -> Any:
         if record.result_error is not None:

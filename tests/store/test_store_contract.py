@@ -232,3 +232,50 @@ def test_a_killed_owner_is_seen_as_gone_and_a_live_one_as_alive(shared_store):
     while store.owner_alive(owner):
         assert time.monotonic() < deadline, "a killed owner still counts as alive"
         time.sleep(0.05)
+
+
+def test_a_waiter_learns_that_the_running_process_died(shared_store):
+    store = shared_store()
+    job_id = new_id()
+    child = spawn(shared_store, "hold", job_id)
+    try:
+        assert child.stdout.readline().strip() == job_id
+        outcome = {}
+
+        def wait() -> None:
+            started = time.monotonic()
+            try:
+                StoredJob(store, job_id).wait_for_result(timeout=30)
+            except Exception as exc:
+                outcome["error"], outcome["after"] = exc, time.monotonic() - started
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.3)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        waiter.join(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert isinstance(outcome["error"], GolemInterruptedError)
+    assert "is gone" in str(outcome["error"])
+    assert outcome["after"] < 10.0  # the dead send no notifications: the 5 s safety re-read finds it
+
+
+def test_sqlite_notifications_work_for_paths_too_long_for_a_unix_socket(tmp_path):
+    from golem_sync.store import SQLiteJobStore
+    from golem_sync.store.notify import notify_dir_for
+
+    deep = tmp_path.joinpath(*["a-rather-long-directory-name"] * 4)
+    deep.mkdir(parents=True)
+    path = str(deep / "jobs.db")
+    assert not notify_dir_for(path).startswith(str(tmp_path))  # moved to the temp dir, by hash
+    with SQLiteJobStore(path) as writer, SQLiteJobStore(path) as reader:
+        job_id = new_id()
+        writer.create(job_id, state="pending")
+        threading.Timer(0.2, writer.update, args=(job_id,), kwargs={"state": "done", "result": "1"}).start()
+        started = time.monotonic()
+        assert reader.wait_until(job_id, lambda r: r.ended, timeout=10).state == "done"
+        assert time.monotonic() - started < 1.5
