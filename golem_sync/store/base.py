@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, TypeVar
 
 import attrs
 
@@ -31,6 +31,8 @@ __all__ = ["JobRecord", "JobStore", "Retention", "Serializer", "JsonSerializer",
            "GolemInterruptedError", "GolemRemoteJobError", "ACTIVE_STATES", "FINAL_STATES"]
 
 logger = logging.getLogger("golem_sync.store")
+
+_S = TypeVar("_S", bound="JobStore")
 
 # Plain strings, equal to golem_sync.JobState values (JobState is a str enum), so the store layer
 # does not import the job layer.
@@ -188,6 +190,12 @@ class JobStore(abc.ABC):
         self._closed = True
         with self._cond:
             self._cond.notify_all()
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- writes -----------------------------------------------------------------------------
 

@@ -139,9 +139,3 @@ class PostgresJobStore(SqlJobStore):
         with self._db_lock:
             self._db.close()  # ends the session: our advisory lock goes with it
         self._listen_db.close()
-
-    def __enter__(self) -> "PostgresJobStore":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -90,9 +90,3 @@ class SQLiteJobStore(SqlJobStore):
             self._notifier.stop()
             with self._db_lock:
                 self._db.close()
-
-    def __enter__(self) -> "SQLiteJobStore":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

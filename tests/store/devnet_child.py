@@ -1,6 +1,7 @@
-"""Another requestor process on the devnet sharing a SQLite job store with the test.
+"""Another requestor process on the devnet sharing a job store (SQLite or PostgreSQL) with the test.
 
-``python devnet_child.py DB ACTION`` with the devnet's settings as JSON in ``GOLEM_TEST_DEVNET``.
+``python devnet_child.py KIND LOCATION TABLE ACTION`` (KIND ``sqlite`` or ``postgres``) with the
+devnet's settings as JSON in ``GOLEM_TEST_DEVNET``.
 Prints, flushed: the job id, ``working`` once the worker runs on the provider, then the outcome as
 JSON. Actions: ``echo`` (a job that waits for a go-ahead on stdin, then echoes) and ``sleep``
 (a job that sleeps 120 s: to be cancelled from the test, or killed).
@@ -13,16 +14,17 @@ import sys
 import types
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "devnet"))
+sys.path.insert(0, os.path.dirname(__file__))
 
 from test_job_api import make_network  # noqa: E402
 
-from golem_sync.store import SQLiteJobStore  # noqa: E402
+from child import open_store  # noqa: E402
 
 
 def main() -> None:
-    db, action = sys.argv[1:3]
+    kind, location, table, action = sys.argv[1:5]
     info = types.SimpleNamespace(**json.loads(os.environ["GOLEM_TEST_DEVNET"]))
-    store = SQLiteJobStore(db)
+    store = open_store(kind, location, table)
     network = make_network(info, job_store=store, max_workers=2).init()
     try:
         job = network.create_job()

@@ -1,4 +1,5 @@
-"""Job stores with real jobs on the devnet: two requestor processes share a SQLite store.
+"""Job stores with real jobs on the devnet: two requestor processes share a store (SQLite, and
+PostgreSQL on a real server: the same tests).
 
 The other process is a real Python process running its own GolemNetwork (tests/store/devnet_child.py).
 """
@@ -20,8 +21,7 @@ from test_job_api import Recorder, make_network  # noqa: E402
 
 from golem_sync import GolemCancelledError, JobState  # noqa: E402
 from golem_sync.job import Job  # noqa: E402
-from golem_sync.store import (GolemInterruptedError, GolemStoreError, MemoryJobStore, SQLiteJobStore,  # noqa: E402
-                              StoredJob)
+from golem_sync.store import GolemInterruptedError, GolemStoreError, MemoryJobStore, StoredJob  # noqa: E402
 
 pytestmark = pytest.mark.devnet
 
@@ -40,20 +40,15 @@ def recorder():
     rec.close()
 
 
-@pytest.fixture
-def db(tmp_path) -> str:
-    return str(tmp_path / "jobs.db")
-
-
 class Child:
     """A second requestor process; stopped (by pid) at the end of the test whatever happens."""
 
-    def __init__(self, info, db: str, action: str) -> None:
+    def __init__(self, info, stores, action: str) -> None:
         settings = dict(api_url=info.api_url, app_key=info.app_key, subnet=info.subnet,
                         payment_network=info.payment_network, registry_url=info.registry_url)
         env = dict(os.environ, GOLEM_TEST_DEVNET=json.dumps(settings),
                    PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
-        self.proc = subprocess.Popen([sys.executable, CHILD, db, action], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, CHILD, *stores.child_args(), action], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env)
 
     def line(self) -> str:
@@ -75,10 +70,10 @@ def children():
         child.stop()
 
 
-def test_job_started_in_one_process_is_read_and_awaited_in_another(golem_devnet, db, children, probe):
-    child = children(golem_devnet, db, "echo")
+def test_job_started_in_one_process_is_read_and_awaited_in_another(golem_devnet, shared_store, children, probe):
+    child = children(golem_devnet, shared_store, "echo")
     job_id = child.line()
-    store = SQLiteJobStore(db)
+    store = shared_store()
     network = make_network(golem_devnet, job_store=store).init()
     try:
         handle = network.get_job_by_id(job_id)
@@ -101,11 +96,11 @@ def test_job_started_in_one_process_is_read_and_awaited_in_another(golem_devnet,
         store.close()
 
 
-def test_cancel_from_another_process_cancels_the_running_job(golem_devnet, db, children, probe):
-    child = children(golem_devnet, db, "sleep")
+def test_cancel_from_another_process_cancels_the_running_job(golem_devnet, shared_store, children, probe):
+    child = children(golem_devnet, shared_store, "sleep")
     job_id = child.line()
     assert child.line() == "working"
-    with SQLiteJobStore(db) as store:
+    with shared_store() as store:
         handle = StoredJob(store, job_id)
         time.sleep(0.5)  # the worker is inside `sleep 120` now
         started = time.monotonic()
@@ -123,11 +118,12 @@ def test_cancel_from_another_process_cancels_the_running_job(golem_devnet, db, c
         assert probe.activity_state(handle.activity_id) in ("Terminated", "Gone")
 
 
-def test_a_killed_process_is_recovered_by_the_next_with_nothing_left_open(golem_devnet, db, children, probe):
-    child = children(golem_devnet, db, "sleep")
+def test_a_killed_process_is_recovered_by_the_next_with_nothing_left_open(golem_devnet, shared_store, children,
+                                                                          probe):
+    child = children(golem_devnet, shared_store, "sleep")
     job_id = child.line()
     assert child.line() == "working"
-    with SQLiteJobStore(db) as store:
+    with shared_store() as store:
         before = store.get(job_id)
         assert before.state == "pending" and before.agreement_id and before.activity_id and before.allocation_id
         assert probe.agreement_state(before.agreement_id) == "Approved"
