@@ -13,7 +13,8 @@ running when a worker died are recovered as ``rejected``/interrupted, their agre
     curl 'localhost:5000/jobs/<id>/result?timeout=30'         -> {"state": "done", "result": "hi\\n", ...}
     curl -X POST localhost:5000/jobs/<id>/cancel              -> {"state": "cancelled", ...}
 
-``GOLEM_JOB_STORE`` names the SQLite file (default ``jobs.db``).
+``GOLEM_JOB_STORE`` names the SQLite file (default ``jobs.db``), or is a ``postgresql://`` URL for
+workers on several machines (``pip install 'psycopg[binary]'``).
 """
 import atexit
 import os

@@ -90,7 +90,8 @@ class GolemNetwork:
         payment: network-wide payment options (budget, network, filters).
         market, agreement, package, activity, work, job: default options for every job.
         max_workers: how many jobs run at once (more wait in the pool's queue).
-        job_store: a :class:`golem_sync.store.JobStore` (or a SQLite file path) that records every
+        job_store: a :class:`golem_sync.store.JobStore` (or a SQLite file path, or a
+            ``postgresql://`` URL) that records every
             job, so that ``get_job_by_id`` works in any process sharing it, other processes can
             cancel jobs, and jobs orphaned by a dead process are recovered at ``init()``. With a
             store, finished jobs leave this network's memory: look them up through the store.

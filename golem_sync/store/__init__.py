@@ -15,10 +15,14 @@ Pick one and give it to the network::
 - :class:`MemoryJobStore`: one process, for tests.
 - :class:`SQLiteJobStore`: the default durable store, for the processes of one machine.
 - :class:`PostgresJobStore` (``pip install 'psycopg[binary]'``): for several machines.
+
+``GolemNetwork(job_store="jobs.db")`` or ``job_store="postgresql://..."`` opens one with
+:func:`open_store` (and closes it with the network).
 """
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Union
 
 from .base import (GolemInterruptedError, GolemRemoteJobError, GolemStoreError, JobRecord, JobStore,
                    JsonSerializer, Retention, Serializer)
@@ -26,9 +30,20 @@ from .handle import StoredJob
 from .memory import MemoryJobStore
 from .sqlite import SQLiteJobStore
 
-__all__ = ["JobStore", "JobRecord", "Retention", "Serializer", "JsonSerializer", "StoredJob", "MemoryJobStore",
+__all__ = ["open_store", "JobStore", "JobRecord", "Retention", "Serializer", "JsonSerializer", "StoredJob", "MemoryJobStore",
            "SQLiteJobStore", "PostgresJobStore", "GolemStoreError", "GolemInterruptedError",
            "GolemRemoteJobError"]
+
+
+def open_store(spec: "Union[str, os.PathLike[str]]", **options: Any) -> JobStore:
+    """A store from a string: a ``postgresql://`` URL opens a :class:`PostgresJobStore`, anything else
+    is a SQLite file path. ``options`` go to the store (``retention``, ``serializer``, ``table``)."""
+    text = os.fspath(spec)
+    if text.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresJobStore
+
+        return PostgresJobStore(text, **options)
+    return SQLiteJobStore(text, **options)
 
 
 def __getattr__(name: str) -> Any:

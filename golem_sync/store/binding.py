@@ -46,11 +46,12 @@ class StoreBinding:
         if isinstance(spec, JobStore):
             self.store, self.owns_store = spec, False
         elif isinstance(spec, (str, os.PathLike)):
-            from .sqlite import SQLiteJobStore
+            from . import open_store
 
-            self.store, self.owns_store = SQLiteJobStore(spec), True
+            self.store, self.owns_store = open_store(spec), True
         else:
-            raise TypeError(f"job_store must be a JobStore or a SQLite file path, got {type(spec).__name__}")
+            raise TypeError(f"job_store must be a JobStore, a SQLite file path or a postgresql:// URL, "
+                            f"got {type(spec).__name__}")
         self._receivers: List[Any] = []
         self._remove_listener: Optional[Callable[[], None]] = None
 

@@ -1,4 +1,5 @@
-"""The Flask and Django examples under gunicorn with two workers on the devnet: a job started
+"""The Flask and Django examples under gunicorn with two workers on the devnet, on a SQLite store and on
+a PostgreSQL one: a job started
 through one worker is read and awaited through another; a second job is cancelled through the app."""
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "devnet"))
 
 from hygiene import YagnaProbe  # noqa: E402
 
-from golem_sync.store import SQLiteJobStore  # noqa: E402
+from golem_sync.store import open_store  # noqa: E402
 
 pytestmark = pytest.mark.devnet
 
@@ -37,12 +38,12 @@ def free_port() -> int:
 class Gunicorn:
     """gunicorn serving one example with two sync workers; stopped by pid (SIGTERM: workers close)."""
 
-    def __init__(self, app: str, info, db: str, log_path: str) -> None:
+    def __init__(self, app: str, info, store: str, log_path: str) -> None:
         pytest.importorskip("gunicorn")
         pytest.importorskip("flask" if app == "flask" else "django")
         chdir, target = APPS[app]
         self.url = f"http://127.0.0.1:{free_port()}"
-        env = dict(os.environ, **info.env(), GOLEM_JOB_STORE=db,
+        env = dict(os.environ, **info.env(), GOLEM_JOB_STORE=store,
                    PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(
@@ -71,11 +72,13 @@ class Gunicorn:
         return self.proc.returncode
 
 
-@pytest.fixture(params=sorted(APPS))
+@pytest.fixture(params=[(app, kind) for app in sorted(APPS) for kind in ("sqlite", "postgres")],
+                ids=lambda p: "-".join(p))
 def server(request, golem_devnet, tmp_path):
-    db = str(tmp_path / "jobs.db")
-    gunicorn = Gunicorn(request.param, golem_devnet, db, str(tmp_path / "gunicorn.log"))
-    gunicorn.db = db
+    app, kind = request.param
+    spec = str(tmp_path / "jobs.db") if kind == "sqlite" else request.getfixturevalue("pg_server").conninfo
+    gunicorn = Gunicorn(app, golem_devnet, spec, str(tmp_path / "gunicorn.log"))
+    gunicorn.spec = spec
     yield gunicorn
     gunicorn.stop()
 
@@ -99,7 +102,7 @@ def test_a_job_started_through_one_worker_is_read_and_awaited_through_another_th
         assert (answer["state"], answer["result"], answer["error"]) == ("done", "hi\n", None)
 
     long_job = http.post(server.url + "/jobs", data={"cmd": "sleep 60"}, timeout=60).json()["id"]
-    with SQLiteJobStore(server.db) as store:  # wait until it runs on a provider, woken by the store
+    with open_store(server.spec) as store:  # wait until it runs on a provider, woken by the store
         assert store.wait_until(long_job, lambda r: r.activity_id is not None, timeout=60).activity_id
         cancelled = http.post(f"{server.url}/jobs/{long_job}/cancel", timeout=90)
         assert cancelled.status_code == 200, cancelled.text

@@ -12,6 +12,6 @@ DATABASES = {}
 USE_TZ = True
 APPEND_SLASH = False
 
-# Where golem_sync keeps jobs: one SQLite file shared by every worker process.
+# Where golem_sync keeps jobs: one SQLite file shared by every worker process, or a postgresql:// URL.
 GOLEM_JOB_STORE = os.environ.get("GOLEM_JOB_STORE", "jobs.db")
 GOLEM_IMAGE = "golem/alpine:latest"
