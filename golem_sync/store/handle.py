@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from ..cancel import Deadline
 from ..errors import GolemTimeoutError, GolemUserError
 from ..job import JobState
-from .base import GolemInterruptedError, GolemStoreError, JobRecord, JobStore, rebuild_error
+from .base import RECHECK_SEC, GolemInterruptedError, GolemStoreError, JobRecord, JobStore, rebuild_error
 
 __all__ = ["StoredJob"]
 
@@ -98,16 +99,24 @@ class StoredJob:
     def _wait_ended(self, timeout: Optional[float], what: str) -> JobRecord:
         # A dead process sends no more notifications: its job would look pending for ever, so the
         # wait also ends when the owner is gone (seen at the latest on the store's safety re-read).
-        record = self.store.wait_until(self.id, lambda r: r.ended or not self._owner_alive(r), timeout)
-        if record is None:
-            raise GolemStoreError(f"job {self.id} is no longer in the store (evicted)")
-        if not record.ended and not self._owner_alive(record):
-            raise GolemInterruptedError(
-                f"the process running job {self.id} ({record.owner}) is gone; the job will be recorded as "
-                f"rejected and its agreement ended when a GolemNetwork using this store starts")
-        if not record.ended:
-            raise GolemTimeoutError(f"job {self.id} did not end within {timeout:g}s ({what})", phase=what)
-        return record
+        deadline = Deadline(timeout)
+        while True:
+            left = deadline.remaining()
+            # While cancelling, wake every RECHECK_SEC to repeat the notification: one lost on the
+            # way (a full socket queue) must not leave the running process unaware of the request.
+            step = left if what != "cancel" else (RECHECK_SEC if left is None else min(left, RECHECK_SEC))
+            record = self.store.wait_until(self.id, lambda r: r.ended or not self._owner_alive(r), step)
+            if record is None:
+                raise GolemStoreError(f"job {self.id} is no longer in the store (evicted)")
+            if record.ended:
+                return record
+            if not self._owner_alive(record):
+                raise GolemInterruptedError(
+                    f"the process running job {self.id} ({record.owner}) is gone; the job will be recorded "
+                    f"as rejected and its agreement ended when a GolemNetwork using this store starts")
+            if deadline.expired:
+                raise GolemTimeoutError(f"job {self.id} did not end within {timeout:g}s ({what})", phase=what)
+            self.store._notify(self.id)
 
     def _owner_alive(self, record: JobRecord) -> bool:
         return record.owner is None or self.store.owner_alive(record.owner)

@@ -279,3 +279,36 @@ def test_sqlite_notifications_work_for_paths_too_long_for_a_unix_socket(tmp_path
         started = time.monotonic()
         assert reader.wait_until(job_id, lambda r: r.ended, timeout=10).state == "done"
         assert time.monotonic() - started < 1.5
+
+
+def test_postgres_store_rides_out_lost_connections(pg_server):
+    from golem_sync.store import PostgresJobStore
+
+    table = "t_" + uuid.uuid4().hex[:10]
+    with PostgresJobStore(pg_server.conninfo, table=table) as waiter, \
+            PostgresJobStore(pg_server.conninfo, table=table) as writer:
+        job_id = new_id()
+        writer.create(job_id, state="pending")
+        outcome = {}
+
+        def wait() -> None:
+            started = time.monotonic()
+            outcome["record"] = waiter.wait_until(job_id, lambda r: r.ended, timeout=20)
+            outcome["after"] = time.monotonic() - started
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        time.sleep(0.3)
+        # The server drops the waiter's listener session (as on a server restart or network cut);
+        # the job ends while it is away, so that notification is lost.
+        writer._run("SELECT pg_terminate_backend(?)", (waiter._listen_db.info.backend_pid,))
+        writer.update(job_id, state="done", result="1")
+        thread.join(30)
+        assert outcome["record"].state == "done"
+        assert outcome["after"] < 3.0  # the reconnected listener re-read the job; no 5 s safety wait
+        deadline = time.monotonic() + 10
+        while not writer.owner_alive(waiter.owner):  # the liveness lock is taken again on reconnect
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        writer._run("SELECT pg_terminate_backend(?)", (waiter._db.info.backend_pid,))
+        assert waiter.get(job_id).state == "done"  # the main connection reconnects on use
