@@ -116,3 +116,22 @@ def test_a_live_owners_jobs_are_left_alone(tmp_path):
 def test_job_store_must_be_a_store_or_a_path():
     with pytest.raises(TypeError, match="job_store"):
         network_with(42)
+
+
+def test_a_store_refuses_to_be_used_across_fork(tmp_path):
+    import os
+
+    store = SQLiteJobStore(tmp_path / "jobs.db")
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's store must refuse, not share its identity and sockets
+            try:
+                store.get("x")
+            except Exception as exc:
+                os._exit(0 if "fork" in str(exc) else 2)
+            os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0
+        assert store.get("x") is None  # the parent's store still works
+    finally:
+        store.close()
