@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, TypeVar
 
 import attrs
 
@@ -336,7 +336,3 @@ def rebuild_error(record: JobRecord) -> Optional[BaseException]:
         except Exception:
             pass
     return GolemRemoteJobError(f"{name}: {text}" if name else text, type_name=name)
-
-
-def iter_fields(record: JobRecord) -> Iterable[Any]:
-    return (getattr(record, name) for name in FIELDS)

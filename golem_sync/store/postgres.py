@@ -47,8 +47,6 @@ class PostgresJobStore(SqlJobStore):
         table: the table name (default ``golem_jobs``); the notification channel is named after it.
     """
 
-    placeholder = "%s"
-
     def __init__(self, conninfo: str, *, serializer: Optional[Serializer] = None,
                  retention: Optional[Retention] = None, table: str = "golem_jobs") -> None:
         super().__init__(table=table, serializer=serializer, retention=retention)

@@ -27,9 +27,7 @@ def _check_table_name(name: str) -> str:
 
 
 class SqlJobStore(JobStore):
-    """A store on a SQL database; subclasses provide ``_run`` (execute, return rows) and placeholders."""
-
-    placeholder = "?"
+    """A store on a SQL database; subclasses run statements written with ``?`` placeholders."""
 
     def __init__(self, *, table: str, serializer: Optional[Serializer], retention: Optional[Retention]) -> None:
         super().__init__(serializer=serializer, retention=retention)
@@ -40,9 +38,9 @@ class SqlJobStore(JobStore):
     def _run(self, sql: str, params: Sequence[Any] = ()) -> List[Sequence[Any]]:
         """Execute one statement (autocommit) and return its rows; ``?`` placeholders."""
 
+    @abc.abstractmethod
     def _rowcount_run(self, sql: str, params: Sequence[Any]) -> int:
-        """Execute one statement and return how many rows it changed."""
-        raise NotImplementedError
+        """Execute one statement (autocommit) and return how many rows it changed."""
 
     def _schema(self) -> List[str]:
         t = self.table
