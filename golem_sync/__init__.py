@@ -10,8 +10,8 @@ from . import signals
 from .job import Job, JobState
 from .network import GolemNetwork
 from .options import (ActivityOptions, AgreementOptions, JobOptions, MarketOptions, PackageOptions,
-                      PaymentOptions, WorkOptions)
-from .work import ProviderInfo, Result, WorkContext
+                      PaymentOptions, VpnOptions, WorkOptions)
+from .work import CostSummary, ProviderInfo, RemoteProcess, Result, WorkContext
 from .yagna import YagnaConfig
 
 __version__ = "0.1.0.dev0"
@@ -22,5 +22,6 @@ logging.getLogger("golem_sync").addHandler(logging.NullHandler())
 __all__ = [
     "__version__", "GolemNetwork", "Job", "JobState", "WorkContext", "Result", "ProviderInfo",
     "YagnaConfig", "signals", "PackageOptions", "MarketOptions", "AgreementOptions", "ActivityOptions",
-    "WorkOptions", "JobOptions", "PaymentOptions", *_errors_all,
+    "WorkOptions", "JobOptions", "PaymentOptions", "VpnOptions", "RemoteProcess", "CostSummary",
+    *_errors_all,
 ]

@@ -115,7 +115,10 @@ def release(client: YagnaClient, agreement_id: str, message: str, *, success: bo
 
 
 class AgreementWatcher:
-    """Reads agreement events for one app session and reports provider terminations to leases."""
+    """Reads agreement events for one app session and reports provider terminations to leases.
+
+    ``client`` is used only to read events (the network passes its abortable poll client).
+    """
 
     def __init__(self, client: YagnaClient, app_session_id: str, *, poll_sec: float) -> None:
         self._client = client

@@ -84,6 +84,8 @@ class _Attempt:
                                         self.options.activity, self.job)
         self.job.activity_id = self.activity.activity_id
         self.ctx = WorkContext(self.activity, provider, self.token, self.options.work, job=self.job)
+        self.ctx._attach(self.options, requestor_id=services.requestor_id, proposal=signed.proposal,
+                         ledger=self.job._network.costs)  # costs bookkeeping, opt-in VPN
         self.ctx._prepare()
         return worker(self.ctx)
 
@@ -96,6 +98,8 @@ class _Attempt:
         services = self.job._network._services()
         if self.ctx is not None and self.activity is not None and not self.token.cancelled:
             self.ctx._teardown()
+        if self.ctx is not None:
+            self.ctx._close()  # streams closed, final usage read, its (possibly replaced) activity destroyed, VPN removed
         if self.activity is not None:
             self.activity.destroy()
         if self.lease is not None:
@@ -186,6 +190,11 @@ class Job(Generic[T]):
             raise GolemUserError(f"job {self.id} was never started: call start_work() first")
         self._wait_done(timeout, "wait")
         return self.future.result()
+
+    @property
+    def cost(self) -> float:
+        """Estimated cost so far: linear pricing × usage of every activity of this job (a REST read while running)."""
+        return self._network.costs.job_cost(self.id)
 
     # -- Future side -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
+import attrs
 import requests
 
 from . import signals
@@ -30,8 +31,10 @@ from .package import Decorations, resolve_package
 from .payment import PaymentProcessor, create_allocation, demand_decorations
 from .store.binding import StoreBinding, StoreSpec
 from .store.handle import StoredJob
+from .work.costs import CostLedger, CostSummary
 from .yagna.client import YagnaClient
 from .yagna.config import YagnaConfig
+from .yagna.transport import Transport
 
 __all__ = ["GolemNetwork", "MIN_YAGNA_VERSION"]
 
@@ -52,9 +55,13 @@ class _Services:
         self.allocation = create_allocation(self.client, payment, self.requestor_id)
         signals.emit(signals.allocation_created, network, allocation=self.allocation)
         self.allocation_decorations = demand_decorations(self.client, self.allocation.allocation_id)
+        # The pollers read through their own abortable transport, so close() ends their long polls
+        # at once instead of waiting them out; no retries there, the poll loop backs off by itself.
+        self.poll_client = YagnaClient(transport=Transport(
+            attrs.evolve(self.client.config, retries=0, pool_size=4), abortable=True))
         self.payments = PaymentProcessor(self.client, payment, self.allocation.allocation_id,
-                                         self.app_session_id, network)
-        self.watcher = AgreementWatcher(self.client, self.app_session_id, poll_sec=payment.event_poll_sec)
+                                         self.app_session_id, network, poll_client=self.poll_client)
+        self.watcher = AgreementWatcher(self.poll_client, self.app_session_id, poll_sec=payment.event_poll_sec)
         self.payments.start()
         self.watcher.start()
         self._packages: Dict[Any, Decorations] = {}
@@ -76,8 +83,10 @@ class _Services:
         pollers = [*self.payments.pollers, self.watcher.poller]
         for poller in pollers:
             poller.request_stop()
+        self.poll_client.transport.abort()
         for poller in pollers:
             poller.join()
+        self.poll_client.close()
         self._registry_session.close()
 
 
@@ -120,6 +129,8 @@ class GolemNetwork:
         self._services_obj: Optional[_Services] = None
         self._initialized = False
         self._closed = False
+        #: Usage and estimated cost of every agreement of this network's jobs (see cost_summary()).
+        self.costs = CostLedger()
         self._store = StoreBinding(self, job_store) if job_store is not None else None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -172,6 +183,7 @@ class GolemNetwork:
                 logger.warning("%d agreement(s) still without an invoice after %.0fs",
                                services.payments.outstanding(), wait)
             services.stop_pollers()
+            self._log_cost_summary()
             try:
                 self.client.payment.release_allocation(services.allocation.allocation_id)
                 signals.emit(signals.allocation_released, self, allocation_id=services.allocation.allocation_id)
@@ -225,6 +237,17 @@ class GolemNetwork:
     def allocation_id(self) -> Optional[str]:
         return self._services_obj.allocation.allocation_id if self._services_obj else None
 
+    def cost_summary(self) -> CostSummary:
+        """Per-agreement usage, estimated cost (linear pricing × usage) and accepted amounts."""
+        services = self._services_obj
+        accepted = services.payments.account_totals() if services is not None else {}
+        return self.costs.summary(accepted, refresh=not self._closed)
+
+    def _log_cost_summary(self) -> None:
+        summary = self.cost_summary()
+        if summary.rows:
+            logger.info("cost summary:\n%s", summary)
+
     # -- for Job -----------------------------------------------------------------------------
 
     def _ensure_open(self) -> None:
@@ -256,9 +279,7 @@ class GolemNetwork:
 
 
 def _with_pool(config: YagnaConfig, max_workers: int) -> YagnaConfig:
-    """Size the HTTP pool for the job threads, the long-poll threads and the three pollers."""
-    import attrs
-
+    """Size the HTTP pool for the job threads and the long-poll threads."""
     wanted = max_workers * 3 + 8
     return config if config.pool_size >= wanted else attrs.evolve(config, pool_size=wanted)
 

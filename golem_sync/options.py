@@ -22,7 +22,7 @@ from .errors import GolemConfigError
 
 __all__ = [
     "PackageOptions", "MarketOptions", "AgreementOptions", "ActivityOptions", "WorkOptions",
-    "JobOptions", "PaymentOptions", "RunOptions", "OptionLayer", "merge_layers",
+    "JobOptions", "VpnOptions", "PaymentOptions", "RunOptions", "OptionLayer", "merge_layers",
 ]
 
 _O = TypeVar("_O")
@@ -171,6 +171,20 @@ class ActivityOptions:
     destroy_timeout_sec: float = attrs.field(default=10.0, validator=_number())
 
 
+def _env(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, dict):
+        raise GolemConfigError(f"{_where(inst, attribute)} must be a dict of strings, got {type(value).__name__}")
+    for name, text in value.items():
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            raise GolemConfigError(f"{_where(inst, attribute)}: invalid environment variable name {name!r}")
+        if not isinstance(text, str):
+            raise GolemConfigError(f"{_where(inst, attribute)}: {name} must be a string, got {type(text).__name__}")
+
+
+def _env_dict(value: Any) -> Any:
+    return dict(value) if isinstance(value, Mapping) else value
+
+
 @attrs.frozen(kw_only=True)
 class WorkOptions:
     """The worker's context."""
@@ -180,6 +194,35 @@ class WorkOptions:
     raise_on_command_error: bool = attrs.field(default=False, validator=_bool)
     setup: Tuple[Callable[[Any], Any], ...] = attrs.field(default=(), converter=tuple, validator=_callables)
     teardown: Tuple[Callable[[Any], Any], ...] = attrs.field(default=(), converter=tuple, validator=_callables)
+    # Environment of every command of the job, passed in ``deploy``; a later option layer replaces
+    # the whole dict. Per-command env (``ctx.run(..., env=)``) is added by a shell wrapper on top.
+    env: Dict[str, str] = attrs.field(factory=dict, converter=_env_dict, validator=_env, hash=False)
+
+
+def _network_cidr(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    import ipaddress
+
+    try:
+        net = ipaddress.IPv4Network(value, strict=True)
+    except (ValueError, TypeError) as exc:
+        raise GolemConfigError(f"{_where(inst, attribute)} must be an IPv4 network like '192.168.0.0/24': {exc}") \
+            from None
+    if net.num_addresses < 4:
+        raise GolemConfigError(f"{_where(inst, attribute)}: {value} is too small for a requestor and a provider")
+
+
+@attrs.frozen(kw_only=True)
+class VpnOptions:
+    """An opt-in VPN per job attempt: ``vpn={"enabled": True}`` (the provider must support VPN).
+
+    Attributes:
+        enabled: create a VPN over yagna's net API for the job and pass it to the provider in deploy.
+        ip: the VPN's address range; the requestor takes the first address, the provider the next.
+    """
+
+    section: ClassVar[str] = "vpn"
+    enabled: bool = attrs.field(default=False, validator=_bool)
+    ip: str = attrs.field(default="192.168.0.0/24", validator=_network_cidr)
 
 
 @attrs.frozen(kw_only=True)
@@ -230,7 +273,8 @@ class PaymentOptions:
 
 _JOB_SECTIONS: Dict[str, Type[Any]] = {
     cls.section: cls
-    for cls in (PackageOptions, MarketOptions, AgreementOptions, ActivityOptions, WorkOptions, JobOptions)
+    for cls in (PackageOptions, MarketOptions, AgreementOptions, ActivityOptions, WorkOptions, JobOptions,
+                VpnOptions)
 }
 
 
@@ -244,6 +288,7 @@ class RunOptions:
     activity: ActivityOptions = attrs.Factory(ActivityOptions)
     work: WorkOptions = attrs.Factory(WorkOptions)
     job: JobOptions = attrs.Factory(JobOptions)
+    vpn: VpnOptions = attrs.Factory(VpnOptions)
 
 
 def _partial(cls: Type[Any], value: Any) -> Dict[str, Any]:

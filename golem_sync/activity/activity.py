@@ -6,13 +6,14 @@ one call made on every exit path (success, worker error, cancellation, timeout).
 from __future__ import annotations
 
 import logging
-from typing import Any, List, Optional, Sequence
+from typing import Any, Iterator, List, Optional, Sequence
 
 from .. import signals
 from ..blocking import Blocking
 from ..cancel import CancelToken, Deadline
-from ..errors import GolemActivityError, GolemTimeoutError, YagnaError, YagnaNotFoundError
+from ..errors import GolemActivityError, GolemTimeoutError, YagnaError, YagnaNotFoundError, YagnaTimeoutError
 from ..options import ActivityOptions
+from ..yagna.activity import BatchStream
 from ..yagna.client import YagnaClient
 from ..yagna.models import Command, ExeScriptCommandResult
 
@@ -82,6 +83,72 @@ class Activity:
                     f"{exc}{self._state_hint()}") from exc
             if results and (results[-1].is_batch_finished or len(results) >= size):
                 return list(results)
+
+    # -- streams, partial results and usage (work-stream) -----------------------------------
+
+    def send(self, commands: Sequence[Command], token: CancelToken) -> str:
+        """Send a batch without waiting; returns its batch id (``batch_sent`` is emitted)."""
+        if not commands:
+            raise GolemActivityError("an ExeScript batch needs at least one command")
+        token.raise_if_cancelled()
+        try:
+            batch_id = self._client.activity.exec(self.activity_id, list(commands))
+        except YagnaError as exc:
+            raise GolemActivityError(f"activity {self.activity_id} refused the batch: {exc}") from exc
+        signals.emit(signals.batch_sent, self._sender, activity_id=self.activity_id, batch_id=batch_id,
+                     commands=list(commands))
+        return batch_id
+
+    def iter_results(self, batch_id: str, size: int, token: CancelToken,
+                     timeout: Optional[float] = None) -> Iterator[ExeScriptCommandResult]:
+        """Yield each command's result as soon as it is finished (long polls on the cumulative list).
+
+        Ends after the last result or the first one that ends the batch (an error). Raises
+        GolemTimeoutError (phase ``"batch"``) when the batch is not done within ``timeout``.
+        """
+        limit = timeout if timeout is not None else self._options.execute_timeout_sec
+        deadline = Deadline(limit)
+        seen = 0
+        while True:
+            if deadline.expired:
+                raise GolemTimeoutError(
+                    f"batch {batch_id} on activity {self.activity_id} did not finish within {limit:g}s",
+                    phase="batch")
+            try:
+                results = self._blocking.call(
+                    token, self._client.activity.get_batch_results, self.activity_id, batch_id,
+                    timeout=max(0.1, deadline.cap(self._options.result_poll_sec)), command_index=seen)
+            except YagnaTimeoutError:
+                continue  # yagna's 408: command ``seen`` is not finished yet
+            except YagnaError as exc:
+                raise GolemActivityError(
+                    f"reading results of batch {batch_id} on activity {self.activity_id} failed: "
+                    f"{exc}{self._state_hint()}") from exc
+            for result in results[seen:]:
+                seen += 1
+                yield result
+                if result.is_batch_finished or seen >= size:
+                    return
+
+    def stream(self, batch_id: str, read_timeout: float) -> BatchStream:
+        """Open the batch's SSE event stream (the caller must close it)."""
+        try:
+            return self._client.activity.stream_batch(self.activity_id, batch_id, read_timeout=read_timeout)
+        except YagnaError as exc:
+            raise GolemActivityError(
+                f"could not open the event stream of batch {batch_id} on activity {self.activity_id}: {exc}"
+            ) from exc
+
+    def usage(self) -> Optional[List[float]]:
+        """The last usage vector the provider reported (``None`` before the first report)."""
+        try:
+            return self._client.activity.get_usage(self.activity_id).current_usage
+        except YagnaError as exc:
+            raise GolemActivityError(f"could not read the usage of activity {self.activity_id}: {exc}") from exc
+
+    def successor(self) -> "Activity":
+        """A new activity on the same agreement (to replace this one after a command timeout)."""
+        return Activity.create(self._client, self._blocking, self.agreement_id, self._options, self._sender)
 
     def state(self) -> str:
         """The activity's current state name (``Ready``, ``Deployed``, ``Terminated``...)."""

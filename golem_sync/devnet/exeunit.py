@@ -603,6 +603,9 @@ class ExeUnit:
         captured: Dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         try:
             self._pump(batch, index, child, captured)
+            # wait4 (not Popen.wait) to get this child's own rusage for golem.usage.cpu_sec. It
+            # has no timeout on purpose: an ExeScript command runs as long as it runs; stop() and
+            # crash() SIGKILL its process group, which ends this wait.
             _, status, rusage = os.wait4(child.pid, 0)
         finally:
             self._child = None
@@ -629,8 +632,12 @@ class ExeUnit:
                 names[stream.fileno()] = name
         try:
             while selector.get_map():
-                # The timeout only lets a stop() that killed the child be noticed promptly.
-                for key, _ in selector.select(timeout=1.0):
+                # The timeout lets a stop() be noticed even when a grandchild outside the killed
+                # process group still holds the pipes open.
+                ready = selector.select(timeout=0.5)
+                if not ready and self._stopped.is_set():
+                    return
+                for key, _ in ready:
                     stream_obj: IO[bytes] = key.fileobj  # type: ignore[assignment]
                     data = os.read(stream_obj.fileno(), 65536)
                     if not data:

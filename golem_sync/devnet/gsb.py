@@ -581,7 +581,10 @@ class GsbConnection:
             body = value if isinstance(value, bytes) else b""
             fields = _parse_fields(body)
             if kind == _PING:
-                self._write(_packet(_PONG, b""))
+                try:
+                    self._write(_packet(_PONG, b""))
+                except GsbClosedError:
+                    return
             elif kind == _CALL_REQUEST:
                 self._on_call_request(fields)
             elif kind == _CALL_REPLY:

@@ -14,9 +14,7 @@ import threading
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
-
-import attrs
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .exeunit import ExeUnit
 from .provider_activity import ActivityWatcher
@@ -24,13 +22,24 @@ from .provider_market import AgreementWatcher, OfferNegotiator
 from .provider_payments import issue_debit_note, issue_invoice
 from .provider_rest import ProviderApiError, ProviderRest
 from .provider_scheduler import Scheduler
+from .provider_state import (
+    ActivityInfo,
+    ActivityRecord,
+    AgreementInfo,
+    AgreementRecord,
+    DebitNoteInfo,
+    InvoiceInfo,
+    seconds,
+)
 from .provider_spec import (
+    DEBIT_NOTE_ACCEPT_TIMEOUT,
     DEBIT_NOTE_INTERVAL,
     PAYMENT_TIMEOUT,
     USAGE_VECTOR,
     ProviderFaults,
     ProviderSpec,
     build_offer,
+    format_amount,
     price,
 )
 
@@ -48,81 +57,6 @@ logger = logging.getLogger("golem_sync.devnet.provider")
 
 #: Shortest debit-note period the agent uses unless a fault asks for less (protects yagna and logs).
 MIN_DEBIT_NOTE_INTERVAL = 1.0
-
-
-@attrs.frozen
-class AgreementInfo:
-    """A snapshot of one agreement this provider was asked to approve.
-
-    ``state`` is ``"Pending"`` (not approved yet), ``"Approved"`` or ``"Terminated"``;
-    ``terminated_by`` is ``"Requestor"``/``"Provider"`` as yagna reported it (on a single node
-    yagna reports ``"Provider"`` for both).
-    """
-
-    agreement_id: str
-    state: str
-    requestor_id: str
-    terminated_by: Optional[str]
-    activity_ids: Tuple[str, ...]
-    invoice_id: Optional[str]
-    properties: Mapping[str, Any] = attrs.field(repr=False)
-
-
-@attrs.frozen
-class ActivityInfo:
-    """A snapshot of one activity: ``state`` is ``"Running"``, ``"Stopped"`` or ``"Failed"``."""
-
-    activity_id: str
-    agreement_id: str
-    state: str
-    work_dir: Path
-    debit_note_ids: Tuple[str, ...]
-
-
-@attrs.frozen
-class DebitNoteInfo:
-    """A debit note this provider issued and sent. ``sent_at`` is ``time.monotonic()``."""
-
-    debit_note_id: str
-    agreement_id: str
-    activity_id: str
-    amount: Decimal
-    usage: Tuple[float, ...]
-    sent_at: float
-
-
-@attrs.frozen
-class InvoiceInfo:
-    """An invoice this provider issued and sent."""
-
-    invoice_id: str
-    agreement_id: str
-    activity_ids: Tuple[str, ...]
-    amount: Decimal
-
-
-class _Agreement:
-    def __init__(self, agreement_id: str, requestor_id: str, properties: Mapping[str, Any]) -> None:
-        self.agreement_id = agreement_id
-        self.requestor_id = requestor_id
-        self.properties = dict(properties)  # the agreed offer side: negotiated values live here
-        self.state = "Pending"
-        self.terminated_by: Optional[str] = None
-        self.activity_ids: List[str] = []
-        self.invoice_id: Optional[str] = None
-        self.terminate_scheduled = False
-
-
-class _Activity:
-    def __init__(self, activity_id: str, agreement_id: str, work_dir: Path, exeunit: Any) -> None:
-        self.activity_id = activity_id
-        self.agreement_id = agreement_id
-        self.work_dir = work_dir
-        self.exeunit = exeunit
-        self.state = "Running"
-        self.last_amount = Decimal(0)  # what the last debit note asked: the invoice never goes lower
-        self.final_usage: Optional[List[float]] = None
-        self.debit_note_ids: List[str] = []
 
 
 class ProviderAgent:
@@ -175,8 +109,8 @@ class ProviderAgent:
         self._label = spec.name
         self._stop = threading.Event()
         self._cond = threading.Condition(threading.RLock())
-        self._agreements: Dict[str, _Agreement] = {}
-        self._activities: Dict[str, _Activity] = {}
+        self._agreements: Dict[str, AgreementRecord] = {}
+        self._activities: Dict[str, ActivityRecord] = {}
         self._debit_notes: List[DebitNoteInfo] = []
         self._invoices: List[InvoiceInfo] = []
         self._threads: List[threading.Thread] = []
@@ -184,9 +118,10 @@ class ProviderAgent:
         self.offer = build_offer(spec, node_id=self.node_id, subnet=subnet, payment_platform=payment_platform)
         self._scheduler = Scheduler(self._label)
         self._negotiator = OfferNegotiator(
-            self._rest, offer=self.offer, node_id=self.node_id, faults=spec.faults, stop=self._stop,
+            self._rest, offer=self.offer, node_id=self.node_id, payment_platform=payment_platform,
+            faults=spec.faults, stop=self._stop,
             on_agreement=self._on_agreement, on_approved=self._on_approved,
-            poll_timeout=poll_timeout, label=self._label,
+            poll_timeout=poll_timeout, label=self._label, on_published=self._on_published,
         )
         self._agreement_watcher = AgreementWatcher(
             self._rest, stop=self._stop, is_ours=self._is_ours, on_terminated=self._on_terminated,
@@ -228,11 +163,13 @@ class ProviderAgent:
         self._scheduler.stop()
         with self._cond:
             running = [a for a in self._activities.values() if a.state == "Running"]
-        for activity in running:
-            self._stop_exeunit(activity, "provider agent stopped")
 
         def left() -> float:
             return max(0.0, deadline - time.monotonic())
+
+        for activity in running:
+            # Each stop tells yagna "Terminated" over GSB; bound it so many activities fit the budget.
+            self._stop_exeunit(activity, "provider agent stopped", timeout=min(2.0, left()))
 
         for thread in self._threads:
             thread.join(left())
@@ -292,6 +229,10 @@ class ProviderAgent:
 
     # -- market callbacks ----------------------------------------------------------------------
 
+    def _on_published(self, offer_id: str) -> None:
+        with self._cond:
+            self._cond.notify_all()  # wait_for() callers may watch offer_id
+
     def _is_ours(self, agreement_id: str) -> bool:
         with self._cond:
             return agreement_id in self._agreements
@@ -299,7 +240,7 @@ class ProviderAgent:
     def _on_agreement(self, agreement: Mapping[str, Any]) -> None:
         offer = agreement.get("offer") or {}
         demand = agreement.get("demand") or {}
-        record = _Agreement(
+        record = AgreementRecord(
             str(agreement["agreementId"]),
             str(demand.get("requestorId", "")),
             offer.get("properties") or self.offer["properties"],
@@ -337,37 +278,44 @@ class ProviderAgent:
         with self._cond:
             agreement = self._agreements.get(agreement_id)
             # "Pending" is fine: the requestor may hear the approval before our approve call returns.
-            if agreement is None or agreement.state == "Terminated":
+            if agreement is None or agreement.state == "Terminated" or self._stop.is_set():
                 logger.debug("%s: CreateActivity %s for a foreign or ended agreement %s", self._label,
                              activity_id, agreement_id)
                 return
             if activity_id in self._activities:
                 return
-        work_dir = self.work_root / activity_id
-        work_dir.mkdir(parents=True, exist_ok=True)
-        exeunit = self._exeunit_factory(
-            gsb_url=self._gsb_url, activity_id=activity_id, agreement_id=agreement_id,
-            work_dir=work_dir, usage_vector=list(USAGE_VECTOR), faults=self.spec.faults.exeunit,
-        )
-        activity = _Activity(activity_id, agreement_id, work_dir, exeunit)
-        with self._cond:
+            work_dir = self.work_root / activity_id
+            activity = ActivityRecord(activity_id, agreement_id, work_dir, None)
             self._activities[activity_id] = activity
             agreement.activity_ids.append(activity_id)
             schedule_terminate = (self.spec.faults.terminate_agreement_after is not None
                                   and not agreement.terminate_scheduled)
             agreement.terminate_scheduled = agreement.terminate_scheduled or schedule_terminate
         try:
-            exeunit.start()
+            work_dir.mkdir(parents=True, exist_ok=True)
+            activity.exeunit = self._exeunit_factory(
+                gsb_url=self._gsb_url, activity_id=activity_id, agreement_id=agreement_id,
+                work_dir=work_dir, usage_vector=list(USAGE_VECTOR), faults=self.spec.faults.exeunit,
+            )
+            activity.exeunit.start()
         except Exception as exc:
             logger.exception("%s: exe-unit for activity %s failed to start", self._label, activity_id)
             with self._cond:
                 activity.state = "Failed"
                 self._cond.notify_all()
+            # Tell yagna at once: the requestor's create call would otherwise wait for its timeout.
             self._set_terminated_over_rest(activity_id, f"exe-unit failed to start: {exc}")
             return
-        logger.info("%s: activity %s started (agreement %s)", self._label, activity_id, agreement_id)
         with self._cond:
+            # The agreement may have ended (or the agent stopped) while the exe-unit started; those
+            # paths only stop "Running" activities, so this one is ours to stop.
+            abort = agreement.state == "Terminated" or self._stop.is_set()
+            activity.state = "Running"
             self._cond.notify_all()
+        if abort:
+            self._stop_exeunit(activity, "agreement ended while the exe-unit started")
+            return
+        logger.info("%s: activity %s started (agreement %s)", self._label, activity_id, agreement_id)
         self._scheduler.schedule(self._debit_note_interval(agreement), lambda: self._send_debit_note(activity_id))
         after = self.spec.faults.terminate_agreement_after
         if schedule_terminate and after is not None:
@@ -381,7 +329,7 @@ class ProviderAgent:
         self._stop_exeunit(activity, "activity destroyed by the requestor")
         logger.info("%s: activity %s destroyed", self._label, activity_id)
 
-    def _stop_exeunit(self, activity: _Activity, reason: str) -> None:
+    def _stop_exeunit(self, activity: ActivityRecord, reason: str, timeout: float = 5.0) -> None:
         """Record the final usage and stop the exe-unit (sets the activity Terminated in yagna)."""
         with self._cond:
             if activity.state != "Running":
@@ -392,7 +340,7 @@ class ProviderAgent:
         except Exception:
             logger.exception("%s: reading the usage of %s failed", self._label, activity.activity_id)
         try:
-            activity.exeunit.stop(reason)
+            activity.exeunit.stop(reason, timeout=timeout)
         except Exception:
             logger.exception("%s: stopping the exe-unit of %s failed", self._label, activity.activity_id)
         with self._cond:
@@ -407,13 +355,13 @@ class ProviderAgent:
 
     # -- payments thread -----------------------------------------------------------------------
 
-    def _coeffs(self, agreement: _Agreement) -> Sequence[float]:
+    def _coeffs(self, agreement: AgreementRecord) -> Sequence[float]:
         coeffs = agreement.properties.get("golem.com.pricing.model.linear.coeffs")
         if isinstance(coeffs, list) and len(coeffs) == len(USAGE_VECTOR) + 1:
             return [float(c) for c in coeffs]
         return self.spec.coeffs
 
-    def _debit_note_interval(self, agreement: _Agreement) -> float:
+    def _debit_note_interval(self, agreement: AgreementRecord) -> float:
         forced = self.spec.faults.debit_note_interval
         if forced is not None:
             return forced
@@ -423,7 +371,7 @@ class ProviderAgent:
         return float(self.spec.debit_note_interval_sec)
 
     @staticmethod
-    def _exeunit_dead(activity: _Activity) -> bool:
+    def _exeunit_dead(activity: ActivityRecord) -> bool:
         # A crashed (fault) or self-terminated exe-unit reports no usage any more: stop billing it.
         if getattr(activity.exeunit, "stopped", False):
             return True
@@ -440,10 +388,12 @@ class ProviderAgent:
             interval = self._debit_note_interval(agreement)
             coeffs = self._coeffs(agreement)
             timeout = agreement.properties.get(PAYMENT_TIMEOUT)
+            accept_timeout = seconds(agreement.properties.get(DEBIT_NOTE_ACCEPT_TIMEOUT))
         try:
             usage = [float(u) for u in activity.exeunit.usage()]
-            amount = max(price(coeffs, usage), activity.last_amount)
-            due_in = float(timeout) if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) else None
+            # What yagna records (18 decimals), so the invoice compares against the same value.
+            amount = Decimal(format_amount(max(price(coeffs, usage), activity.last_amount)))
+            due_in = seconds(timeout)
             note_id = issue_debit_note(
                 self._rest, agreement_id=activity.agreement_id, activity_id=activity_id,
                 amount=amount, usage=usage, payment_due_in=due_in,
@@ -458,6 +408,9 @@ class ProviderAgent:
                 self._debit_notes.append(info)
                 self._cond.notify_all()
             logger.debug("%s: debit note %s for %s: %s", self._label, note_id, activity_id, amount)
+            if accept_timeout is not None:
+                self._scheduler.schedule(
+                    accept_timeout, lambda: self._check_debit_note_accepted(activity.agreement_id, note_id))
         self._scheduler.schedule(interval, lambda: self._send_debit_note(activity_id))
 
     def _send_invoice(self, agreement_id: str) -> None:
@@ -473,6 +426,7 @@ class ProviderAgent:
             if activity.final_usage is not None:
                 cost = max(cost, price(coeffs, activity.final_usage))
             amount += cost
+        amount = Decimal(format_amount(amount))
         activity_ids = [a.activity_id for a in activities]
         try:
             invoice_id = issue_invoice(self._rest, agreement_id=agreement_id, activity_ids=activity_ids, amount=amount)
@@ -485,17 +439,37 @@ class ProviderAgent:
             self._cond.notify_all()
         logger.info("%s: invoice %s for agreement %s: %s", self._label, invoice_id, agreement_id, amount)
 
-    def _terminate_agreement(self, agreement_id: str) -> None:
-        """Fault ``terminate_agreement_after``: the provider ends the agreement, as ya-provider may."""
+    def _check_debit_note_accepted(self, agreement_id: str, note_id: str) -> None:
+        """Like ya-provider: a debit note not accepted within the negotiated timeout ends the agreement."""
+        with self._cond:
+            if self._agreements[agreement_id].state == "Terminated" or self._stop.is_set():
+                return
+        try:
+            note = self._rest.call("GET", "payment", f"/debitNotes/{note_id}")
+        except ProviderApiError as exc:
+            logger.warning("%s: reading debit note %s failed: %s", self._label, note_id, exc)
+            return
+        status = note.get("status") if isinstance(note, dict) else None
+        if status in ("ACCEPTED", "SETTLED"):
+            return
+        logger.info("%s: debit note %s still %s after the accept timeout", self._label, note_id, status)
+        self._terminate_agreement(agreement_id, {
+            "message": f"Requestor isn't accepting DebitNotes in time (debit note {note_id} is {status})",
+            "golem.provider.code": "DebitNotesDeadline",
+        })
+
+    def _terminate_agreement(self, agreement_id: str, reason: Optional[Mapping[str, Any]] = None) -> None:
+        """The provider ends the agreement (fault ``terminate_agreement_after``, or a payment deadline)."""
         with self._cond:
             if self._agreements[agreement_id].state == "Terminated":
                 return
-        reason = {"message": "devnet provider terminates the agreement (fault terminate_agreement_after)",
-                  "golem.provider.code": "Interrupted"}
+        if reason is None:
+            reason = {"message": "devnet provider terminates the agreement (fault terminate_agreement_after)",
+                      "golem.provider.code": "Interrupted"}
         try:
-            self._rest.call("POST", "market", f"/agreements/{agreement_id}/terminate", json=reason)
+            self._rest.call("POST", "market", f"/agreements/{agreement_id}/terminate", json=dict(reason))
         except ProviderApiError as exc:
             logger.warning("%s: terminating agreement %s failed: %s", self._label, agreement_id, exc)
             return
-        logger.info("%s: terminated agreement %s (fault)", self._label, agreement_id)
+        logger.info("%s: terminated agreement %s: %s", self._label, agreement_id, reason.get("message"))
         self._on_terminated(agreement_id, reason, "Provider")

@@ -2,8 +2,9 @@
 
 Threads:
     - :meth:`OfferNegotiator.run` runs on the agent's *market* thread: it long-polls the offer's
-      events, counters (or rejects) every requestor proposal inline and hands agreement proposals
-      to one short-lived *approve* thread each (``approve`` blocks until the requestor hears it).
+      events, counters (or rejects) every requestor proposal inline, publishes the offer again
+      when yagna expires it, and hands agreement proposals to one short-lived *approve* thread
+      each (``approve`` blocks until the requestor hears it).
     - :meth:`AgreementWatcher.run` runs on the agent's *agreements* thread: it long-polls
       ``/agreementEvents`` and reports terminations of our agreements.
     Both loops end within one poll timeout after the shared stop event is set.
@@ -15,7 +16,7 @@ import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from .provider_rest import ProviderApiError, ProviderRest, parse_timestamp, rfc3339, utcnow
-from .provider_spec import ProviderFaults, counter_properties
+from .provider_spec import ProviderFaults, counter_properties, proposal_problem
 
 __all__ = ["OfferNegotiator", "AgreementWatcher"]
 
@@ -39,16 +40,20 @@ class OfferNegotiator:
         *,
         offer: Mapping[str, Any],
         node_id: str,
+        payment_platform: str,
         faults: ProviderFaults,
         stop: threading.Event,
         on_agreement: Callable[[Dict[str, Any]], None],
         on_approved: Callable[[str], None],
         poll_timeout: float,
         label: str,
+        on_published: Optional[Callable[[str], None]] = None,
     ) -> None:
         self._rest = rest
+        self._on_published = on_published
         self._offer = dict(offer)
         self._node_id = node_id.lower()
+        self._payment_platform = payment_platform
         self._faults = faults
         self._stop = stop
         self._on_agreement = on_agreement
@@ -59,22 +64,37 @@ class OfferNegotiator:
         self._seen_proposals: Set[str] = set()
         self._seen_agreements: Set[str] = set()
         self._approvers: List[threading.Thread] = []
-        self._lock = threading.Lock()  # guards _approvers (appended on market thread, joined by stop)
+        # Guards _approvers (appended on the market thread, joined by stop) and subscription_id
+        # (replaced on the market thread when yagna expires the offer, cleared by stop).
+        self._lock = threading.Lock()
 
     def subscribe(self) -> str:
         """Publish the offer; returns its subscription id."""
         sub = self._rest.call("POST", "market", "/offers", json=self._offer)
         if not isinstance(sub, str) or not sub:
             raise ProviderApiError(f"subscribeOffer answered {sub!r}, not a subscription id")
-        self.subscription_id = sub
+        with self._lock:
+            # stop() sets the stop event before it unsubscribes: an offer published after that
+            # would outlive the agent, so withdraw it at once.
+            stopped = self._stop.is_set()
+            if not stopped:
+                self.subscription_id = sub
+        if stopped:
+            self._delete(sub)
+            raise ProviderApiError("the provider agent is stopping")
         logger.info("%s: offer %s published", self._label, sub)
+        if self._on_published is not None:
+            self._on_published(sub)
         return sub
 
     def unsubscribe(self) -> None:
         """Withdraw the offer (also ends a pending event poll on it). Errors are logged, not raised."""
-        sub, self.subscription_id = self.subscription_id, None
-        if sub is None:
-            return
+        with self._lock:
+            sub, self.subscription_id = self.subscription_id, None
+        if sub is not None:
+            self._delete(sub)
+
+    def _delete(self, sub: str) -> None:
         try:
             self._rest.call("DELETE", "market", f"/offers/{sub}", timeout=10.0)
         except ProviderApiError as exc:
@@ -100,6 +120,16 @@ class OfferNegotiator:
             except ProviderApiError as exc:
                 if self._stop.is_set():
                     return
+                if exc.status in (404, 410):
+                    # yagna expires subscriptions (DEFAULT_SUBSCRIPTION_TTL, 1 h by default):
+                    # publish the offer again, as ya-provider does, so a long-lived devnet keeps serving.
+                    logger.info("%s: offer %s is gone (%s); publishing it again", self._label, sub, exc)
+                    try:
+                        self.subscribe()
+                    except ProviderApiError as again:
+                        logger.warning("%s: publishing the offer again failed: %s", self._label, again)
+                        self._stop.wait(1.0)
+                    continue
                 logger.warning("%s: collecting offer events failed: %s", self._label, exc)
                 self._stop.wait(1.0)  # yagna hiccup: back off a little instead of spinning
                 continue
@@ -132,13 +162,15 @@ class OfferNegotiator:
         self._seen_proposals.add(proposal_id)
         if str(proposal.get("issuerId", "")).lower() == self._node_id:
             return  # our own counter-offer echoed back: nothing to answer
-        if self._faults.reject_proposals:
-            reason = {"message": "devnet provider rejects every proposal (fault reject_proposals)",
-                      "golem.proposal.code": "Rejected"}
-            self._rest.call("POST", "market", f"/offers/{sub}/proposals/{proposal_id}/reject", json=reason)
-            logger.info("%s: rejected proposal %s (fault)", self._label, proposal_id)
-            return
         demand_props = proposal.get("properties") or {}
+        problem = proposal_problem(demand_props, self._payment_platform)
+        if problem is None and self._faults.reject_proposals:
+            problem = "devnet provider rejects every proposal (fault reject_proposals)"
+        if problem is not None:
+            reason = {"message": problem, "golem.proposal.code": "Rejected"}
+            self._rest.call("POST", "market", f"/offers/{sub}/proposals/{proposal_id}/reject", json=reason)
+            logger.info("%s: rejected proposal %s: %s", self._label, proposal_id, problem)
+            return
         body = {
             "properties": counter_properties(self._offer["properties"], demand_props),
             "constraints": self._offer["constraints"],

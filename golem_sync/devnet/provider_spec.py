@@ -24,6 +24,7 @@ __all__ = [
     "DEBIT_NOTE_ACCEPT_TIMEOUT",
     "build_offer",
     "counter_properties",
+    "proposal_problem",
     "price",
     "format_amount",
 ]
@@ -87,6 +88,12 @@ def _exeunit_faults(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) ->
         raise GolemConfigError(f"{attribute.name} must be an ExeUnitFaults or None, got {value!r}")
 
 
+def _to_tuple(value: Any) -> Tuple[Any, ...]:
+    if isinstance(value, str):  # tuple("vpn") would silently become ("v", "p", "n")
+        raise GolemConfigError(f"capabilities must be a sequence of strings, got the string {value!r}")
+    return tuple(value)
+
+
 def _capabilities(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if not all(isinstance(c, str) and c for c in value):
         raise GolemConfigError(f"{attribute.name} must be non-empty strings, got {value!r}")
@@ -128,7 +135,7 @@ class ProviderSpec:
     mem_gib: float = attrs.field(default=4.0, validator=_positive)
     storage_gib: float = attrs.field(default=20.0, validator=_positive)
     runtime: str = attrs.field(default="vm", validator=_non_empty_str)
-    capabilities: Tuple[str, ...] = attrs.field(default=("vpn",), converter=tuple, validator=_capabilities)
+    capabilities: Tuple[str, ...] = attrs.field(default=("vpn",), converter=_to_tuple, validator=_capabilities)
     price_per_cpu_sec: float = attrs.field(default=0.0001, validator=_non_negative)
     price_per_duration_sec: float = attrs.field(default=0.00005, validator=_non_negative)
     start_price: float = attrs.field(default=0.0, validator=_non_negative)
@@ -200,6 +207,18 @@ def counter_properties(offer_properties: Mapping[str, Any], demand_properties: M
         if key in demand_properties:
             properties[key] = demand_properties[key]
     return properties
+
+
+def proposal_problem(demand_properties: Mapping[str, Any], payment_platform: str) -> Optional[str]:
+    """Why a requestor proposal cannot be served (the rejection reason), or None if it can.
+
+    A requestor that chose another payment platform could never pay this provider's invoices:
+    a real provider rejects it, so the devnet does too (the requestor sees the reason).
+    """
+    chosen = demand_properties.get("golem.com.payment.chosen-platform")
+    if chosen is not None and chosen != payment_platform:
+        return f"No common payment platform: the requestor chose {chosen!r}, this provider takes {payment_platform!r}"
+    return None
 
 
 def price(coeffs: Sequence[float], usage: Sequence[float]) -> Decimal:

@@ -73,9 +73,15 @@ class Negotiator:
                     continue
                 for event in events:
                     self._on_event(demand_id, event)
-                signed = self._try_drafts(token)
+                signed, failures = self._try_drafts(token)
                 if signed is not None:
                     return signed
+                if failures and not self._drafts:
+                    # Every candidate failed, and the others may have been rejected already (by a
+                    # filter, or for being worse): publish the demand anew so every provider but the
+                    # failed ones gets a fresh chance.
+                    self._unsubscribe(demand_id)
+                    demand_id = self._subscribe()
         finally:
             self._unsubscribe(demand_id)
 
@@ -146,8 +152,12 @@ class Negotiator:
         signals.emit(signals.proposal_rejected, self._sender, proposal_id=proposal.proposal_id,
                      reason=reason, by="requestor")
 
-    def _try_drafts(self, token: CancelToken) -> Optional[Signed]:
-        """Try the drafts best score first; a provider that fails to approve is dropped."""
+    def _try_drafts(self, token: CancelToken) -> "tuple[Optional[Signed], int]":
+        """Try the drafts best score first; a provider that fails to approve is excluded from now on.
+
+        Returns the signed agreement (or None) and how many providers failed.
+        """
+        failures = 0
         while self._drafts:
             ranked: List[ProposalView] = sorted(self._drafts.values(), key=self._scorer, reverse=True)
             best = ranked[0]
@@ -157,9 +167,11 @@ class Negotiator:
                                     self._app_session_id, self._sender)
             except (GolemAgreementError, YagnaError) as exc:
                 logger.info("agreement with %s failed: %s", best.provider_name or best.issuer_id, exc)
+                self._excluded.add(best.issuer_id)
+                failures += 1
                 continue
-            return Signed(agreement_id, best)
-        return None
+            return Signed(agreement_id, best), failures
+        return None, failures
 
     def _timeout(self, deadline: Deadline) -> GolemTimeoutError:
         limit = f"{deadline.seconds:g}s"

@@ -44,8 +44,10 @@ class PaymentProcessor:
     """Accepts or rejects the network's debit notes and invoices."""
 
     def __init__(self, client: YagnaClient, options: PaymentOptions, allocation_id: str, app_session_id: str,
-                 network_sender: Any) -> None:
+                 network_sender: Any, *, poll_client: Optional[YagnaClient] = None) -> None:
+        """``poll_client`` (default ``client``) reads the event streams; ``client`` handles the notes."""
         self._client = client
+        poller_client = poll_client or client
         self._options = options
         self._allocation_id = allocation_id
         self._app_session_id = app_session_id
@@ -54,9 +56,9 @@ class PaymentProcessor:
         self._accounts: Dict[str, _AgreementAccount] = {}
         start = dt.datetime.now(dt.timezone.utc)
         self._pollers = [
-            EventPoller("debit-note-events", self._fetcher(client.payment.collect_debit_note_events),
+            EventPoller("debit-note-events", self._fetcher(poller_client.payment.collect_debit_note_events),
                         self._on_debit_note_event, poll_sec=options.event_poll_sec, after=start),
-            EventPoller("invoice-events", self._fetcher(client.payment.collect_invoice_events),
+            EventPoller("invoice-events", self._fetcher(poller_client.payment.collect_invoice_events),
                         self._on_invoice_event, poll_sec=options.event_poll_sec, after=start),
         ]
 
@@ -112,89 +114,85 @@ class PaymentProcessor:
     # -- handlers (poller threads) -------------------------------------------------------------
 
     def _on_debit_note_event(self, event: Any) -> None:
-        if "Received" not in str(event.event_type):
-            return
-        note = self._client.payment.get_debit_note(event.debit_note_id)
-        with self._cond:
-            account = self._accounts.get(note.agreement_id)
-        sender = account.sender if account else self._network
-        signals.emit(signals.debit_note_received, sender, debit_note=note)
-        reason = self._debit_note_problem(note, account)
-        if reason:
-            self._reject("debit note", note.debit_note_id, self._client.payment.reject_debit_note, reason,
-                         unknown=account is None)
-            signals.emit(signals.debit_note_rejected, sender, debit_note=note, reason=reason)
-            return
-        try:
-            self._client.payment.accept_debit_note(note.debit_note_id, note.total_amount_due, self._allocation_id)
-        except YagnaError as exc:
-            logger.warning("accepting debit note %s failed: %s", note.debit_note_id, exc)
-            return
-        with self._cond:
-            if account is not None:
-                account.accepted_debit = max(account.accepted_debit, note.total_amount_due)
-        signals.emit(signals.debit_note_accepted, sender, debit_note=note, amount=note.total_amount_due)
-
-    def _debit_note_problem(self, note: Any, account: Optional[_AgreementAccount]) -> Optional[str]:
-        if account is None:
-            return f"unknown agreement {note.agreement_id}"
-        if account.invoiced:
-            return "the agreement is already invoiced"
-        limit = self._options.max_debit_note_amount
-        if limit is not None and note.total_amount_due > Decimal(str(limit)):
-            return f"amount {note.total_amount_due} exceeds max_debit_note_amount {limit}"
-        if self._options.debit_note_filter is not None and not self._options.debit_note_filter(note):
-            return "rejected by debit_note_filter"
-        return None
+        if "Received" in str(event.event_type):
+            self._handle(_DEBIT_NOTE, self._client.payment.get_debit_note(event.debit_note_id))
 
     def _on_invoice_event(self, event: Any) -> None:
-        if "Received" not in str(event.event_type):
-            return
-        invoice = self._client.payment.get_invoice(event.invoice_id)
-        with self._cond:
-            account = self._accounts.get(invoice.agreement_id)
-        sender = account.sender if account else self._network
-        signals.emit(signals.invoice_received, sender, invoice=invoice)
-        reason = self._invoice_problem(invoice, account)
-        if reason:
-            self._reject("invoice", invoice.invoice_id, self._client.payment.reject_invoice, reason,
-                         unknown=account is None)
-            signals.emit(signals.invoice_rejected, sender, invoice=invoice, reason=reason)
-            self._settle(invoice.agreement_id, None)
-            return
-        try:
-            self._client.payment.accept_invoice(invoice.invoice_id, invoice.amount, self._allocation_id)
-        except YagnaError as exc:
-            logger.warning("accepting invoice %s failed: %s", invoice.invoice_id, exc)
-            return
-        self._settle(invoice.agreement_id, invoice.amount)
-        signals.emit(signals.invoice_accepted, sender, invoice=invoice, amount=invoice.amount)
+        if "Received" in str(event.event_type):
+            self._handle(_INVOICE, self._client.payment.get_invoice(event.invoice_id))
 
-    def _invoice_problem(self, invoice: Any, account: Optional[_AgreementAccount]) -> Optional[str]:
+    def _handle(self, kind: "_Kind", doc: Any) -> None:
+        """Accept or reject one debit note or invoice, and tell its job."""
+        with self._cond:
+            account = self._accounts.get(doc.agreement_id)
+        sender = account.sender if account else self._network
+        amount: Decimal = getattr(doc, kind.amount_field)
+        signals.emit(kind.received, sender, **{kind.name: doc})
+        reason = self._problem(kind, doc, amount, account)
+        if reason:
+            self._reject(kind, getattr(doc, kind.id_field), reason, unknown=account is None)
+            signals.emit(kind.rejected, sender, reason=reason, **{kind.name: doc})
+            if kind is _INVOICE:
+                self._record(doc.agreement_id, None, invoiced=True)
+            return
+        accept = getattr(self._client.payment, f"accept_{kind.name}")
+        try:
+            accept(getattr(doc, kind.id_field), amount, self._allocation_id)
+        except YagnaError as exc:
+            logger.warning("accepting %s %s failed: %s", kind.label, getattr(doc, kind.id_field), exc)
+            return
+        self._record(doc.agreement_id, amount, invoiced=kind is _INVOICE)
+        signals.emit(kind.accepted, sender, amount=amount, **{kind.name: doc})
+
+    def _problem(self, kind: "_Kind", doc: Any, amount: Decimal,
+                 account: Optional[_AgreementAccount]) -> Optional[str]:
         if account is None:
-            return f"unknown agreement {invoice.agreement_id}"
+            return f"unknown agreement {doc.agreement_id}"
         if account.invoiced:
             return "the agreement is already invoiced"
-        limit = self._options.max_invoice_amount
-        if limit is not None and invoice.amount > Decimal(str(limit)):
-            return f"amount {invoice.amount} exceeds max_invoice_amount {limit}"
-        if self._options.invoice_filter is not None and not self._options.invoice_filter(invoice):
-            return "rejected by invoice_filter"
+        limit = getattr(self._options, f"max_{kind.name}_amount")
+        if limit is not None and amount > Decimal(str(limit)):
+            return f"amount {amount} exceeds max_{kind.name}_amount {limit}"
+        accept_filter = getattr(self._options, f"{kind.name}_filter")
+        if accept_filter is not None and not accept_filter(doc):
+            return f"rejected by {kind.name}_filter"
         return None
 
-    def _settle(self, agreement_id: str, amount: Optional[Decimal]) -> None:
+    def _record(self, agreement_id: str, amount: Optional[Decimal], *, invoiced: bool) -> None:
+        """Book an accepted amount; an invoice (accepted or rejected) closes the account."""
         with self._cond:
             account = self._accounts.get(agreement_id)
             if account is not None:
-                account.invoiced = True
-                account.invoice_amount = amount
+                if invoiced:
+                    account.invoiced = True
+                    account.invoice_amount = amount
+                elif amount is not None:
+                    account.accepted_debit = max(account.accepted_debit, amount)
             self._cond.notify_all()
 
-    @staticmethod
-    def _reject(what: str, doc_id: str, reject: Callable[..., Any], reason: str, *, unknown: bool) -> None:
-        logger.info("rejecting %s %s: %s", what, doc_id, reason)
+    def _reject(self, kind: "_Kind", doc_id: str, reason: str, *, unknown: bool) -> None:
+        logger.info("rejecting %s %s: %s", kind.label, doc_id, reason)
         code = "UNSOLICITED_SERVICE" if unknown else "INCORRECT_AMOUNT"
         try:
-            reject(doc_id, Rejection(reason=code, message=reason))
+            getattr(self._client.payment, f"reject_{kind.name}")(doc_id, Rejection(reason=code, message=reason))
         except YagnaError as exc:
-            logger.warning("rejecting %s %s failed: %s", what, doc_id, exc)
+            logger.warning("rejecting %s %s failed: %s", kind.label, doc_id, exc)
+
+
+@attrs.frozen
+class _Kind:
+    """What differs between debit notes and invoices: names, fields and signals."""
+
+    name: str  # also the client's method suffix and the option prefix
+    label: str
+    id_field: str
+    amount_field: str
+    received: Any
+    accepted: Any
+    rejected: Any
+
+
+_DEBIT_NOTE = _Kind("debit_note", "debit note", "debit_note_id", "total_amount_due", signals.debit_note_received,
+                    signals.debit_note_accepted, signals.debit_note_rejected)
+_INVOICE = _Kind("invoice", "invoice", "invoice_id", "amount", signals.invoice_received,
+                 signals.invoice_accepted, signals.invoice_rejected)

@@ -1,7 +1,7 @@
 """A batch of commands sent to the provider as one ExeScript."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Iterator, List, Mapping, Optional, Sequence, Union
 
 from ..yagna.models import Command, Transfer
 from .commands import build_run
@@ -39,3 +39,14 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self._commands)
+
+    # -- streaming results (work-stream) ----------------------------------------------------
+
+    def end_stream(self, timeout: Optional[float] = None) -> Iterator[Result]:
+        """Send the batch now and yield each result as soon as its command finishes.
+
+        Raises :class:`GolemWorkError` on the first failing command (the batch stops there) and
+        GolemTimeoutError when the batch is not done within ``timeout`` seconds (default
+        ``activity.execute_timeout_sec``; the activity is then replaced on the next command).
+        """
+        return self._ctx._execute_stream(self._commands, timeout)

@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, List, Mapping, Optional, Sequence, Union
+import threading
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import attrs
 
 from .. import signals
 from ..activity import Activity
 from ..cancel import CancelToken
-from ..errors import GolemActivityError, GolemConfigError, GolemWorkError
-from ..options import WorkOptions
-from ..yagna.models import Command, Deploy, Start
+from ..errors import GolemActivityError, GolemConfigError, GolemError, GolemTimeoutError, GolemWorkError
+from ..options import RunOptions, WorkOptions
+from ..vpn import Vpn
+from ..yagna.models import Capture, Command, Deploy, Start
 from .batch import Batch
 from .commands import build_run
+from .costs import CostLedger, usage_by_name
+from .process import RemoteProcess
 from .result import Result
 
 __all__ = ["WorkContext", "ProviderInfo"]
@@ -39,6 +43,7 @@ class WorkContext:
 
     def __init__(self, activity: Activity, provider: ProviderInfo, token: CancelToken, options: WorkOptions,
                  *, job: Any = None) -> None:
+        self._init_stream_state()  # streaming, VPN and cost state (work-stream block below)
         self._activity = activity
         self.provider = provider
         self._token = token
@@ -84,7 +89,12 @@ class WorkContext:
     # -- internals -----------------------------------------------------------------------------
 
     def _execute(self, commands: Sequence[Command], timeout: Optional[float]) -> List[Result]:
-        raw = self._activity.execute(commands, self._token, timeout)
+        self._ensure_fresh()
+        try:
+            raw = self._activity.execute(commands, self._token, timeout)
+        except GolemTimeoutError:
+            self._retire_activity()
+            raise
         results = [Result.of(r) for r in raw]
         for result in results:
             if not result.ok:
@@ -96,7 +106,8 @@ class WorkContext:
     def _prepare(self) -> None:
         """Deploy and start the activity, then run the user's setup functions."""
         try:
-            results = self._activity.execute([Deploy(), Start()], self._token, self._options.preparing_timeout_sec)
+            results = self._activity.execute([self._deploy_command(), Start()], self._token,
+                                             self._options.preparing_timeout_sec)
         except GolemActivityError as exc:
             raise GolemActivityError(f"deploying on {self.provider.name or self.provider.id} failed: {exc}") from exc
         failed = [r for r in results if str(r.result) != "Ok"]
@@ -106,6 +117,196 @@ class WorkContext:
         signals.emit(signals.activity_ready, self.job, activity_id=self.activity_id)
         for setup in self._options.setup:
             setup(self)
+
+    # == streaming, command timeouts, VPN, usage and cost (work-stream) ========================
+    #
+    # Command timeouts: a command (or batch) that exceeds its timeout raises GolemTimeoutError and
+    # may still be running on the provider, where one command cannot be stopped on its own. The
+    # context therefore RETIRES that activity: the next command run through this context first
+    # destroys it (which stops the late command) and creates a fresh activity on the same
+    # agreement, deploys and starts it and runs ``work.setup`` again. Files and processes of the
+    # old activity are gone. If the provider refuses the new activity, that call raises
+    # GolemActivityError (a provider failure: the job retries elsewhere if ``job.max_retries``).
+    #
+    # Environment variables: ``work.env`` (job level) goes into ``deploy``'s env, so every command
+    # of the job sees it; ``env=`` on ``run``/``spawn``/``Batch.run`` is per command and is set by a
+    # ``/bin/sh`` wrapper (ExeScript ``run`` has no env), overriding the job's values.
+
+    def _init_stream_state(self) -> None:
+        self._vpn: Optional[Vpn] = None
+        self._vpn_ip: Optional[str] = None
+        self._ledger = CostLedger()
+        self._vector: List[str] = []
+        self._stale = threading.Event()  # set (from any thread) when a command timed out
+        self._processes: List[RemoteProcess] = []
+        self._closed = False
+
+    def _attach(self, options: RunOptions, *, requestor_id: str, proposal: Any,
+                ledger: Optional[CostLedger] = None) -> None:
+        """Job-side wiring before ``_prepare``: costs bookkeeping and the opt-in VPN."""
+        if ledger is not None:
+            self._ledger = ledger
+        vector = proposal.properties.get("golem.com.usage.vector") if proposal is not None else None
+        self._vector = [str(v) for v in vector] if isinstance(vector, list) else []
+        self._ledger.agreement(self.agreement_id, job_id=getattr(self.job, "id", ""), provider_id=self.provider.id,
+                               provider_name=self.provider.name,
+                               pricing=proposal.pricing() if proposal is not None else None, vector=self._vector)
+        self._track_activity()
+        if options.vpn.enabled:
+            self._vpn = Vpn.create(self._activity._client, options.vpn, requestor_id)
+            self._vpn_ip = self._vpn.add_node(self.provider.id)
+
+    def run_and_stream(self, command: Union[str, Sequence[str]], args: Optional[Sequence[str]] = None, *,
+                       timeout: Optional[float] = None, env: Optional[Mapping[str, str]] = None) -> RemoteProcess:
+        """Start one command and return at once; its output arrives line by line while it runs.
+
+        ``for line in proc.stdout: ...`` / ``proc.stderr``, then ``proc.wait(timeout)`` for the exit
+        code. ``timeout`` (default ``activity.execute_timeout_sec``) bounds the command: past it the
+        process ends with GolemTimeoutError and the activity is replaced on the next command.
+        """
+        self._check_timeout(timeout)
+        self._ensure_fresh()
+        limit = timeout if timeout is not None else self._activity._options.execute_timeout_sec
+        run = build_run(command, args, env=env, capture=Capture.stream())
+        batch_id = self._activity.send([run], self._token)
+        # Open the stream at once: a real exe-unit does not replay events sent before it is open.
+        stream = self._activity.stream(batch_id, read_timeout=max(60.0, limit))
+        process = RemoteProcess(self._activity, batch_id, stream, self._token, limit,
+                                poll_sec=self._activity._options.result_poll_sec, on_timeout=self._stale.set)
+        self._processes = [p for p in self._processes if not p.done] + [process]
+        return process
+
+    #: ``ctx.spawn(...)`` is ``ctx.run_and_stream(...)``.
+    spawn = run_and_stream
+
+    def get_usage(self) -> Dict[str, float]:
+        """The activity's latest usage by counter name, e.g. ``{"golem.usage.duration_sec": 3.0, ...}``."""
+        usage = usage_by_name(self._vector, self._activity.usage())
+        self._ledger.usage(self.agreement_id, self.activity_id, usage)
+        return usage
+
+    def get_cost(self) -> float:
+        """The cost so far on this agreement: its linear pricing × the usage of each of its activities."""
+        self.get_usage()
+        return self._ledger.agreement_cost(self.agreement_id, refresh=False)
+
+    def get_ip(self) -> str:
+        """The provider's address in the job's VPN (needs ``vpn={"enabled": True}``)."""
+        if self._vpn_ip is None:
+            raise GolemConfigError("this job has no VPN: start it with vpn={'enabled': True}")
+        return self._vpn_ip
+
+    def get_websocket_uri(self, port: int) -> str:
+        """The WebSocket URL tunnelling TCP to ``port`` on the provider inside the VPN.
+
+        Connect with the header ``Authorization: Bearer <app key>``.
+        """
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise GolemConfigError(f"port must be an integer in 1..65535, got {port!r}")
+        ip = self.get_ip()
+        assert self._vpn is not None  # get_ip() raised otherwise
+        return self._vpn.websocket_uri(ip, port)
+
+    @property
+    def vpn(self) -> Optional[Vpn]:
+        """The job's VPN, if it has one."""
+        return self._vpn
+
+    def _execute_stream(self, commands: Sequence[Command], timeout: Optional[float]) -> Iterator[Result]:
+        """Send the batch NOW; the returned iterator yields results as they finish."""
+        self._ensure_fresh()
+        activity = self._activity
+        batch_id = activity.send(commands, self._token)
+        return self._results_of(activity, batch_id, len(commands), timeout)
+
+    def _results_of(self, activity: Activity, batch_id: str, size: int,
+                    timeout: Optional[float]) -> Iterator[Result]:
+        collected = []
+        try:
+            for raw in activity.iter_results(batch_id, size, self._token, timeout):
+                collected.append(raw)
+                result = Result.of(raw)
+                if not result.ok:
+                    logger.warning("command %d on %s failed: %s", result.index, self.provider.name, result.message)
+                    result.raise_for_error()
+                yield result
+        except GolemTimeoutError:
+            self._retire_activity()
+            raise
+        finally:
+            signals.emit(signals.batch_finished, self._sender(), activity_id=activity.activity_id,
+                         batch_id=batch_id, results=collected)
+
+    def _sender(self) -> Any:
+        return self._activity._sender
+
+    def _deploy_command(self) -> Deploy:
+        net = [self._vpn.deploy_config(self._vpn_ip)] if self._vpn is not None and self._vpn_ip else None
+        env = dict(getattr(self._options, "env", None) or {})
+        return Deploy(env=env or None, net=net)
+
+    def _retire_activity(self) -> None:
+        if not self._token.cancelled:
+            logger.info("activity %s retired after a command timeout; the next command gets a new one",
+                        self.activity_id)
+            self._stale.set()
+
+    def _ensure_fresh(self) -> None:
+        """Replace a retired activity before running anything on it (see the comment above)."""
+        if not self._stale.is_set():
+            return
+        self._token.raise_if_cancelled()
+        old = self._activity
+        self._stop_processes()
+        self._final_usage()
+        old.destroy()
+        self._activity = old.successor()
+        self._stale.clear()
+        if self.job is not None and hasattr(self.job, "activity_id"):
+            self.job.activity_id = self._activity.activity_id
+        self._track_activity()
+        logger.info("activity %s replaced by %s", old.activity_id, self._activity.activity_id)
+        self._prepare()
+
+    def _track_activity(self) -> None:
+        activity = self._activity
+        vector = list(self._vector)
+        self._ledger.activity(self.agreement_id, activity.activity_id,
+                              lambda: usage_by_name(vector, activity.usage()))
+
+    def _final_usage(self) -> None:
+        if self._activity.destroyed:
+            return
+        try:
+            usage = usage_by_name(self._vector, self._activity.usage())
+        except GolemError as exc:
+            logger.debug("final usage of %s: %s", self.activity_id, exc)
+            usage = {}
+        self._ledger.usage(self.agreement_id, self.activity_id, usage, final=True)
+
+    def _stop_processes(self) -> None:
+        for process in self._processes:
+            process.close()
+        for process in self._processes:
+            process.join(5.0)
+        self._processes = []
+
+    def _close(self) -> None:
+        """Attempt cleanup: close streams, record the final usage, destroy the activity, remove the VPN."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_processes()
+        self._final_usage()
+        self._activity.destroy()
+        if self._vpn is not None:
+            self._vpn.remove()
+
+    @staticmethod
+    def _check_timeout(timeout: Optional[float]) -> None:
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or timeout <= 0):
+            raise GolemConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
     def _teardown(self) -> None:
         for teardown in self._options.teardown:

@@ -103,6 +103,7 @@ class MarketApi(ApiBase):
         except YagnaNotFoundError as exc:
             if exc.status != 410:
                 raise
+            logger.debug("agreement %s is gone (410): %s", agreement_id, exc.detail)
             return self._final_state(agreement_id, exc.detail)
         return AgreementState.APPROVED.value
 

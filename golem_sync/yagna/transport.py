@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional, Tuple
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from ..errors import (
@@ -25,6 +26,7 @@ from ..errors import (
     YagnaTimeoutError,
     YagnaUnreachableError,
 )
+from .abortable import AbortableAdapter
 from .config import YagnaConfig
 
 __all__ = ["Transport", "IDEMPOTENT_METHODS"]
@@ -57,7 +59,9 @@ def _error_detail(response: requests.Response) -> Optional[str]:
 class Transport:
     """Sends requests to the yagna REST APIs and turns every failure into a :class:`YagnaError`."""
 
-    def __init__(self, config: YagnaConfig, session: Optional[requests.Session] = None) -> None:
+    def __init__(self, config: YagnaConfig, session: Optional[requests.Session] = None, *,
+                 abortable: bool = False) -> None:
+        """``abortable=True`` lets :meth:`abort` end calls in flight (for long-poll loops)."""
         self.config = config
         self._session = session or requests.Session()
         retry = Retry(
@@ -72,7 +76,9 @@ class Transport:
             raise_on_status=False,
             respect_retry_after_header=False,
         )
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=config.pool_size, max_retries=retry)
+        adapter_class = AbortableAdapter if abortable else HTTPAdapter
+        adapter = adapter_class(pool_connections=4, pool_maxsize=config.pool_size, max_retries=retry)
+        self._adapter = adapter
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers["Authorization"] = f"Bearer {config.app_key}"
@@ -138,6 +144,15 @@ class Transport:
         """Close every pooled connection. Further calls open new ones."""
         self._session.close()
 
+    def abort(self) -> None:
+        """End every call in flight at once (they raise YagnaUnreachableError) and refuse new ones.
+
+        Only for a transport made with ``abortable=True``.
+        """
+        if not isinstance(self._adapter, AbortableAdapter):
+            raise TypeError("this transport was not created with abortable=True")
+        self._adapter.abort()
+
     # -- internals ---------------------------------------------------------------------------
 
     def _send(
@@ -188,6 +203,13 @@ class Transport:
                 method=method, path=path,
             ) from exc
         except requests.exceptions.ConnectionError as exc:
+            if _is_read_timeout(exc):
+                # After urllib3 retried a GET's read timeouts, requests reports a plain
+                # ConnectionError: it is still yagna not answering in time, not "unreachable".
+                raise YagnaTimeoutError(
+                    f"yagna did not answer {method} {path} within {read_timeout:g}s",
+                    method=method, path=path,
+                ) from exc
             raise YagnaUnreachableError(
                 f"cannot reach yagna at {self.config.base_url(api)} ({method} {path}): "
                 f"{_short_reason(exc)}. Is yagna running (`yagna service run`) and YAGNA_API_URL right?",
@@ -241,6 +263,12 @@ def _query_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     return value
+
+
+def _is_read_timeout(exc: requests.exceptions.ConnectionError) -> bool:
+    cause = exc.args[0] if exc.args else None
+    reason = getattr(cause, "reason", cause)
+    return isinstance(reason, ReadTimeoutError)
 
 
 def _short_reason(exc: Exception) -> str:

@@ -352,33 +352,62 @@ def test_capture_head_and_tail(ready: Activity) -> None:
     assert results[2]["stderr"] is None  # capture spec without stderr: not captured
 
 
-def test_sse_stream_delivers_runtime_events_live(ready: Activity) -> None:
-    batch = ready.exec([_sh("echo first; sleep 1; echo second")])
+def _sse_events(act: Activity, batch: str, last_index: int) -> List[Tuple[float, Dict[str, Any]]]:
+    """Read runtime events until command ``last_index`` finished (or a command failed)."""
     started = time.monotonic()
-    resp = ready.devnet.req.raw("GET", f"/activity-api/v1/activity/{ready.id}/exec/{batch}",
-                                headers={"Accept": "text/event-stream"}, stream=True,
-                                timeout=(5, 10))
+    resp = act.devnet.req.raw("GET", f"/activity-api/v1/activity/{act.id}/exec/{batch}",
+                              headers={"Accept": "text/event-stream"}, stream=True, timeout=(5, 10))
     events: List[Tuple[float, Dict[str, Any]]] = []
     try:
-        assert resp.status_code == 200
+        assert resp.status_code == 200, resp.text
         for line in resp.iter_lines(decode_unicode=True):
             if line and line.startswith("data:"):
                 event = json.loads(line[5:])
                 events.append((time.monotonic() - started, event))
-                if "finished" in event["kind"]:
+                finished = event["kind"].get("finished")
+                if finished is not None and (event["index"] >= last_index
+                                             or finished["return_code"] != 0):
                     break  # yagna never ends the stream itself
     finally:
         resp.close()
-    kinds = [next(iter(e["kind"])) for _, e in events]
-    assert kinds[0] == "started" and kinds[-1] == "finished"
-    assert events[0][1]["kind"]["started"]["command"]["run"]["entry_point"] == "/bin/sh"
-    outs = [(t, e["kind"]["stdout"]) for t, e in events if "stdout" in e["kind"]]
+    return events
+
+
+def test_sse_stream_delivers_runtime_events_live(activity_factory: Callable[..., Activity]) -> None:
+    act = activity_factory()
+    # A deploy the way golem-js sends it (VPN, hosts, volumes, progress), echoed back in `started`.
+    deploy = {"deploy": {
+        "net": [{"id": "net1", "ip": "192.168.0.0", "mask": "255.255.255.0", "gateway": None,
+                 "nodeIp": "192.168.0.2", "nodes": {"192.168.0.1": act.devnet.requestor_id}}],
+        "hosts": {"req": "192.168.0.1"}, "hostname": "worker", "volumes": ["/golem/input"],
+        "env": {"X": "1"}, "progress": {"updateInterval": "1s", "updateStep": None}}}
+    script: List[Dict[str, Any]] = [deploy, {"start": {"args": []}},
+              _sh("printf 0123456789", stdout={"atEnd": {"head": 4}}, stderr={"stream": {"limit": 10}}),
+              _sh("echo first; sleep 1; echo second")]
+    batch = act.exec(script)
+    events = _sse_events(act, batch, last_index=3)
+    started = [e for _, e in events if "started" in e["kind"]]
+    assert [e["index"] for e in started] == [0, 1, 2, 3]
+    assert started[0]["kind"]["started"]["command"]["deploy"]["net"][0]["nodeIp"] == "192.168.0.2"
+    assert started[2]["kind"]["started"]["command"]["run"]["capture"]["stdout"] == {"atEnd": {"head": 4}}
+    assert act.exeunit.deployment["hosts"] == {"req": "192.168.0.1"}
+    last = [(t, e) for t, e in events if e["index"] == 3]
+    outs = [(t, e["kind"]["stdout"]) for t, e in last if "stdout" in e["kind"]]
     assert "".join(text for _, text in outs) == "first\nsecond\n"
-    # "first" arrived before the sleep ended: the stream is live, not replayed at the end.
+    # "first" arrived a sleep before the end: the stream is live, not replayed at the end.
     first_at = next(t for t, text in outs if "first" in text)
-    finished_at = events[-1][0]
-    assert finished_at - first_at > 0.7
-    assert events[-1][1]["kind"]["finished"]["return_code"] == 0
+    assert last[-1][0] - first_at > 0.7
+    assert last[-1][1]["kind"]["finished"] == {"return_code": 0, "message": None}
+    assert [r["stdout"] for r in act.results(batch)][2] == "0123"
+
+
+def test_sse_stream_reports_a_failing_command(ready: Activity) -> None:
+    batch = ready.exec([_sh("echo bad >&2; exit 7"), _sh("echo never")])
+    events = _sse_events(ready, batch, last_index=1)
+    kinds = [(e["index"], next(iter(e["kind"]))) for _, e in events]
+    assert kinds == [(0, "started"), (0, "stderr"), (0, "finished")]
+    assert events[-1][1]["kind"]["finished"] == {
+        "return_code": 7, "message": "ExeScript command exited with code 7"}
 
 
 def test_container_path_escape_is_an_error_result(ready: Activity, tmp_path: Path) -> None:

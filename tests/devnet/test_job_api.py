@@ -85,7 +85,7 @@ def golem(golem_devnet, probe, recorder):
 
 
 REQUESTOR_THREADS = ("golem-job", "golem-io", "golem-agreement-events", "golem-debit-note-events",
-                     "golem-invoice-events")
+                     "golem-invoice-events", "golem-process")
 
 
 def requestor_threads() -> List[str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import os
+import subprocess
 import threading
 import time
 import uuid
@@ -31,6 +33,7 @@ from golem_sync.devnet.provider_spec import (
     counter_properties,
     format_amount,
     price,
+    proposal_problem,
 )
 
 PLATFORM = "erc20-holesky-tglm"
@@ -69,6 +72,13 @@ def test_counter_echoes_negotiable_and_drops_mid_agreement_properties_left_out()
     assert bare["golem.com.payment.protocol.version"] == "3"
 
 
+def test_proposal_problem_names_a_payment_platform_mismatch() -> None:
+    assert proposal_problem({"golem.com.payment.chosen-platform": PLATFORM}, PLATFORM) is None
+    assert proposal_problem({}, PLATFORM) is None
+    problem = proposal_problem({"golem.com.payment.chosen-platform": "erc20-polygon-glm"}, PLATFORM)
+    assert problem is not None and "erc20-polygon-glm" in problem
+
+
 def test_price_and_amount_format() -> None:
     assert price([0.1, 0.2, 0.5], [10.0, 2.0]) == Decimal("1.9")
     assert format_amount(Decimal("1.90")) == "1.9"
@@ -81,7 +91,7 @@ def test_price_and_amount_format() -> None:
 
 @pytest.mark.parametrize("kwargs", [
     {"cpu_threads": 0}, {"mem_gib": -1.0}, {"price_per_cpu_sec": float("nan")}, {"name": ""},
-    {"debit_note_interval_sec": 1.5}, {"faults": "none"},
+    {"debit_note_interval_sec": 1.5}, {"faults": "none"}, {"capabilities": "vpn"}, {"capabilities": ("",)},
 ])
 def test_spec_validation(kwargs: Dict[str, Any]) -> None:
     with pytest.raises(GolemConfigError):
@@ -262,7 +272,7 @@ def make_agent(devnet: Any, tmp_path: Path) -> Iterator[Any]:
     """Start a provider agent on the devnet's provider identity, on a subnet of its own."""
     agents: List[ProviderAgent] = []
 
-    def make(**spec_kwargs: Any) -> Tuple[ProviderAgent, str]:
+    def make(exeunit_factory: Any = None, **spec_kwargs: Any) -> Tuple[ProviderAgent, str]:
         info = devnet.info
         prov = info.providers[0]
         subnet = f"t{next(_subnets)}-{uuid.uuid4().hex[:6]}"
@@ -270,6 +280,7 @@ def make_agent(devnet: Any, tmp_path: Path) -> Iterator[Any]:
             spec=ProviderSpec(name="test-provider", **spec_kwargs), api_url=info.api_url,
             app_key=prov.app_key, node_id=prov.node_id, gsb_url=info.gsb_url, subnet=subnet,
             payment_platform=PLATFORM, work_root=tmp_path / f"agent{len(agents)}",
+            exeunit_factory=exeunit_factory,
         )
         agents.append(agent)
         agent.start()
@@ -386,6 +397,19 @@ def test_fault_reject_proposals(make_agent: Any, requestor: Requestor) -> None:
 
 
 @pytest.mark.devnet
+def test_proposal_with_another_payment_platform_is_rejected_with_a_reason(
+        make_agent: Any, requestor: Requestor) -> None:
+    agent, subnet = make_agent()
+    other = "erc20-polygon-glm"
+    body = requestor.demand(subnet, {"golem.com.payment.chosen-platform": other,
+                                     f"golem.com.payment.platform.{other}.address": requestor.node_id})
+    outcomes = [(k, v) for k, v in requestor.negotiate(body, timeout=2.5)]
+    assert [k for k, _ in outcomes] == ["rejected"]
+    assert "payment platform" in outcomes[0][1]["reason"]["message"]
+    assert agent.agreements() == []
+
+
+@pytest.mark.devnet
 def test_fault_never_approve_makes_the_requestor_wait_time_out(make_agent: Any, requestor: Requestor) -> None:
     agent, subnet = make_agent(faults=ProviderFaults(never_approve=True))
     agreement_id = next(v for k, v in requestor.negotiate(requestor.demand(subnet)) if k == "agreement")
@@ -464,3 +488,197 @@ def test_stop_withdraws_the_offer_and_joins_every_thread(devnet: Any, tmp_path: 
     offers = requests.get(info.api_url + "/market-api/v1/offers", headers=headers, timeout=10).json()
     assert offer_id not in [o["offerId"] for o in offers]
     assert [t for t in threading.enumerate() if t not in before and t.is_alive()] == []
+
+
+@pytest.mark.devnet
+def test_one_offer_serves_concurrent_agreements_and_destroy_stops_only_that_activity(
+        make_agent: Any, requestor: Requestor) -> None:
+    agent, subnet = make_agent()
+    first, _ = requestor.agreement(requestor.demand(subnet))
+    second, _ = requestor.agreement(requestor.demand(subnet))
+    activities: Dict[str, str] = {}
+
+    def create(agreement_id: str) -> None:
+        activities[agreement_id] = requestor.create_activity(agreement_id)
+
+    creators = [threading.Thread(target=create, args=(a,)) for a in (first, second)]
+    for thread in creators:
+        thread.start()
+    for thread in creators:
+        thread.join(20)
+    assert set(activities) == {first, second}
+    assert len({a.agreement_id for a in agent.agreements()}) == 2
+    for activity_id in activities.values():
+        assert requestor.exec(activity_id, ECHO)[-1]["stdout"].strip() == "hi devnet"
+    # yapapi style: the requestor destroys its activity; only that exe-unit stops.
+    requestor.call("DELETE", f"/activity-api/v1/activity/{activities[first]}", params={"timeout": 10}, timeout=20)
+    assert agent.wait_for(lambda: {a.activity_id: a.state for a in agent.activities()} == {
+        activities[first]: "Stopped", activities[second]: "Running"}, 5)
+    assert agent.exeunit(activities[first]).stopped and not agent.exeunit(activities[second]).stopped
+    assert requestor.exec(activities[second], ECHO[2:])[-1]["result"] == "Ok"
+    for agreement_id in (first, second):
+        requestor.terminate(agreement_id)
+    assert agent.wait_for(lambda: len(agent.invoices()) == 2, 10)
+
+
+@pytest.mark.devnet
+def test_unaccepted_debit_notes_make_the_provider_terminate(make_agent: Any, requestor: Requestor) -> None:
+    agent, subnet = make_agent()
+    since = dt.datetime.now(dt.timezone.utc)
+    agreement_id, _ = requestor.agreement(requestor.demand(
+        subnet, {DEBIT_NOTE_INTERVAL: 1, PAYMENT_TIMEOUT: 120, DEBIT_NOTE_ACCEPT_TIMEOUT: 2}))
+    activity_id = requestor.create_activity(agreement_id)
+    # The requestor never accepts: like ya-provider, the provider ends the agreement.
+    assert agent.wait_for(lambda: [a.state for a in agent.agreements()] == ["Terminated"], 10)
+    events = requestor.call("GET", "/market-api/v1/agreementEvents",
+                            params={"afterTimestamp": _iso(since), "timeout": 0, "maxEvents": 100})
+    reasons = [e.get("reason") or {} for e in events
+               if e["eventType"] == "AgreementTerminatedEvent" and e["agreementId"] == agreement_id]
+    assert reasons and reasons[0].get("golem.provider.code") == "DebitNotesDeadline"
+    wait_until(lambda: requestor.activity_state(activity_id)[0] == "Terminated", 5, "activity Terminated")
+
+
+@pytest.mark.devnet
+def test_offer_is_published_again_when_yagna_expires_it(tmp_path: Path) -> None:
+    from golem_sync.devnet.chain import DEV_ACCOUNTS
+    from golem_sync.devnet.yagna import YagnaNode
+
+    # A node whose market expires subscriptions after 2 s instead of yagna's default hour.
+    node = YagnaNode(tmp_path / "yagna", requestor_secret=DEV_ACCOUNTS[0].private_key,
+                     env={"DEFAULT_SUBSCRIPTION_TTL": "2s"})
+    node.start()
+    try:
+        prov = node.add_identity("prov", DEV_ACCOUNTS[1].private_key)
+        node.restart()
+        agent = ProviderAgent(spec=ProviderSpec(), api_url=node.api_url, app_key=prov.app_key,
+                              node_id=prov.node_id, gsb_url=node.gsb_url, subnet="ttl", work_root=tmp_path / "w")
+        agent.start()
+        try:
+            first = agent.offer_id
+            assert agent.wait_for(lambda: agent.offer_id not in (None, first), 8), "offer not published again"
+            assert node.requestor_id is not None
+            requestor = Requestor(node.api_url, node.app_key, node.requestor_id)
+            agreement_id, _ = requestor.agreement(requestor.demand("ttl"))
+            assert requestor.call("GET", f"/market-api/v1/agreements/{agreement_id}")["state"] == "Approved"
+        finally:
+            agent.stop()
+    finally:
+        node.stop()
+
+
+@pytest.mark.devnet
+def test_exeunit_that_cannot_start_fails_the_create_call_at_once(make_agent: Any, requestor: Requestor) -> None:
+    def broken_exeunit(**kwargs: Any) -> Any:
+        raise RuntimeError("runtime binary missing")
+
+    agent, subnet = make_agent(exeunit_factory=broken_exeunit)
+    agreement_id, _ = requestor.agreement(requestor.demand(subnet))
+    started = time.monotonic()
+    resp = requestor.status("POST", "/activity-api/v1/activity", json={"agreementId": agreement_id},
+                            params={"timeout": 10}, timeout=20)
+    assert resp.status_code >= 400 and "runtime binary missing" in resp.text
+    assert time.monotonic() - started < 5  # not the 10 s create timeout
+    assert [a.state for a in agent.activities()] == ["Failed"]
+    requestor.terminate(agreement_id)
+
+
+# -- unmodified requestor SDKs (opt-in: they are not dependencies of golem_sync) -------------------
+
+#: yapapi and golem-js spawn `gftp server` at start even when a job transfers no files. This stand-in
+#: answers the JSON-RPC calls they make at start and stop; jobs with gftp transfers need more.
+GFTP_STANDIN = """#!/usr/bin/env python3
+import json, sys
+for line in sys.stdin:
+    if not line.strip():
+        continue
+    req = json.loads(line)
+    result = {"version": "0.14.0", "close": True}.get(req.get("method"))
+    sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": req.get("id"), "result": result}) + "\\n")
+    sys.stdout.flush()
+    if req.get("method") == "shutdown":
+        break
+"""
+
+YAPAPI_JOB = """
+import asyncio, os
+from datetime import timedelta
+from yapapi import Golem, Task
+from yapapi.payload import vm
+
+async def worker(ctx, tasks):
+    async for task in tasks:
+        script = ctx.new_script()
+        future = script.run("/bin/sh", "-c", f"echo task {task.data} ok")
+        yield script
+        task.accept_result(result=(await future).stdout)
+
+async def main():
+    package = await vm.repo(image_tag="golem/alpine:latest", repository_url=os.environ["GOLEM_REGISTRY_URL"])
+    async with Golem(budget=1.0, subnet_tag=os.environ["YAGNA_SUBNET"]) as golem:
+        async for task in golem.execute_tasks(worker, [Task(data=i) for i in range(3)], payload=package,
+                                              timeout=timedelta(minutes=2)):
+            print("RESULT", task.result.strip(), flush=True)
+
+asyncio.run(main())
+"""
+
+GOLEM_JS_JOB = """
+import { TaskExecutor } from "@golem-sdk/golem-js";
+const executor = await TaskExecutor.create({
+  package: "golem/alpine:latest",
+  yagnaOptions: { apiKey: process.env.YAGNA_APPKEY, basePath: process.env.YAGNA_API_URL },
+  subnetTag: process.env.YAGNA_SUBNET,
+  payment: { network: "holesky", driver: "erc20" },
+});
+try {
+  const out = await Promise.all([0, 1].map((i) => executor.run(async (ctx) => (await ctx.run(`echo task ${i} ok`)).stdout)));
+  for (const line of out) console.log("RESULT", line.trim());
+} finally {
+  await executor.shutdown();
+}
+"""
+
+
+def _run_sdk_job(devnet: Any, subnet: str, tmp_path: Path, argv: List[str], cwd: Optional[str] = None) -> str:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gftp").write_text(GFTP_STANDIN)
+    (bin_dir / "gftp").chmod(0o755)
+    env = dict(os.environ)
+    env.update(devnet.info.env())
+    env["YAGNA_SUBNET"] = subnet
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    # subprocess.run kills the job (by pid) if it overruns.
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=150)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done.stdout
+
+
+@pytest.mark.devnet
+@pytest.mark.skipif(not os.environ.get("GOLEM_TEST_YAPAPI_PYTHON"),
+                    reason="set GOLEM_TEST_YAPAPI_PYTHON to a python with yapapi==0.13.1 installed")
+def test_unmodified_yapapi_runs_a_job(make_agent: Any, devnet: Any, tmp_path: Path) -> None:
+    agent, subnet = make_agent()
+    job = tmp_path / "job.py"
+    job.write_text(YAPAPI_JOB)
+    out = _run_sdk_job(devnet, subnet, tmp_path, [os.environ["GOLEM_TEST_YAPAPI_PYTHON"], str(job)])
+    assert sorted(line for line in out.splitlines() if line.startswith("RESULT")) == [
+        "RESULT task 0 ok", "RESULT task 1 ok", "RESULT task 2 ok"]
+    assert agent.invoices() and all(a.state == "Terminated" for a in agent.agreements())
+
+
+@pytest.mark.devnet
+@pytest.mark.skipif(not os.environ.get("GOLEM_TEST_GOLEM_JS_DIR"),
+                    reason="set GOLEM_TEST_GOLEM_JS_DIR to a dir with node_modules/@golem-sdk/golem-js 2.x")
+def test_unmodified_golem_js_runs_a_job(make_agent: Any, devnet: Any, tmp_path: Path) -> None:
+    agent, subnet = make_agent()
+    js_dir = os.environ["GOLEM_TEST_GOLEM_JS_DIR"]
+    job = Path(js_dir) / f"golem-sync-devnet-job-{uuid.uuid4().hex[:8]}.mjs"  # resolves its node_modules
+    job.write_text(GOLEM_JS_JOB)
+    try:
+        out = _run_sdk_job(devnet, subnet, tmp_path, ["node", str(job)], cwd=js_dir)
+    finally:
+        job.unlink()
+    assert sorted(line for line in out.splitlines() if line.startswith("RESULT")) == [
+        "RESULT task 0 ok", "RESULT task 1 ok"]
+    assert agent.wait_for(lambda: len(agent.invoices()) >= 1, 10)

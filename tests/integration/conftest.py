@@ -7,14 +7,18 @@ are not exercised here.
 """
 from __future__ import annotations
 
+import datetime as dt
 import shutil
+import threading
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Optional
 
 import pytest
 
 from golem_sync.devnet.yagna import NodeIdentity, YagnaNode
 from golem_sync.yagna import YagnaClient
+from golem_sync.yagna.models import DemandOfferBase, NewAgreementEvent, Proposal, ProposalEvent
 
 # anvil's well-known dev keys #0 and #1: deterministic, public, test-only identities.
 REQUESTOR_SECRET = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -74,3 +78,77 @@ def lone_node(tmp_path: Path) -> Iterator[YagnaNode]:
         yield node
     finally:
         node.stop()
+
+
+USAGE_VECTOR = ["golem.usage.duration_sec", "golem.usage.cpu_sec"]
+
+
+class Negotiator:
+    """Makes approved agreements between the requestor and the ``prov`` identity with the client.
+
+    Threads: used by one test thread; :meth:`agreement` runs the provider's blocking approve in
+    a helper thread that it joins before returning.
+    """
+
+    def __init__(self, requestor: YagnaClient, provider: YagnaClient) -> None:
+        self.requestor = requestor
+        self.provider = provider
+        self.nonce = f"n{time.time_ns()}"
+        self.offer = DemandOfferBase(
+            properties={"golem.test.nonce": self.nonce, "golem.runtime.name": "test-runtime",
+                        "golem.com.usage.vector": USAGE_VECTOR, "golem.srv.caps.multi-activity": True},
+            constraints="(golem.srv.comp.expiration>0)")
+        self.demand = DemandOfferBase(
+            properties={"golem.srv.comp.expiration": int((time.time() + 600) * 1000),
+                        "golem.test.nonce": self.nonce},
+            constraints=f"(&(golem.runtime.name=test-runtime)(golem.test.nonce={self.nonce}))")
+        self.offer_id = provider.market.subscribe_offer(self.offer)
+        self.demand_id = requestor.market.subscribe_demand(self.demand)
+
+    def _proposal(self, collect: Any, sub_id: str, state: Optional[str] = None) -> Proposal:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            for ev in collect(sub_id, timeout=1.0):
+                if isinstance(ev, ProposalEvent) and (state is None or ev.proposal.state == state):
+                    return ev.proposal
+        raise AssertionError(f"no proposal on {sub_id}")
+
+    def _new_agreement(self, agreement_id: str) -> NewAgreementEvent:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            for ev in self.provider.market.collect_offer_events(self.offer_id, timeout=1.0):
+                if isinstance(ev, NewAgreementEvent) and ev.agreement.agreement_id == agreement_id:
+                    assert ev.agreement.demand.demand_id == self.demand_id
+                    return ev
+        raise AssertionError(f"the provider never saw agreement {agreement_id}")
+
+    def agreement(self) -> str:
+        initial = self._proposal(self.requestor.market.collect_demand_events, self.demand_id, "Initial")
+        self.requestor.market.counter_proposal(self.demand_id, initial.proposal_id, self.demand)
+        theirs = self._proposal(self.provider.market.collect_offer_events, self.offer_id)
+        self.provider.market.counter_offer_proposal(self.offer_id, theirs.proposal_id, self.offer)
+        draft = self._proposal(self.requestor.market.collect_demand_events, self.demand_id, "Draft")
+        agreement_id = self.requestor.market.create_agreement(
+            draft.proposal_id, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=10))
+        self.requestor.market.confirm_agreement(agreement_id)
+        # As a real provider does: learn of the agreement from the offer's events, then approve.
+        self._new_agreement(agreement_id)
+        approver = threading.Thread(target=self.provider.market.approve_agreement, args=(agreement_id, 10.0))
+        approver.start()
+        state = self.requestor.market.wait_for_approval(agreement_id, timeout=10.0)
+        approver.join(timeout=15)
+        assert state == "Approved", state
+        return agreement_id
+
+    def close(self) -> None:
+        self.requestor.market.unsubscribe_demand(self.demand_id)
+        self.provider.market.unsubscribe_offer(self.offer_id)
+
+
+@pytest.fixture
+def negotiator(requestor: YagnaClient, provider: YagnaClient) -> Iterator[Negotiator]:
+    n = Negotiator(requestor, provider)
+    try:
+        yield n
+    finally:
+        n.close()

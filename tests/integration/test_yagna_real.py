@@ -212,3 +212,71 @@ def _agreement_events(client: YagnaClient, after: dt.datetime, agreement_id: str
         if any(isinstance(e, until) for e in seen):
             return seen
     raise AssertionError(f"no {until.__name__} for {agreement_id}; saw {seen}")
+
+
+def _pending_agreement(negotiator: Any) -> str:
+    """An agreement confirmed by the requestor that the provider has not answered yet."""
+    n = negotiator
+    initial = n._proposal(n.requestor.market.collect_demand_events, n.demand_id, "Initial")
+    n.requestor.market.counter_proposal(n.demand_id, initial.proposal_id, n.demand)
+    theirs = n._proposal(n.provider.market.collect_offer_events, n.offer_id)
+    n.provider.market.counter_offer_proposal(n.offer_id, theirs.proposal_id, n.offer)
+    draft = n._proposal(n.requestor.market.collect_demand_events, n.demand_id, "Draft")
+    agreement_id: str = n.requestor.market.create_agreement(
+        draft.proposal_id, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=10))
+    n.requestor.market.confirm_agreement(agreement_id)
+    return agreement_id
+
+
+def test_wait_for_approval_times_out_as_pending(negotiator: Any, requestor: YagnaClient) -> None:
+    agreement_id = _pending_agreement(negotiator)
+    started = time.monotonic()
+    assert requestor.market.wait_for_approval(agreement_id, timeout=0.5) == AgreementState.PENDING
+    assert 0.4 <= time.monotonic() - started < 5
+    requestor.market.cancel_agreement(agreement_id, "test: no longer needed")
+    assert requestor.market.get_agreement(agreement_id).state == AgreementState.CANCELLED
+
+
+def test_wait_for_approval_reports_a_rejection(negotiator: Any, requestor: YagnaClient,
+                                               provider: YagnaClient) -> None:
+    agreement_id = _pending_agreement(negotiator)
+    provider.market.reject_agreement(agreement_id, "test: provider says no")
+    assert requestor.market.wait_for_approval(agreement_id, timeout=5.0) == AgreementState.REJECTED
+
+
+def test_payment_event_polls_without_chain(requestor: YagnaClient) -> None:
+    after = dt.datetime.now(dt.timezone.utc)
+    assert requestor.payment.collect_debit_note_events(timeout=0.2, after_timestamp=after) == []
+    assert requestor.payment.collect_invoice_events(timeout=0.2, after_timestamp=after, app_session_id="x") == []
+    with pytest.raises(YagnaNotFoundError):
+        requestor.payment.get_allocation("0" * 32)
+
+
+def test_net_api_round_trip(requestor: YagnaClient, provider_identity: NodeIdentity) -> None:
+    net = requestor.net.create_network("192.168.77.0", "255.255.255.0")
+    try:
+        assert net.mask == "255.255.255.0" and net.gateway.startswith("192.168.77.")
+        assert requestor.net.get_network(net.id).id == net.id
+        assert net.id in [n.id for n in requestor.net.list_networks()]
+        requestor.net.add_address(net.id, "192.168.77.2")
+        # yagna 0.17.6 lists addresses in CIDR notation ("192.168.77.2/24")
+        assert "192.168.77.2" in [a.ip.split("/")[0] for a in requestor.net.list_addresses(net.id)]
+        requestor.net.add_node(net.id, provider_identity.node_id, "192.168.77.3")
+        assert (provider_identity.node_id, "192.168.77.3") in [(n.id, n.ip) for n in requestor.net.list_nodes(net.id)]
+        requestor.net.remove_node(net.id, provider_identity.node_id)
+        assert provider_identity.node_id not in [n.id for n in requestor.net.list_nodes(net.id)]
+    finally:
+        requestor.net.remove_network(net.id)
+    with pytest.raises(YagnaNotFoundError):
+        requestor.net.get_network(net.id)
+
+
+def test_gsb_bind_and_unbind(requestor: YagnaClient, yagna_node: YagnaNode) -> None:
+    services_id = requestor.gsb.bind_services(f"/public/gftp/golem-sync-test-{time.time_ns()}",
+                                              ["GetMetadata", "GetChunk"])
+    assert services_id
+    url = requestor.gsb.websocket_url(services_id)
+    assert url.startswith(yagna_node.api_url.replace("http://", "ws://") + "/gsb-api/v1/services/")
+    requestor.gsb.unbind_services(services_id)
+    with pytest.raises(YagnaNotFoundError):
+        requestor.gsb.unbind_services(services_id)

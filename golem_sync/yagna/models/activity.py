@@ -190,7 +190,7 @@ class RuntimeEvent:
         elif kind == "finished":
             if not isinstance(body, Mapping):
                 raise r.error("kind", f"finished must be an object, got {body!r}")
-            code_field = "return_code" if "return_code" in body else "returnCode"
+            code_field = "returnCode" if "returnCode" in body else "return_code"
             fields["return_code"] = kr.integer(code_field)
             fields["message"] = kr.opt_text("message")
         elif kind == "started":

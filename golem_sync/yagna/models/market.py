@@ -19,6 +19,7 @@ __all__ = [
     "ProposalEvent",
     "ProposalRejectedEvent",
     "PropertyQueryEvent",
+    "NewAgreementEvent",
     "UnknownEvent",
     "parse_market_event",
     "AgreementState",
@@ -201,6 +202,9 @@ def parse_market_event(data: Mapping[str, Any]) -> "MarketEvent | UnknownEvent":
             query_id=q.opt_text("queryId"),
             issuer_properties=q.opt_obj("issuerProperties"),
         )
+    if tag == "AgreementEvent":
+        r = Reader("AgreementEvent", data)
+        return NewAgreementEvent(event_date=_event_date(r), agreement=Agreement.from_json(r.obj("agreement")))
     Reader("MarketEvent", data)  # still insist on an object
     return UnknownEvent(event_type=tag, data=dict(data))
 
@@ -247,6 +251,14 @@ class Agreement:
     @property
     def provider_id(self) -> str:
         return self.offer.provider_id
+
+
+@attrs.frozen
+class NewAgreementEvent(MarketEvent):
+    """Provider side: the requestor proposed ``agreement`` (yagna's ``AgreementEvent`` on
+    ``/offers/{id}/events``); approve or reject it."""
+
+    agreement: Agreement
 
 
 @attrs.frozen

@@ -12,7 +12,7 @@ __all__ = ["Network", "Node", "Address", "GsbServices"]
 
 @attrs.frozen
 class Network:
-    """A VPN yagna manages for the requestor."""
+    """A VPN yagna manages for the requestor (yagna 0.17.6 gives ``ip`` in CIDR form, ``"10.0.0.0/24"``)."""
 
     id: str
     ip: str
@@ -43,7 +43,7 @@ class Node:
 
 @attrs.frozen
 class Address:
-    """One of the requestor's own addresses in a VPN."""
+    """One of the requestor's own addresses in a VPN (yagna 0.17.6 lists them as CIDR, ``"10.0.0.2/24"``)."""
 
     ip: str
 

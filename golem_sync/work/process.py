@@ -1,0 +1,284 @@
+"""A command running on the provider whose stdout and stderr arrive line by line while it runs.
+
+Built on the batch's SSE event stream (``Accept: text/event-stream``). yagna never ends that
+stream by itself (it only sends ``:ping`` every 15 s), so :class:`RemoteProcess` closes it after
+the command's ``finished`` event, on the first error, on its command timeout, on ``close()`` and
+when the job is cancelled — the connection is never left open.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional
+
+from ..cancel import CancelToken, Deadline, Inbox
+from ..errors import GolemCancelledError, GolemError, GolemTimeoutError
+from ..yagna.models import RuntimeEvent
+from .result import Result
+
+if TYPE_CHECKING:
+    from ..activity import Activity
+    from ..yagna.activity import BatchStream
+
+__all__ = ["RemoteProcess", "LineStream"]
+
+logger = logging.getLogger("golem_sync.work.process")
+
+_EXIT_CODE = re.compile(r"code (-?\d+)")
+
+
+class _End(Exception):
+    """Closes a line inbox: the stream ended normally."""
+
+
+class LineStream:
+    """The lines of one output stream (``stdout`` or ``stderr``), without their line endings.
+
+    Iterate it once, from one thread: ``for line in process.stdout: ...``. Iteration ends when the
+    command has finished and every line was read; it raises GolemTimeoutError when the command
+    timeout runs out and GolemCancelledError when the job is cancelled.
+    """
+
+    def __init__(self, name: str, token: CancelToken) -> None:
+        self.name = name
+        self._token = token
+        self._inbox: Inbox[str] = Inbox()
+        self._partial = ""
+        self._lock = threading.Lock()  # the reader feeds while a canceller may end the stream
+        self._ended = False
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            try:
+                yield self.next_line(None)
+            except _End:
+                return
+
+    def next_line(self, timeout: Optional[float]) -> str:
+        """The next line; raises GolemTimeoutError if none comes within ``timeout`` seconds."""
+        return self._inbox.get(self._token, timeout, phase=f"{self.name} line")
+
+    def read_all(self, timeout: Optional[float] = None) -> List[str]:
+        """Every remaining line, once the stream has ended (bounded by ``timeout``)."""
+        deadline = Deadline(timeout)
+        lines = []
+        while True:
+            try:
+                lines.append(self.next_line(deadline.remaining()))
+            except _End:
+                return lines
+
+    # -- producer side (the reader thread) ---------------------------------------------------
+
+    def _feed(self, chunk: str) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            *complete, self._partial = (self._partial + chunk).split("\n")
+            for line in complete:
+                self._inbox.put(line[:-1] if line.endswith("\r") else line)
+
+    def _end(self, error: Optional[BaseException] = None) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+            if self._partial:
+                self._inbox.put(self._partial)
+                self._partial = ""
+            self._inbox.close(error if error is not None else _End())
+
+
+class RemoteProcess:
+    """One ``run`` command whose output streams in: ``ctx.spawn("for i in 1 2 3; do echo $i; sleep 1; done")``.
+
+    Use ``process.stdout`` / ``process.stderr`` (iterables of lines) and ``wait(timeout)`` for the
+    exit code. ``close()`` stops reading (the command itself keeps running on the provider until it
+    ends, as on yagna a single command cannot be stopped without destroying the activity).
+
+    Threads: two daemon threads per process, both ending with it.
+    ``golem-process-<batch>`` owns the SSE stream: it reads events and fans stdout and stderr
+    chunks into two line inboxes. A reader thread (rather than reading in the consumer's
+    iteration) is used so that stdout and stderr can be consumed independently, or not at all,
+    without one stream's unread output stalling the other and without ``wait()`` needing a reader.
+    ``golem-process-<batch>-watch`` long-polls the batch result (through the network's
+    abandonable pool, so closing never waits for a poll to return): it enforces the command timeout
+    and, if the stream missed the ``finished`` event (a real exe-unit does not replay events sent
+    before the stream opened), completes the process from the result and closes the stream.
+    ``wait``, ``close``, ``returncode`` and ``result`` are safe from any thread; ``close`` and the
+    job's cancellation close the stream from whichever thread calls them.
+    """
+
+    #: After the batch result says "finished", how long the stream may still deliver its last events.
+    FINISH_GRACE_SEC = 2.0
+
+    def __init__(self, activity: "Activity", batch_id: str, stream: "BatchStream", token: CancelToken,
+                 timeout: float, *, poll_sec: float = 5.0,
+                 on_timeout: Optional[Callable[[], None]] = None) -> None:
+        self.activity_id = activity.activity_id
+        self.batch_id = batch_id
+        self._activity = activity
+        self._stream = stream
+        self._token = token
+        self._timeout = timeout
+        self._deadline = Deadline(timeout)
+        self._poll_sec = poll_sec
+        self._on_timeout = on_timeout
+        self.stdout = LineStream("stdout", token)
+        self.stderr = LineStream("stderr", token)
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._stream_done = threading.Event()
+        self._returncode: Optional[int] = None
+        self._result: Optional[Result] = None
+        self._error: Optional[BaseException] = None
+        self._closing = CancelToken()  # cancelled when the process is done: ends the watcher's poll
+        self._unregister = token.on_cancel(lambda: self._finish(None, GolemCancelledError(token.reason or "cancelled")))
+        short = batch_id[:8]
+        self._reader = threading.Thread(target=self._read, name=f"golem-process-{short}", daemon=True)
+        self._watcher = threading.Thread(target=self._watch, name=f"golem-process-{short}-watch", daemon=True)
+        self._reader.start()
+        self._watcher.start()
+
+    def __repr__(self) -> str:
+        return f"<RemoteProcess batch={self.batch_id} returncode={self._returncode}>"
+
+    def __enter__(self) -> "RemoteProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def returncode(self) -> Optional[int]:
+        """The exit code once the command has finished, else ``None``."""
+        return self._returncode
+
+    @property
+    def result(self) -> Optional[Result]:
+        """The command's Result (``Ok``/``Error``, message) once it has finished."""
+        return self._result
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """Wait for the command to end and return its exit code.
+
+        Raises GolemTimeoutError (phase ``"wait"``) if ``timeout`` passes first (the process goes
+        on), GolemTimeoutError (phase ``"command"``) if the command exceeded its own timeout,
+        GolemCancelledError if the job was cancelled, and the stream's error if it broke.
+        """
+        # Cancellation finishes the process (token.on_cancel), so this wait also wakes on cancel.
+        if not self._done.wait(timeout):
+            raise GolemTimeoutError(f"command of batch {self.batch_id} still running after {timeout:g}s",
+                                    phase="wait")
+        if self._error is not None:
+            raise self._error
+        assert self._returncode is not None
+        return self._returncode
+
+    def close(self) -> None:
+        """Stop reading and close the event stream now (from any thread); idempotent."""
+        self._finish(None, None)
+
+    def join(self, timeout: float = 5.0) -> bool:
+        """Wait for both helper threads to end (after the process is done); True if they did."""
+        self._reader.join(timeout)
+        self._watcher.join(timeout)
+        return not (self._reader.is_alive() or self._watcher.is_alive())
+
+    # -- the reader thread -------------------------------------------------------------------
+
+    def _read(self) -> None:
+        error: Optional[BaseException] = None
+        try:
+            for event in self._stream:
+                if self._on_event(event):
+                    return
+        except GolemError as exc:
+            error = exc
+        except Exception as exc:  # a bug must end the process, not leave wait() hanging
+            logger.exception("reading the event stream of batch %s failed", self.batch_id)
+            error = exc
+        finally:
+            self._stream_done.set()
+        if not self._done.is_set():
+            if error is None:
+                logger.debug("event stream of batch %s ended early; the result poll completes it", self.batch_id)
+            else:
+                self._finish(None, error)
+
+    def _on_event(self, event: RuntimeEvent) -> bool:
+        """Handle one event; True when the process is complete."""
+        if event.kind in ("stdout", "stderr"):
+            chunk = event.output
+            text = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else (chunk or "")
+            (self.stdout if event.kind == "stdout" else self.stderr)._feed(text)
+            return False
+        if event.kind == "finished":
+            code = event.return_code if event.return_code is not None else -1
+            result = Result(index=event.index, result="Ok" if code == 0 else "Error", message=event.message,
+                            event_date=event.timestamp, is_batch_finished=True)
+            self._finish(code, None, result)
+            return True
+        return False
+
+    # -- the watcher thread ------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        client = self._activity._client
+        blocking = self._activity._blocking
+        while not self._done.is_set():
+            if self._deadline.expired:
+                if self._on_timeout is not None:
+                    self._on_timeout()  # before waking wait(): the next command must see the retirement
+                self._finish(None, GolemTimeoutError(
+                    f"command of batch {self.batch_id} on activity {self.activity_id} did not finish "
+                    f"within {self._timeout:g}s", phase="command"))
+                return
+            try:
+                # Through the abandonable pool: close() and cancellation end this wait at once.
+                results = blocking.call(self._closing, client.activity.get_batch_results, self.activity_id,
+                                        self.batch_id, timeout=max(0.1, self._deadline.cap(self._poll_sec)))
+            except GolemCancelledError:
+                return
+            except GolemError as exc:
+                if not self._done.is_set():
+                    logger.debug("polling batch %s failed: %s", self.batch_id, exc)
+                    self._done.wait(min(1.0, self._deadline.cap(1.0)))  # back off, still wake on close
+                continue
+            finished = [r for r in results if r.is_batch_finished]
+            if finished:
+                # The stream normally delivers "finished" about now; give it a moment to do so.
+                if not self._stream_done.wait(self.FINISH_GRACE_SEC) and not self._done.is_set():
+                    raw = finished[-1]
+                    code = 0 if str(raw.result) == "Ok" else _exit_code(raw.message)
+                    self._finish(code, None, Result.of(raw))
+                return
+
+    # -- completion (any thread) -------------------------------------------------------------
+
+    def _finish(self, code: Optional[int], error: Optional[BaseException], result: Optional[Result] = None) -> None:
+        with self._lock:
+            if self._done.is_set():
+                return
+            self._returncode = code
+            self._error = error
+            self._result = result
+            self._done.set()
+        self._unregister()
+        self._closing.cancel("the process is done")
+        self._stream.close()  # wakes the reader if it is blocked in a read
+        line_error = error if isinstance(error, (GolemTimeoutError, GolemCancelledError)) else None
+        self.stdout._end(line_error)
+        self.stderr._end(line_error)
+
+
+def _exit_code(message: Optional[str]) -> int:
+    found = _EXIT_CODE.search(message or "")
+    return int(found.group(1)) if found else -1

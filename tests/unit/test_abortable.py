@@ -1,0 +1,66 @@
+"""An abortable transport ends a blocked long poll at once and refuses new calls."""
+import socket
+import threading
+import time
+
+import pytest
+
+from golem_sync import YagnaUnreachableError
+from golem_sync.yagna import Transport, YagnaConfig
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections and never answers (like yagna holding a long poll)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    accepted = []
+    stop = threading.Event()
+
+    def serve():
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                accepted.append(conn)
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join(2)
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+def test_abort_ends_a_blocked_long_poll_and_refuses_new_calls(silent_server):
+    transport = Transport(YagnaConfig(app_key="k", api_url=silent_server, retries=0), abortable=True)
+    outcome = {}
+
+    def poll():
+        started = time.monotonic()
+        try:
+            transport.request("GET", "payment", "/invoiceEvents", long_poll=30)
+        except Exception as exc:  # noqa: BLE001 - the type is asserted below
+            outcome["error"] = exc
+        outcome["elapsed"] = time.monotonic() - started
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.3)
+    transport.abort()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert outcome["elapsed"] < 2.0
+    assert isinstance(outcome["error"], YagnaUnreachableError)
+    with pytest.raises(YagnaUnreachableError):
+        transport.request("GET", "payment", "/invoiceEvents", long_poll=1)
+
+
+def test_abort_needs_an_abortable_transport():
+    with pytest.raises(TypeError):
+        Transport(YagnaConfig(app_key="k")).abort()

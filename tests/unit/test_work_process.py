@@ -1,0 +1,155 @@
+"""RemoteProcess against a scripted event stream: lines, exit codes, close, cancel, timeouts."""
+from __future__ import annotations
+
+import datetime as dt
+import queue
+import threading
+import time
+from types import SimpleNamespace
+from typing import List
+
+import pytest
+
+from golem_sync import GolemCancelledError, GolemTimeoutError
+from golem_sync.blocking import Blocking
+from golem_sync.cancel import CancelToken
+from golem_sync.work.process import RemoteProcess
+from golem_sync.yagna.models import RuntimeEvent
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def event(kind, body=None, index=0):
+    if kind == "finished":
+        return RuntimeEvent("b", index, NOW, "finished", return_code=body, message=None if body == 0 else "failed")
+    return RuntimeEvent("b", index, NOW, kind, output=body)
+
+
+class ScriptedStream:
+    """An event stream fed by the test; iteration blocks like a socket read until close()."""
+
+    def __init__(self) -> None:
+        self.events: "queue.Queue[object]" = queue.Queue()
+        self.closed = False
+
+    def feed(self, *events: RuntimeEvent) -> None:
+        for e in events:
+            self.events.put(e)
+
+    def __iter__(self):
+        while True:
+            item = self.events.get(timeout=30)
+            if item is None or self.closed:
+                return
+            yield item
+
+    def close(self) -> None:
+        self.closed = True
+        self.events.put(None)
+
+
+class FakeActivity:
+    """The bits of Activity a RemoteProcess uses; batch results come from ``results``."""
+
+    def __init__(self) -> None:
+        self.activity_id = "act"
+        self.results: List[object] = []
+        self.polls = 0
+        self._blocking = Blocking(4)
+
+        def get_batch_results(activity_id, batch_id, timeout=5.0, command_index=None):
+            self.polls += 1
+            if not self.results:
+                time.sleep(min(timeout, 0.05))
+            return list(self.results)
+
+        self._client = SimpleNamespace(activity=SimpleNamespace(get_batch_results=get_batch_results))
+
+
+@pytest.fixture
+def parts():
+    activity, stream, token = FakeActivity(), ScriptedStream(), CancelToken()
+    made = []
+
+    def make(timeout=30.0, **kw):
+        proc = RemoteProcess(activity, "batch-1", stream, token, timeout, poll_sec=0.05, **kw)
+        made.append(proc)
+        return proc
+
+    yield SimpleNamespace(activity=activity, stream=stream, token=token, make=make)
+    for proc in made:
+        proc.close()
+        assert proc.join(5)
+    activity._blocking.shutdown()
+
+
+def test_lines_are_split_across_chunks_and_the_exit_code_is_returned(parts):
+    proc = parts.make()
+    parts.stream.feed(event("stdout", "hel"), event("stdout", "lo\nwor"), event("stderr", "e1\r\ne2"),
+                      event("stdout", "ld\n\npartial"), event("finished", 0))
+    assert proc.wait(5) == 0
+    assert list(proc.stdout) == ["hello", "world", "", "partial"]
+    assert list(proc.stderr) == ["e1", "e2"]
+    assert proc.result.ok and proc.returncode == 0
+    assert parts.stream.closed  # closed after the finished event: yagna never ends it itself
+
+
+def test_lines_arrive_before_the_command_finishes(parts):
+    proc = parts.make()
+    parts.stream.feed(event("stdout", "first\n"))
+    assert proc.stdout.next_line(timeout=2) == "first"
+    assert not proc.done
+    with pytest.raises(GolemTimeoutError) as info:
+        proc.wait(0.1)
+    assert info.value.phase == "wait"
+    parts.stream.feed(event("finished", 7))
+    assert proc.wait(5) == 7 and not proc.result.ok
+
+
+def test_close_from_another_thread_ends_iteration_and_the_stream(parts):
+    proc = parts.make()
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout))
+    reader.start()
+    parts.stream.feed(event("stdout", "a\n"))
+    time.sleep(0.1)
+    proc.close()
+    reader.join(2)
+    assert not reader.is_alive() and lines == ["a"]
+    assert parts.stream.closed and proc.join(2)
+
+
+def test_cancellation_wakes_readers_and_waiters(parts):
+    proc = parts.make()
+    threading.Timer(0.1, parts.token.cancel, args=("user",)).start()
+    started = time.monotonic()
+    with pytest.raises(GolemCancelledError):
+        list(proc.stdout)
+    with pytest.raises(GolemCancelledError):
+        proc.wait(5)
+    assert time.monotonic() - started < 1.0
+    assert parts.stream.closed and proc.join(2)
+
+
+def test_command_timeout_retires_before_waking_the_waiter(parts):
+    order = []
+    proc = parts.make(timeout=0.2, on_timeout=lambda: order.append("retired"))
+    with pytest.raises(GolemTimeoutError) as info:
+        proc.wait(5)
+    order.append("woken")
+    assert info.value.phase == "command"
+    assert order == ["retired", "woken"]
+    with pytest.raises(GolemTimeoutError):
+        list(proc.stdout)
+    assert parts.stream.closed
+
+
+def test_a_missed_finished_event_is_completed_from_the_batch_result(parts, monkeypatch):
+    monkeypatch.setattr(RemoteProcess, "FINISH_GRACE_SEC", 0.1)
+    proc = parts.make()
+    parts.activity.results = [SimpleNamespace(index=0, result="Error", stdout=None, stderr=None,
+                                              message="ExeScript command exited with code 5", event_date=NOW,
+                                              is_batch_finished=True)]
+    assert proc.wait(5) == 5
+    assert proc.result.message.endswith("code 5")
+    assert parts.stream.closed
