@@ -9,13 +9,15 @@
 - Recovery (at ``init``): jobs recorded as new/pending by a process that is gone are claimed
   atomically (so two starting processes never both recover one job), marked ``rejected`` with a
   :class:`GolemInterruptedError`, and their activity destroyed, agreement terminated and allocation
-  released through yagna.
+  released through yagna; the invoices the providers then send for the work done are accepted in
+  the background (:mod:`golem_sync.store.settle`), so nothing stays open or unpaid.
 
 Threads: signal receivers run on job threads, the cancel listener on the store's listener thread;
 everything here is a short store write or read.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Union
@@ -26,6 +28,7 @@ from ..errors import GolemError, YagnaError, YagnaNotFoundError
 from ..job import Job
 from .base import ACTIVE_STATES, GolemStoreError, JobStore, describe_error
 from .handle import StoredJob
+from .settle import POLL_SEC, RecoveredPayments
 
 if TYPE_CHECKING:
     from ..network import GolemNetwork
@@ -54,6 +57,7 @@ class StoreBinding:
                             f"got {type(spec).__name__}")
         self._receivers: List[Any] = []
         self._remove_listener: Optional[Callable[[], None]] = None
+        self.settler: Optional[RecoveredPayments] = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -69,6 +73,9 @@ class StoreBinding:
         return recovered
 
     def close(self) -> None:
+        if self.settler is not None:  # give recovered agreements' invoices their time, as close() does
+            self.settler.wait(self.network._payment.payment_timeout_sec + POLL_SEC + 5.0)
+            self.settler.stop()
         for signal, handler in self._receivers:
             signal.disconnect(handler)
         self._receivers.clear()
@@ -142,6 +149,8 @@ class StoreBinding:
         """Reject the jobs of dead processes and free what they held in yagna."""
         recovered: List[str] = []
         allocations: Set[str] = set()
+        terminated: List[str] = []
+        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)  # invoices come after this
         for record in self.store.running():
             if record.owner == self.store.owner or record.owner is None or self.store.owner_alive(record.owner):
                 continue
@@ -166,7 +175,8 @@ class StoreBinding:
                 except YagnaError as exc:
                     logger.warning("could not destroy activity %s: %s", record.activity_id, exc)
             if record.agreement_id:
-                release(client, record.agreement_id, "Requestor process interrupted", success=False)
+                if release(client, record.agreement_id, "Requestor process interrupted", success=False) == "terminated":
+                    terminated.append(record.agreement_id)
             if record.allocation_id:
                 allocations.add(record.allocation_id)
             recovered.append(record.job_id)
@@ -177,6 +187,9 @@ class StoreBinding:
                 pass
             except YagnaError as exc:
                 logger.warning("could not release allocation %s: %s", allocation_id, exc)
+        if terminated and self.network.requestor_id:
+            self.settler = RecoveredPayments(client, self.network._payment, self.network.requestor_id,
+                                             terminated, since).start()
         return recovered
 
 

@@ -137,11 +137,14 @@ def test_a_killed_process_is_recovered_by_the_next_with_nothing_left_open(golem_
             assert "interrupted" in str(handle.error)
             with pytest.raises(GolemInterruptedError):
                 handle.wait_for_result(timeout=1)
+            settler = network._store.settler
         finally:
-            network.close()
-        assert probe.agreement_state(before.agreement_id) == "Terminated"
-        assert probe.activity_state(before.activity_id) in ("Terminated", "Gone")
-        assert not probe.allocation_exists(before.allocation_id)
+            network.close()  # waits for the recovered agreement's invoice, as for its own
+        assert settler is not None and settler.accepted == {before.agreement_id}
+        # agreement terminated, activity gone, the provider's invoice for the work done accepted,
+        # the dead process's allocation released
+        probe.assert_clean([before.agreement_id], [before.activity_id], before.allocation_id,
+                           invoiced=[before.agreement_id])
 
 
 def test_finished_jobs_leave_memory_and_are_read_through_the_store(golem_devnet, recorder, probe):

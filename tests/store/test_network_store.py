@@ -1,6 +1,7 @@
 """GolemNetwork's use of a job store, without yagna: a recording stub client stands in for it."""
 from __future__ import annotations
 
+import datetime
 import threading
 import types
 from typing import Any, List, Tuple
@@ -27,7 +28,25 @@ class StubClient:
             terminate_agreement=lambda agreement_id, reason: self.calls.append(("terminate", agreement_id)),
             cancel_agreement=lambda agreement_id, reason: self.calls.append(("cancel", agreement_id)))
         self.payment = types.SimpleNamespace(
-            release_allocation=lambda allocation_id: self.calls.append(("release", allocation_id)))
+            release_allocation=lambda allocation_id: self.calls.append(("release", allocation_id)),
+            collect_invoice_events=self._invoice_events, get_invoice=self._invoice,
+            create_allocation=lambda **kw: self.calls.append(("allocate", None)) or types.SimpleNamespace(
+                allocation_id="alloc-new"),
+            accept_invoice=lambda invoice_id, amount, allocation_id: self.calls.append(
+                ("accept", (invoice_id, amount, allocation_id))))
+        self._invoice_sent = threading.Event()
+
+    def _invoice_events(self, timeout, after_timestamp, max_events):
+        """The provider's invoice for a terminated agreement: one event, then an empty long poll."""
+        if self._invoice_sent.is_set():
+            threading.Event().wait(timeout)
+            return []
+        self._invoice_sent.set()
+        when = after_timestamp + datetime.timedelta(seconds=1)
+        return [types.SimpleNamespace(event_type="InvoiceReceivedEvent", event_date=when, invoice_id="inv-x")]
+
+    def _invoice(self, invoice_id):
+        return types.SimpleNamespace(invoice_id=invoice_id, agreement_id="agr-x", status="RECEIVED", amount="0.5")
 
     def close(self) -> None:
         self.calls.append(("close", None))
@@ -94,6 +113,9 @@ def test_init_recovers_jobs_of_dead_processes_once_and_frees_their_resources():
     assert orphan.state is JobState.REJECTED and isinstance(orphan.error, GolemInterruptedError)
     assert StoredJob(store, "never-started").state is JobState.REJECTED
     assert client.calls[:3] == [("destroy", "act-x"), ("terminate", "agr-x"), ("release", "alloc-x")]
+    # the provider's invoice for the work done is paid from an allocation made for it, then released
+    assert client.calls[3:6] == [("allocate", None), ("accept", ("inv-x", "0.5", "alloc-new")),
+                                 ("release", "alloc-new")]
     again = StubClient()
     network_with(store, again).init().close()
     assert again.calls == [("close", None)]  # nothing left to recover
