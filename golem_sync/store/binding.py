@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Unio
 from .. import signals
 from ..agreement import release
 from ..errors import GolemError, YagnaError, YagnaNotFoundError
-from ..job import Job
+from ..job import Job, JobState
 from .base import ACTIVE_STATES, GolemStoreError, JobStore, describe_error
 from .handle import StoredJob
 from .settle import POLL_SEC, RecoveredPayments
@@ -73,6 +73,14 @@ class StoreBinding:
         return recovered
 
     def close(self) -> None:
+        # Jobs created but never started end with the network; left "new" they would never be
+        # evicted (only finished jobs are) while this process lives.
+        for job in self.network.jobs(JobState.NEW):
+            try:
+                self.store.update(job.id, expect_states=("new",), state="cancelled", error_type="GolemCancelledError",
+                                  error="the network was closed before the job was started")
+            except GolemError as exc:
+                logger.warning("job %s: could not write to the job store: %s", job.id, exc)
         if self.settler is not None:  # give recovered agreements' invoices their time, as close() does
             self.settler.wait(self.network._payment.payment_timeout_sec + POLL_SEC + 5.0)
             self.settler.stop()

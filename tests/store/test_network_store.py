@@ -157,3 +157,13 @@ def test_a_store_refuses_to_be_used_across_fork(tmp_path):
         assert store.get("x") is None  # the parent's store still works
     finally:
         store.close()
+
+
+def test_jobs_never_started_end_with_the_network():
+    store = MemoryJobStore()
+    network = network_with(store).init()
+    job = network.create_job()
+    network.close()
+    handle = StoredJob(store, job.id)
+    assert handle.state is JobState.CANCELLED and network.get_job_by_id(job.id) is job
+    assert "closed before the job was started" in str(handle.error)
