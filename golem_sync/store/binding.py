@@ -109,7 +109,7 @@ class StoreBinding:
         else:
             try:
                 fields["result"] = self.store.serializer.dumps(job.results)
-            except (TypeError, ValueError) as exc:
+            except Exception as exc:  # any serializer's refusal: the job itself succeeded
                 fields["result_error"] = (f"a result of type {type(job.results).__name__} cannot be serialized "
                                           f"({exc}); return JSON-serialisable data or give the store a serializer")
                 logger.warning("job %s: %s", job.id, fields["result_error"])

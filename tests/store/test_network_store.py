@@ -10,7 +10,7 @@ import pytest
 
 from golem_sync import GolemNetwork, JobState, signals
 from golem_sync.job import Job
-from golem_sync.store import GolemInterruptedError, JobRecord, MemoryJobStore, SQLiteJobStore, StoredJob
+from golem_sync.store import GolemInterruptedError, GolemStoreError, JobRecord, MemoryJobStore, SQLiteJobStore, StoredJob
 
 
 class StubClient:
@@ -167,3 +167,39 @@ def test_jobs_never_started_end_with_the_network():
     handle = StoredJob(store, job.id)
     assert handle.state is JobState.CANCELLED and network.get_job_by_id(job.id) is job
     assert "closed before the job was started" in str(handle.error)
+
+
+class PickleSerializer:
+    """A user-supplied serializer for results JSON cannot carry."""
+
+    def dumps(self, value):
+        import base64
+        import pickle
+
+        return base64.b64encode(pickle.dumps(value)).decode()
+
+    def loads(self, text):
+        import base64
+        import pickle
+
+        return pickle.loads(base64.b64decode(text))
+
+
+def test_a_user_serializer_stores_results_json_cannot(tmp_path):
+    result = {"when": datetime.date(2026, 11, 22), "bytes": b"\x00\x01"}
+    default = SQLiteJobStore(tmp_path / "json.db")
+    custom = SQLiteJobStore(tmp_path / "pickle.db", serializer=PickleSerializer())
+    try:
+        for store in (default, custom):
+            network = network_with(store).init()
+            job = network.create_job()
+            pretend_run(job, result)
+            network.close()
+            if store is custom:
+                assert StoredJob(store, job.id).wait_for_result(timeout=1) == result
+            else:
+                with pytest.raises(GolemStoreError, match="type dict cannot be serialized.*serializer"):
+                    StoredJob(store, job.id).wait_for_result(timeout=1)
+    finally:
+        default.close()
+        custom.close()
