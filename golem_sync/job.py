@@ -160,6 +160,7 @@ class Job(Generic[T]):
             self._network._ensure_open()
             self._state = JobState.PENDING
             self.future.set_running_or_notify_cancel()
+        self._persist()
         signals.emit(signals.job_created, self)
         try:
             self._network._submit(self._run, worker, run_options)
@@ -301,6 +302,10 @@ class Job(Generic[T]):
             self.future.set_result(result)  # type: ignore[arg-type]
         else:
             self.future.set_exception(error)
+
+    def _persist(self) -> None:
+        """Record a state change in the network's job store (a no-op without one)."""
+        self._network._persist_job(self)
 
     def _wait_done(self, timeout: Optional[float], what: str) -> None:
         done = threading.Event()

@@ -29,6 +29,8 @@ from .market.demand import DemandSpec, build_demand
 from .options import OptionLayer, PaymentOptions, RunOptions, parse_section
 from .package import Decorations, resolve_package
 from .payment import PaymentProcessor, create_allocation, demand_decorations
+from .store.binding import StoreBinding, StoreSpec
+from .store.handle import StoredJob
 from .work.costs import CostLedger, CostSummary
 from .yagna.client import YagnaClient
 from .yagna.config import YagnaConfig
@@ -97,11 +99,16 @@ class GolemNetwork:
         payment: network-wide payment options (budget, network, filters).
         market, agreement, package, activity, work, job: default options for every job.
         max_workers: how many jobs run at once (more wait in the pool's queue).
+        job_store: a :class:`golem_sync.store.JobStore` (or a SQLite file path, or a
+            ``postgresql://`` URL) that records every
+            job, so that ``get_job_by_id`` works in any process sharing it, other processes can
+            cancel jobs, and jobs orphaned by a dead process are recovered at ``init()``. With a
+            store, finished jobs leave this network's memory: look them up through the store.
     """
 
     def __init__(self, yagna: Union[YagnaConfig, Mapping[str, Any], None] = None, *,
                  payment: Any = None, max_workers: int = 16, client: Optional[YagnaClient] = None,
-                 **job_defaults: Any) -> None:
+                 job_store: StoreSpec = None, **job_defaults: Any) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise GolemConfigError(f"max_workers must be a positive integer, got {max_workers!r}")
         self._layer = OptionLayer.parse(job_defaults, where="GolemNetwork")
@@ -124,6 +131,7 @@ class GolemNetwork:
         self._closed = False
         #: Usage and estimated cost of every agreement of this network's jobs (see cost_summary()).
         self.costs = CostLedger()
+        self._store = StoreBinding(self, job_store) if job_store is not None else None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -140,6 +148,8 @@ class GolemNetwork:
                 raise GolemError(f"yagna {self.yagna_version} is too old; golem_sync needs "
                                  f"{'.'.join(map(str, MIN_YAGNA_VERSION))} or newer")
             self.requestor_id = self.client.identity.me().identity
+            if self._store is not None:
+                self._store.start(self.client)
             self._initialized = True
             logger.info("connected to yagna %s as %s", self.yagna_version, self.requestor_id)
             return self
@@ -180,6 +190,8 @@ class GolemNetwork:
             except YagnaError as exc:
                 logger.warning("could not release allocation %s: %s", services.allocation.allocation_id, exc)
         self._blocking.shutdown(wait=True)
+        if self._store is not None:
+            self._store.close()
         self.client.close()
 
     def __enter__(self) -> "GolemNetwork":
@@ -197,10 +209,22 @@ class GolemNetwork:
             self._ensure_open()
             job: Job[Any] = Job(self, str(uuid.uuid4()), layer)
             self._jobs[job.id] = job
+        if self._store is not None:
+            self._store.job_created(job)
         return job
 
-    def get_job_by_id(self, job_id: str) -> Optional[Job[Any]]:
-        """The job with this id, or ``None``."""
+    def get_job_by_id(self, job_id: str) -> Optional[Union[Job[Any], StoredJob]]:
+        """The job with this id, or ``None``.
+
+        A job this network runs is returned as its live :class:`Job`; with a ``job_store``, any
+        other job in the store (finished here, or run by another process) as a :class:`StoredJob`.
+        """
+        job = self._local_job(job_id)
+        if job is None and self._store is not None:
+            return self._store.lookup(job_id)
+        return job
+
+    def _local_job(self, job_id: str) -> Optional[Job[Any]]:
         with self._lock:
             return self._jobs.get(job_id)
 
@@ -242,7 +266,16 @@ class GolemNetwork:
             return self._services_obj
 
     def _job_finished(self, job: Job[Any]) -> None:
-        """Hook for stores and statistics; the in-memory registry keeps the job for lookups."""
+        """Hook for stores and statistics; without a store the in-memory registry keeps the job."""
+        if self._store is not None:
+            self._store.job_finished(job)
+            with self._lock:  # the store has it now: memory stays flat however many jobs end
+                self._jobs.pop(job.id, None)
+
+    def _persist_job(self, job: Job[Any]) -> None:
+        """Write a job's state change to the store, if there is one."""
+        if self._store is not None:
+            self._store.persist(job)
 
 
 def _with_pool(config: YagnaConfig, max_workers: int) -> YagnaConfig:

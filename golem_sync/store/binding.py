@@ -1,0 +1,208 @@
+"""How a GolemNetwork uses its job store: record its jobs, hear cancel requests, recover orphans.
+
+- Records: a job's row is created with the job; its state, agreement, activity and allocation are
+  written as they change (agreement and activity ids as soon as yagna returns them, through the
+  ``agreement_created``/``activity_created`` signals, so a crash right after never loses them), and
+  its end state, error text and serialized result when it ends (after cleanup).
+- Cancel from another process: a store notification for a job this network runs, whose record
+  carries a ``cancel_reason``, cancels the job's token (on the store's listener thread: prompt).
+- Recovery (at ``init``): jobs recorded as new/pending by a process that is gone are claimed
+  atomically (so two starting processes never both recover one job), marked ``rejected`` with a
+  :class:`GolemInterruptedError`, and their activity destroyed, agreement terminated and allocation
+  released through yagna; the invoices the providers then send for the work done are accepted in
+  the background (:mod:`golem_sync.store.settle`), so nothing stays open or unpaid.
+
+Threads: signal receivers run on job threads, the cancel listener on the store's listener thread;
+everything here is a short store write or read.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Union
+
+from .. import signals
+from ..agreement import release
+from ..errors import GolemError, YagnaError, YagnaNotFoundError
+from ..job import Job, JobState
+from .base import ACTIVE_STATES, GolemStoreError, JobStore, describe_error
+from .handle import StoredJob
+from .settle import POLL_SEC, RecoveredPayments
+
+if TYPE_CHECKING:
+    from ..network import GolemNetwork
+    from ..yagna.client import YagnaClient
+
+__all__ = ["StoreBinding", "StoreSpec"]
+
+logger = logging.getLogger("golem_sync.store")
+
+StoreSpec = Union[JobStore, str, "os.PathLike[str]", None]
+
+
+class StoreBinding:
+    """One network's use of one store; ``owns_store`` when the network opened it from a path."""
+
+    def __init__(self, network: "GolemNetwork", spec: StoreSpec) -> None:
+        self.network = network
+        if isinstance(spec, JobStore):
+            self.store, self.owns_store = spec, False
+        elif isinstance(spec, (str, os.PathLike)):
+            from . import open_store
+
+            self.store, self.owns_store = open_store(spec), True
+        else:
+            raise TypeError(f"job_store must be a JobStore, a SQLite file path or a postgresql:// URL, "
+                            f"got {type(spec).__name__}")
+        self._receivers: List[Any] = []
+        self._remove_listener: Optional[Callable[[], None]] = None
+        self.settler: Optional[RecoveredPayments] = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self, client: "YagnaClient") -> List[str]:
+        """Connect the hooks, recover orphaned jobs, evict old ones; returns the recovered job ids."""
+        for signal, handler in ((signals.agreement_created, self._on_agreement),
+                                (signals.activity_created, self._on_activity)):
+            signal.connect(handler, weak=False)
+            self._receivers.append((signal, handler))
+        self._remove_listener = self.store.add_listener(self._on_store_change)
+        recovered = self.recover(client)
+        self.store.evict(force=True)
+        return recovered
+
+    def close(self) -> None:
+        # Jobs created but never started end with the network; left "new" they would never be
+        # evicted (only finished jobs are) while this process lives.
+        for job in self.network.jobs(JobState.NEW):
+            try:
+                self.store.update(job.id, expect_states=("new",), state="cancelled", error_type="GolemCancelledError",
+                                  error="the network was closed before the job was started")
+            except GolemError as exc:
+                logger.warning("job %s: could not write to the job store: %s", job.id, exc)
+        if self.settler is not None:  # give recovered agreements' invoices their time, as close() does
+            self.settler.wait(self.network._payment.payment_timeout_sec + POLL_SEC + 5.0)
+            self.settler.stop()
+        for signal, handler in self._receivers:
+            signal.disconnect(handler)
+        self._receivers.clear()
+        if self._remove_listener is not None:
+            self._remove_listener()
+            self._remove_listener = None
+        if self.owns_store:
+            self.store.close()
+
+    # -- records ----------------------------------------------------------------------------
+
+    def job_created(self, job: Job[Any]) -> None:
+        self.store.create(job.id, state=job.state.value)
+
+    def persist(self, job: Job[Any]) -> None:
+        """Write the job's live state (never raises: a store failure must not break the run)."""
+        self._write(job, state=job.state.value, **_known(job))
+
+    def job_finished(self, job: Job[Any]) -> None:
+        fields: Dict[str, Any] = dict(state=job.state.value, **_known(job))
+        if job.error is not None:
+            fields["error_type"], fields["error"] = describe_error(job.error)
+        else:
+            try:
+                fields["result"] = self.store.serializer.dumps(job.results)
+            except Exception as exc:  # any serializer's refusal: the job itself succeeded
+                fields["result_error"] = (f"a result of type {type(job.results).__name__} cannot be serialized "
+                                          f"({exc}); return JSON-serialisable data or give the store a serializer")
+                logger.warning("job %s: %s", job.id, fields["result_error"])
+        self._write(job, **fields)
+        try:
+            self.store.evict()
+        except GolemError as exc:
+            logger.warning("job store eviction failed: %s", exc)
+
+    def _write(self, job: Job[Any], **fields: Any) -> None:
+        try:
+            self.store.update(job.id, **fields)
+        except GolemError as exc:
+            logger.warning("job %s: could not write to the job store: %s", job.id, exc)
+
+    def lookup(self, job_id: str) -> Optional[StoredJob]:
+        return StoredJob(self.store, job_id) if self.store.get(job_id) is not None else None
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    def _mine(self, sender: Any) -> bool:
+        return isinstance(sender, Job) and sender._network is self.network
+
+    def _on_agreement(self, sender: Any, **kwargs: Any) -> None:
+        if self._mine(sender):
+            self._write(sender, agreement_id=kwargs.get("agreement_id"), allocation_id=self.network.allocation_id,
+                        provider=kwargs.get("provider"))
+
+    def _on_activity(self, sender: Any, **kwargs: Any) -> None:
+        if self._mine(sender):
+            self._write(sender, activity_id=kwargs.get("activity_id"))
+
+    def _on_store_change(self, job_id: str) -> None:
+        job = self.network._local_job(job_id)
+        if job is None or not job.is_running():
+            return
+        record = self.store.get(job_id)
+        if record is not None and record.cancel_reason:
+            logger.info("job %s: cancel requested through the job store: %s", job_id, record.cancel_reason)
+            job._token.cancel(record.cancel_reason)
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    def recover(self, client: "YagnaClient") -> List[str]:
+        """Reject the jobs of dead processes and free what they held in yagna."""
+        recovered: List[str] = []
+        allocations: Set[str] = set()
+        terminated: List[str] = []
+        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)  # invoices come after this
+        for record in self.store.running():
+            if record.owner == self.store.owner or record.owner is None or self.store.owner_alive(record.owner):
+                continue
+            message = (f"interrupted: the process that ran job {record.job_id} ({record.owner}) ended "
+                       f"before the job did")
+            try:
+                claimed = self.store.update(record.job_id, expect_states=ACTIVE_STATES, expect_owner=record.owner,
+                                            owner=self.store.owner, state="rejected", error=message,
+                                            error_type="GolemInterruptedError")
+            except GolemStoreError as exc:
+                logger.warning("could not recover job %s: %s", record.job_id, exc)
+                continue
+            if not claimed:
+                continue  # another process recovered it first
+            logger.warning("job %s: %s; freeing its activity %s and agreement %s", record.job_id, message,
+                           record.activity_id, record.agreement_id)
+            if record.activity_id:
+                try:
+                    client.activity.destroy_activity(record.activity_id, timeout=5.0)
+                except YagnaNotFoundError:
+                    pass
+                except YagnaError as exc:
+                    logger.warning("could not destroy activity %s: %s", record.activity_id, exc)
+            if record.agreement_id:
+                if release(client, record.agreement_id, "Requestor process interrupted", success=False) == "terminated":
+                    terminated.append(record.agreement_id)
+            if record.allocation_id:
+                allocations.add(record.allocation_id)
+            recovered.append(record.job_id)
+        for allocation_id in allocations:
+            try:
+                client.payment.release_allocation(allocation_id)
+            except YagnaNotFoundError:
+                pass
+            except YagnaError as exc:
+                logger.warning("could not release allocation %s: %s", allocation_id, exc)
+        if terminated and self.network.requestor_id:
+            self.settler = RecoveredPayments(client, self.network._payment, self.network.requestor_id,
+                                             terminated, since).start()
+        return recovered
+
+
+def _known(job: Job[Any]) -> Dict[str, Any]:
+    """The job's resource ids that are set: a ``None`` must not erase what the signals recorded."""
+    fields = dict(agreement_id=job.agreement_id, activity_id=job.activity_id,
+                  provider=job.provider.name if job.provider else None)
+    return {name: value for name, value in fields.items() if value is not None}
