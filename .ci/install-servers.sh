@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Installs what the job-store tests need: Debian's PostgreSQL server binaries (the tests start their
-# own throwaway server on a free loopback port; no system cluster is used) and the Python packages
-# for the PostgreSQL store and the Flask/Django/gunicorn examples. Idempotent; call from .ci/run.
+# Installs the servers the test suite starts for itself: Debian's PostgreSQL binaries (the job-store
+# tests run their own throwaway server on a free loopback port; no system cluster is used or started).
+# Idempotent. Without root (or apt), it says so and the PostgreSQL store tests are skipped.
 set -euo pipefail
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  exit 0
 fi
-python -m pip install -q 'psycopg[binary]>=3.2' 'django>=4.2' 'gunicorn>=21' 'flask>=2.2'
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-servers: cannot install Debian's postgresql here (needs root and apt-get);" \
+       "the PostgreSQL job-store tests will be skipped" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends postgresql >/dev/null
