@@ -49,15 +49,7 @@ class Activity:
     def execute(self, commands: Sequence[Command], token: CancelToken,
                 timeout: Optional[float] = None) -> List[ExeScriptCommandResult]:
         """Run a batch and wait for all its results (or the first error, which ends the batch)."""
-        if not commands:
-            raise GolemActivityError("an ExeScript batch needs at least one command")
-        token.raise_if_cancelled()
-        try:
-            batch_id = self._client.activity.exec(self.activity_id, list(commands))
-        except YagnaError as exc:
-            raise GolemActivityError(f"activity {self.activity_id} refused the batch: {exc}") from exc
-        signals.emit(signals.batch_sent, self._sender, activity_id=self.activity_id, batch_id=batch_id,
-                     commands=list(commands))
+        batch_id = self.send(commands, token)
         results = self.collect(batch_id, len(commands), token, timeout)
         signals.emit(signals.batch_finished, self._sender, activity_id=self.activity_id, batch_id=batch_id,
                      results=results)
