@@ -81,7 +81,7 @@ class _Attempt:
         self.job.agreement_id = signed.agreement_id
         self.job._emit_started(signed.agreement_id, provider)
         self.activity = Activity.create(services.client, services.blocking, signed.agreement_id,
-                                        self.options.activity, self.job)
+                                        self.options.activity, self.job, self.token)
         self.job.activity_id = self.activity.activity_id
         self.ctx = WorkContext(self.activity, provider, self.token, self.options.work, job=self.job)
         self.ctx._attach(self.options, requestor_id=services.requestor_id, proposal=signed.proposal,
@@ -127,6 +127,7 @@ class Job(Generic[T]):
         self.agreement_id: Optional[str] = None
         self.activity_id: Optional[str] = None
         self._started_emitted = False
+        self._runner: Optional[int] = None  # ident of the pool thread running this job
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self._state.value}>"
@@ -171,6 +172,9 @@ class Job(Generic[T]):
     def cancel(self, timeout: Optional[float] = None) -> None:
         """Cancel the job and return once it has ended and cleaned up.
 
+        Called from the job's own thread (its worker or a signal receiver), it only requests the
+        cancellation and returns at once.
+
         Raises :class:`GolemUserError` if the job is not running, and
         :class:`GolemTimeoutError` if cleanup does not finish within ``timeout`` seconds.
         """
@@ -178,6 +182,8 @@ class Job(Generic[T]):
             if self._state is not JobState.PENDING:
                 raise GolemUserError(f"job {self.id} is not running (state: {self._state})")
         self._token.cancel("cancelled by the user")
+        if self._on_own_thread():
+            return  # called from the worker or a signal receiver: waiting here would wait for ourselves
         self._wait_done(timeout, "cancel")
 
     def wait_for_result(self, timeout: Optional[float] = None) -> T:
@@ -188,6 +194,9 @@ class Job(Generic[T]):
         """
         if self._state is JobState.NEW:
             raise GolemUserError(f"job {self.id} was never started: call start_work() first")
+        if self._on_own_thread() and not self.future.done():
+            raise GolemUserError(f"wait_for_result() on job {self.id} from its own worker or signal "
+                                 "receiver would wait forever; return from the worker instead")
         self._wait_done(timeout, "wait")
         return self.future.result()
 
@@ -214,7 +223,11 @@ class Job(Generic[T]):
 
     # -- the run (pool thread) ---------------------------------------------------------------
 
+    def _on_own_thread(self) -> bool:
+        return self._runner == threading.get_ident()
+
     def _run(self, worker: Callable[[WorkContext], T], options: RunOptions) -> None:
+        self._runner = threading.get_ident()
         timer = None
         if options.job.timeout_sec is not None:
             timer = threading.Timer(options.job.timeout_sec, self._token.cancel,
@@ -253,6 +266,7 @@ class Job(Generic[T]):
                     attempt.cleanup(success=False)
                 self._finish(JobState.REJECTED, None, unexpected)
         finally:
+            self._runner = None
             if timer is not None:
                 timer.cancel()
 

@@ -37,10 +37,28 @@ class Activity:
 
     @classmethod
     def create(cls, client: YagnaClient, blocking: Blocking, agreement_id: str, options: ActivityOptions,
-               sender: Any) -> "Activity":
-        """Create an activity (runs on the caller's thread: its id must never be lost)."""
+               sender: Any, token: Optional[CancelToken] = None) -> "Activity":
+        """Create an activity.
+
+        yagna's create blocks until the provider's exe-unit is up (0.76-1.5 s on the devnet). With a
+        ``token``, a cancel ends the wait at once; the activity that yagna creates afterwards is then
+        destroyed as soon as its id arrives, so it never outlives the cancelled job.
+        """
+
+        def destroy_late(activity_id: str) -> None:
+            logger.debug("destroying activity %s created after its job gave up", activity_id)
+            try:
+                client.activity.destroy_activity(activity_id, timeout=options.destroy_timeout_sec)
+            except YagnaError as exc:
+                logger.warning("could not destroy late activity %s: %s", activity_id, exc)
+            signals.emit(signals.activity_destroyed, sender, activity_id=activity_id)
+
         try:
-            activity_id = client.activity.create_activity(agreement_id, timeout=options.create_timeout_sec)
+            if token is None:
+                activity_id = client.activity.create_activity(agreement_id, timeout=options.create_timeout_sec)
+            else:
+                activity_id = blocking.call(token, client.activity.create_activity, agreement_id,
+                                            timeout=options.create_timeout_sec, on_abandon=destroy_late)
         except YagnaError as exc:
             raise GolemActivityError(f"could not create an activity on agreement {agreement_id}: {exc}") from exc
         signals.emit(signals.activity_created, sender, activity_id=activity_id, agreement_id=agreement_id)
@@ -138,9 +156,10 @@ class Activity:
         except YagnaError as exc:
             raise GolemActivityError(f"could not read the usage of activity {self.activity_id}: {exc}") from exc
 
-    def successor(self) -> "Activity":
+    def successor(self, token: Optional[CancelToken] = None) -> "Activity":
         """A new activity on the same agreement (to replace this one after a command timeout)."""
-        return Activity.create(self._client, self._blocking, self.agreement_id, self._options, self._sender)
+        return Activity.create(self._client, self._blocking, self.agreement_id, self._options, self._sender,
+                               token)
 
     def state(self) -> str:
         """The activity's current state name (``Ready``, ``Deployed``, ``Terminated``...)."""

@@ -361,7 +361,7 @@ class WorkContext:
         self._stop_processes()
         self._final_usage()
         old.destroy()
-        self._activity = old.successor()
+        self._activity = old.successor(self._token)
         self._stale.clear()
         if self.job is not None and hasattr(self.job, "activity_id"):
             self.job.activity_id = self._activity.activity_id

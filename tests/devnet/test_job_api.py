@@ -78,8 +78,8 @@ def golem(golem_devnet, probe, recorder):
     yield network
     network.close()
     approved = recorder.ids("agreement-approved", "agreement_id")
-    probe.assert_clean(recorder.ids("agreement-created", "agreement_id"),
-                       recorder.ids("activity-created", "activity_id"),
+    activities = {*recorder.ids("activity-created", "activity_id"), *recorder.ids("activity-destroyed", "activity_id")}
+    probe.assert_clean(recorder.ids("agreement-created", "agreement_id"), activities,
                        network.allocation_id, invoiced=approved)
     assert requestor_threads() == []
 
@@ -180,6 +180,55 @@ def test_cancel_inside_a_running_batch(golem, recorder):
     assert elapsed < 2.5, elapsed  # the devnet's activity destroy alone takes ~0.76 s
     assert job.state is JobState.CANCELLED
     assert recorder.names_for(job) == ["job-created", "job-started", "job-cancelled", "job-ended"]
+
+
+@pytest.mark.parametrize("phase_signal, limit", [
+    (signals.proposal_received, 1.0),     # negotiating
+    (signals.agreement_approved, 1.0),    # creating the activity (yagna's create is handed off)
+    (signals.activity_created, 1.9),      # deploying: cleanup includes yagna's ~0.76 s destroy
+])
+def test_cancel_reaches_every_phase(golem, recorder, phase_signal, limit):
+    job = golem.create_job()
+    elapsed = []
+
+    def cancel_now(sender, **kwargs):
+        if sender is job and not elapsed:
+            elapsed.append(None)  # once
+            started = time.monotonic()
+            # Receivers run on the job's thread: cancel from another one, as a user would.
+            threading.Thread(target=lambda: (job.cancel(timeout=30),
+                                             elapsed.append(time.monotonic() - started))).start()
+
+    phase_signal.connect(cancel_now)
+    try:
+        job.start_work(echo)
+        with pytest.raises(GolemCancelledError):
+            job.wait_for_result(timeout=60)
+        deadline = time.monotonic() + 10
+        while len(elapsed) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        phase_signal.disconnect(cancel_now)
+    assert job.state is JobState.CANCELLED
+    print(f"cancel in {phase_signal.name}: {elapsed[1]:.3f}s")
+    assert elapsed[1] < limit, elapsed
+    assert recorder.names_for(job)[-2:] == ["job-cancelled", "job-ended"]
+
+
+def test_cancel_and_wait_from_the_jobs_own_thread_never_deadlock(golem):
+    def worker(ctx):
+        with pytest.raises(GolemUserError, match="would wait forever"):
+            job.wait_for_result(timeout=5)
+        started = time.monotonic()
+        job.cancel()  # returns at once: it only requests the cancellation
+        assert time.monotonic() - started < 0.5
+        return ctx.run("echo never")
+
+    job = golem.create_job()
+    job.start_work(worker)
+    with pytest.raises(GolemCancelledError):
+        job.wait_for_result(timeout=30)
+    assert job.state is JobState.CANCELLED
 
 
 def test_startup_timeout_names_the_phase_when_no_provider_matches(golem):

@@ -69,3 +69,37 @@ def test_callbacks_run_once_and_late_registration_runs_at_once():
     assert token.cancel() is False
     token.on_cancel(lambda: calls.append("late"))
     assert calls == ["a", "late"]
+
+
+def test_an_abandoned_call_hands_what_it_created_to_its_cleanup():
+    pool = Blocking(2)
+    try:
+        token = CancelToken()
+        release = threading.Event()
+        cleaned = []
+        _cancel_later(token)
+        with pytest.raises(GolemCancelledError):
+            pool.call(token, lambda: (release.wait(5), "activity-1")[1], on_abandon=cleaned.append)
+        assert cleaned == []  # not created yet
+        release.set()
+    finally:
+        pool.shutdown(wait=True)  # waits for the abandoned call and its cleanup
+    assert cleaned == ["activity-1"]
+
+
+def test_an_abandoned_call_that_fails_needs_no_cleanup():
+    pool = Blocking(2)
+    token = CancelToken()
+    release = threading.Event()
+    cleaned = []
+
+    def fails():
+        release.wait(5)
+        raise RuntimeError("create refused")
+
+    _cancel_later(token)
+    with pytest.raises(GolemCancelledError):
+        pool.call(token, fails, on_abandon=cleaned.append)
+    release.set()
+    pool.shutdown(wait=True)
+    assert cleaned == []
