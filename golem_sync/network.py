@@ -113,6 +113,9 @@ class GolemNetwork:
             raise GolemConfigError(f"max_workers must be a positive integer, got {max_workers!r}")
         self._layer = OptionLayer.parse(job_defaults, where="GolemNetwork")
         self._payment = parse_section(PaymentOptions, payment)
+        if yagna is not None and not isinstance(yagna, (YagnaConfig, Mapping)):
+            raise GolemConfigError(f"yagna must be a YagnaConfig, a dict of its fields or None, "
+                                   f"got {type(yagna).__name__}")
         if client is None:
             config = yagna if isinstance(yagna, YagnaConfig) else YagnaConfig.from_env(**dict(yagna or {}))
             config = _with_pool(config, max_workers)
@@ -166,8 +169,11 @@ class GolemNetwork:
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
             running = [job for job in self._jobs.values() if job.is_running()]
+            if any(job._on_own_thread() for job in running):
+                raise GolemUserError("close() from inside a job's worker would wait for that job forever; "
+                                     "close the network from the thread that created it")
+            self._closed = True
         for job in running:
             job._token.cancel("the network is closing")
         for job in running:

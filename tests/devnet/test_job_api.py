@@ -298,3 +298,14 @@ def test_twenty_concurrent_jobs_with_as_completed(golem):
     results = [f.result() for f in concurrent.futures.as_completed([j.future for j in jobs], timeout=180)]
     assert sorted(results, key=int) == [str(n) for n in range(20)]
     assert all(job.state is JobState.DONE for job in jobs)
+
+
+def test_close_from_inside_a_worker_is_refused_not_deadlocked(golem):
+    def worker(ctx):
+        with pytest.raises(GolemUserError, match="close\\(\\) from inside a job's worker"):
+            golem.close()
+        return "still fine"
+
+    job = golem.create_job()
+    job.start_work(worker)
+    assert job.wait_for_result(timeout=30) == "still fine"

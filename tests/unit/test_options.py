@@ -53,3 +53,13 @@ def test_list_options_accept_lists_and_single_strings():
     options = MarketOptions(allowed_provider_names=["a", "b"], denied_provider_ids="x")
     assert options.allowed_provider_names == ("a", "b")
     assert options.denied_provider_ids == ("x",)
+
+
+def test_network_rejects_a_yagna_argument_of_the_wrong_type():
+    from golem_sync import GolemNetwork
+    with pytest.raises(GolemConfigError, match="yagna must be a YagnaConfig"):
+        GolemNetwork("http://127.0.0.1:7465")
+    with pytest.raises(GolemConfigError, match="max_workers"):
+        GolemNetwork({"app_key": "k"}, max_workers=0)
+    with pytest.raises(GolemConfigError, match="unknown yagna option"):
+        GolemNetwork({"app_key": "k", "apikey": "x"})
