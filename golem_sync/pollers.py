@@ -63,6 +63,8 @@ class EventPoller:
                 logger.error("%s: yagna rejected the app key; poller stops", self.name)
                 return
             except YagnaError as exc:
+                if self._stop.is_set():
+                    return  # the poll was aborted on purpose (see request_stop)
                 logger.warning("%s: %s; retrying in %.1fs", self.name, exc, self._backoff)
                 self._stop.wait(self._backoff)
                 continue

@@ -64,3 +64,19 @@ def test_abort_ends_a_blocked_long_poll_and_refuses_new_calls(silent_server):
 def test_abort_needs_an_abortable_transport():
     with pytest.raises(TypeError):
         Transport(YagnaConfig(app_key="k")).abort()
+
+
+def test_a_poller_stopped_mid_poll_ends_quietly(silent_server, caplog):
+    from golem_sync.pollers import EventPoller
+
+    transport = Transport(YagnaConfig(app_key="k", api_url=silent_server, retries=0), abortable=True)
+    poller = EventPoller("test-events", lambda after, timeout: transport.request(
+        "GET", "payment", "/invoiceEvents", long_poll=timeout) or [], lambda event: None, poll_sec=30)
+    poller.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    poller.request_stop()
+    transport.abort()
+    poller.join(5)
+    assert not poller.alive and time.monotonic() - started < 2.0
+    assert [r for r in caplog.records if r.levelname == "WARNING"] == []
