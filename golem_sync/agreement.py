@@ -39,8 +39,17 @@ class AgreementLease:
     agreement_id: str
     proposal: ProposalView
     token: CancelToken
-    provider_reason: Optional[str] = None
+    provider_reason: Optional[str] = None  # the provider terminated the agreement, and why
+    violation: Optional[str] = None  # the provider broke the agreement's terms (we end it), and how
     released: bool = False
+
+    def broken(self, violation: str) -> None:
+        """The provider broke the terms: stop the attempt (safe from any thread)."""
+        if self.violation is None:
+            self.violation = violation
+            logger.warning("agreement %s with %s: %s", self.agreement_id, self.provider_name or self.provider_id,
+                           violation)
+            self.token.cancel(f"provider broke agreement {self.agreement_id}: {violation}")
 
     @property
     def provider_id(self) -> str:

@@ -73,7 +73,8 @@ class _Attempt:
         signed = negotiator.agree(self.token, startup)
         self.lease = AgreementLease(signed.agreement_id, signed.proposal, self.token)
         services.watcher.watch(self.lease, self.job)
-        services.payments.register(signed.agreement_id, self.job)
+        services.payments.register(signed.agreement_id, self.job, on_violation=self.lease.broken,
+                                   debit_note_interval=_debit_note_interval(signed.proposal, self.options))
         self.token.raise_if_cancelled()
         provider = ProviderInfo(signed.proposal.issuer_id, signed.proposal.provider_name,
                                 signed.proposal.wallet(demand.platform))
@@ -104,7 +105,8 @@ class _Attempt:
             self.activity.destroy()
         if self.lease is not None:
             self.lease.released = True
-            message = "Finished" if success else ("Cancelled" if self.job._token.cancelled else "Failed")
+            message = ("Finished" if success else self.lease.violation
+                       or ("Cancelled" if self.job._token.cancelled else "Failed"))
             release(services.client, self.lease.agreement_id, message, success=success)
             services.watcher.forget(self.lease.agreement_id)
             services.payments.agreement_ended(self.lease.agreement_id)
@@ -279,6 +281,10 @@ class Job(Generic[T]):
                 return GolemTimeoutError(f"job {self.id} did not finish within {options.job.timeout_sec:g}s",
                                          phase="job")
             return raw
+        if attempt.lease is not None and attempt.lease.violation is not None:
+            who = attempt.lease.provider_name or attempt.lease.provider_id
+            return GolemAgreementError(f"provider {who} broke agreement {attempt.lease.agreement_id}: "
+                                       f"{attempt.lease.violation}")
         if attempt.lease is not None and attempt.lease.provider_reason is not None:
             who = attempt.lease.provider_name or attempt.lease.provider_id
             return GolemAgreementError(f"provider {who} terminated agreement {attempt.lease.agreement_id}: "
@@ -326,6 +332,14 @@ class Job(Generic[T]):
         self.future.add_done_callback(lambda _f: done.set())
         if not done.wait(timeout):
             raise GolemTimeoutError(f"job {self.id} did not end within {timeout:g}s ({what})", phase=what)
+
+
+def _debit_note_interval(proposal: Any, options: RunOptions) -> float:
+    """The debit-note interval both sides agreed on: the provider's echo, else what we demanded."""
+    value = proposal.properties.get("golem.com.scheme.payu.debit-note.interval-sec?")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return float(options.market.debit_note_interval_sec)
 
 
 def _provider_failure(error: BaseException) -> bool:

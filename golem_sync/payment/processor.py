@@ -1,7 +1,9 @@
 """Debit notes and invoices: one poller per stream for the whole network, dispatched by agreement.
 
 Acceptance rules, in order: a note for an agreement this network does not know is rejected; a
-debit note after the agreement's invoice is rejected; a configured amount limit or filter may
+debit note after the agreement's invoice is rejected; a provider that sends debit notes more often
+than the negotiated interval allows has its extra notes rejected and the agreement reported as
+broken (yapapi does the same; golem-js accepts them all); a configured amount limit or filter may
 reject; everything else is accepted from the network's allocation.
 
 Threads: the two poller threads own the event positions and call the handlers. ``register``,
@@ -34,10 +36,31 @@ logger = logging.getLogger("golem_sync.payment")
 @attrs.define
 class _AgreementAccount:
     sender: Any
+    debit_note_interval: Optional[float] = None
+    on_violation: Optional[Callable[[str], None]] = None
+    started: float = attrs.field(factory=time.monotonic)
+    debit_notes: int = 0
     ended: bool = False
     invoiced: bool = False
     accepted_debit: Decimal = Decimal(0)
     invoice_amount: Optional[Decimal] = None
+
+    def too_many_debit_notes(self, now: float) -> Optional[str]:
+        """Count one more debit note; say why if the provider bills more often than agreed.
+
+        One note may come at any time; after that, one per interval, with a grace of 10% of the
+        interval (at least 5 s) for clocks and the provider's own scheduling.
+        """
+        self.debit_notes += 1
+        interval = self.debit_note_interval
+        if not interval:
+            return None
+        elapsed = now - self.started
+        allowed = 1 + int((elapsed + max(5.0, 0.1 * interval)) / interval)
+        if self.debit_notes <= allowed:
+            return None
+        return (f"debit notes arrive more often than the agreed interval of {interval:g}s "
+                f"({self.debit_notes} in {elapsed:.1f}s)")
 
 
 class PaymentProcessor:
@@ -78,9 +101,15 @@ class PaymentProcessor:
 
     # -- bookkeeping (any thread) --------------------------------------------------------------
 
-    def register(self, agreement_id: str, sender: Any) -> None:
+    def register(self, agreement_id: str, sender: Any, *, debit_note_interval: Optional[float] = None,
+                 on_violation: Optional[Callable[[str], None]] = None) -> None:
+        """Start accounting for an agreement.
+
+        ``on_violation(reason)`` is called once, on a poller thread, when the provider breaks the
+        negotiated ``debit_note_interval`` (seconds); it must be quick (e.g. cancel a token).
+        """
         with self._cond:
-            self._accounts[agreement_id] = _AgreementAccount(sender)
+            self._accounts[agreement_id] = _AgreementAccount(sender, debit_note_interval, on_violation)
 
     def agreement_ended(self, agreement_id: str) -> None:
         """The agreement is over; its invoice is now expected."""
@@ -150,6 +179,16 @@ class PaymentProcessor:
             return f"unknown agreement {doc.agreement_id}"
         if account.invoiced:
             return "the agreement is already invoiced"
+        if kind is _DEBIT_NOTE:
+            report = None
+            with self._cond:
+                violation = account.too_many_debit_notes(time.monotonic())
+                if violation:
+                    report, account.on_violation = account.on_violation, None  # report once
+            if violation:
+                if report is not None:
+                    report(violation)
+                return violation
         limit = getattr(self._options, f"max_{kind.name}_amount")
         if limit is not None and amount > Decimal(str(limit)):
             return f"amount {amount} exceeds max_{kind.name}_amount {limit}"

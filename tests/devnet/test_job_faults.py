@@ -22,6 +22,7 @@ def faulty_devnet():
         ProviderSpec(name="quitter", faults=ProviderFaults(terminate_agreement_after=1.5)),
         ProviderSpec(name="stubborn", faults=ProviderFaults(never_approve=True)),
         ProviderSpec(name="steady"),
+        ProviderSpec(name="biller", faults=ProviderFaults(debit_note_interval=0.5)),
     ]
     devnet = Devnet(providers=specs)
     try:
@@ -87,3 +88,13 @@ def test_a_provider_that_never_approves_is_skipped(faulty):
     created = recorder.ids("agreement-created", "agreement_id")
     approved = recorder.ids("agreement-approved", "agreement_id")
     assert len(created) == 2 and len(approved) == 1
+
+
+def test_a_provider_billing_too_often_fails_the_job_and_loses_the_agreement(faulty):
+    network, recorder = faulty
+    job = network.create_job(market=only("biller"))
+    job.start_work(lambda ctx: ctx.run("sleep 20"))
+    with pytest.raises(GolemAgreementError, match="more often than the agreed interval"):
+        job.wait_for_result(timeout=60)
+    assert job.state is JobState.REJECTED
+    assert recorder.ids("debit-note-rejected", "reason")

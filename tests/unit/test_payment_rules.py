@@ -121,3 +121,28 @@ def test_wait_for_invoices_returns_when_the_invoice_is_handled(setup):
     assert processor.outstanding() == 1
     threading.Timer(0.1, deliver, args=(processor, payment, invoice("i1", "a1", "1"))).start()
     assert processor.wait_for_invoices(5) is True
+
+
+def test_a_provider_billing_faster_than_agreed_is_reported_once_and_its_notes_rejected(setup):
+    payment, make = setup
+    processor = make()
+    violations = []
+    processor.register("a1", sender="job", debit_note_interval=120, on_violation=violations.append)
+    deliver(processor, payment, note("d1", "a1", "0.1"))  # the first note may come at any time
+    deliver(processor, payment, note("d2", "a1", "0.2"))  # a second one within seconds: too many
+    deliver(processor, payment, note("d3", "a1", "0.3"))
+    assert [c[:2] for c in payment.calls] == [("accept", "d1"), ("reject", "d2"), ("reject", "d3")]
+    assert len(violations) == 1 and "more often than the agreed interval of 120s" in violations[0]
+
+
+def test_notes_at_the_agreed_pace_are_accepted(setup, monkeypatch):
+    payment, make = setup
+    processor = make()
+    violations = []
+    processor.register("a1", sender="job", debit_note_interval=10, on_violation=violations.append)
+    clock = [processor._accounts["a1"].started]
+    monkeypatch.setattr("golem_sync.payment.processor.time.monotonic", lambda: clock[0])
+    for n in range(5):  # one note every 9.5 s: within the 10 s interval and its grace
+        clock[0] += 9.5
+        deliver(processor, payment, note(f"d{n}", "a1", str(n + 1)))
+    assert violations == [] and all(c[0] == "accept" for c in payment.calls)
