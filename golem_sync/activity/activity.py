@@ -75,24 +75,8 @@ class Activity:
 
     def collect(self, batch_id: str, size: int, token: CancelToken,
                 timeout: Optional[float] = None) -> List[ExeScriptCommandResult]:
-        """Long-poll the cumulative results until the batch finishes."""
-        limit = timeout if timeout is not None else self._options.execute_timeout_sec
-        deadline = Deadline(limit)
-        while True:
-            if deadline.expired:
-                raise GolemTimeoutError(
-                    f"batch {batch_id} on activity {self.activity_id} did not finish within {limit:g}s",
-                    phase="batch")
-            try:
-                results = self._blocking.call(
-                    token, self._client.activity.get_batch_results, self.activity_id, batch_id,
-                    timeout=max(0.1, deadline.cap(self._options.result_poll_sec)))
-            except YagnaError as exc:
-                raise GolemActivityError(
-                    f"reading results of batch {batch_id} on activity {self.activity_id} failed: "
-                    f"{exc}{self._state_hint()}") from exc
-            if results and (results[-1].is_batch_finished or len(results) >= size):
-                return list(results)
+        """Every result of the batch, once it has finished (or ended at its first error)."""
+        return list(self.iter_results(batch_id, size, token, timeout))
 
     # -- streams, partial results and usage (work-stream) -----------------------------------
 
