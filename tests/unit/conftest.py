@@ -144,6 +144,16 @@ def client_for() -> Iterator[Any]:
 
 
 @pytest.fixture
+def calls(mocked: responses.RequestsMock) -> Any:
+    """``calls()`` → the mocked calls that went to the mocked yagna (other traffic passes through)."""
+
+    def get() -> List[Any]:
+        return [call for call in mocked.calls if call.request.url.startswith(API + "/")]
+
+    return get
+
+
+@pytest.fixture
 def sent(mocked: responses.RequestsMock) -> Any:
     """``sent(i=-1)`` → (method, path, query dict, decoded JSON body or None) of a mocked call."""
 

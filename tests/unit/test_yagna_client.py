@@ -12,13 +12,13 @@ from golem_sync.yagna import Transport, YagnaClient, YagnaConfig
 ROOT = "http://127.0.0.1:7465"
 
 
-def test_identity_and_version(client: YagnaClient, mocked: responses.RequestsMock, sent: Any, app_key: str) -> None:
+def test_identity_and_version(client: YagnaClient, mocked: responses.RequestsMock, sent: Any, app_key: str, calls: Any) -> None:
     mocked.get(f"{ROOT}/me", json={"identity": "0xabc", "name": "default", "role": "manager"})
     mocked.get(f"{ROOT}/version/get", json={"current": {"version": "0.17.6", "name": "n", "seen": False,
                                                          "releaseTs": "2024-01-01T00:00:00"}, "pending": None})
     assert client.identity.me().identity == "0xabc"
     assert sent(0)[:2] == ("GET", "/me")
-    assert mocked.calls[0].request.headers["Authorization"] == f"Bearer {app_key}"
+    assert calls()[0].request.headers["Authorization"] == f"Bearer {app_key}"
     assert client.version.get().current.version == "0.17.6"
 
 

@@ -51,17 +51,17 @@ def test_amounts_never_go_out_in_scientific_notation(client: YagnaClient, mocked
 
 @pytest.mark.parametrize("bad", [1.5, -1, "abc", "NaN"])
 def test_bad_amounts_are_refused_before_sending(client: YagnaClient, mocked: responses.RequestsMock,
-                                                bad: Any) -> None:
+                                                bad: Any, calls: Any) -> None:
     with pytest.raises(GolemConfigError, match="total_amount"):
         client.payment.create_allocation(bad)
-    assert len(mocked.calls) == 0
+    assert len(calls()) == 0
 
 
-def test_allocation_create_500_is_not_retried(client: YagnaClient, mocked: responses.RequestsMock) -> None:
+def test_allocation_create_500_is_not_retried(client: YagnaClient, mocked: responses.RequestsMock, calls: Any) -> None:
     mocked.post(f"{P}/allocations", status=500, json={"message": "driver down"})
     with pytest.raises(YagnaServerError, match="driver down"):
         client.payment.create_allocation("1")
-    assert len(mocked.calls) == 1
+    assert len(calls()) == 1
 
 
 def test_demand_decorations(client: YagnaClient, mocked: responses.RequestsMock, sent: Any) -> None:
