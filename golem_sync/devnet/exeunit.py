@@ -29,21 +29,20 @@ import os
 import posixpath
 import re
 import selectors
-import shutil
 import signal
 import subprocess
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 import requests
 
 from ..errors import GolemConfigError, GolemError
-from .gftp import CHUNK_SIZE, gftp_fetch, gftp_push
 from .gsb import GsbConnection, GsbError, GsbRequest
+from .transfer import TransferError, Transfers
 
 __all__ = ["ExeUnit", "ExeUnitFaults", "ExeUnitError", "CONTAINER_DIRS"]
 
@@ -506,7 +505,8 @@ class ExeUnit:
                 except _CommandFailed as exc:
                     ok, message, code = False, exc.message, exc.return_code
                     stdout, stderr = exc.outputs
-                except (ExeUnitError, GsbError, OSError, ValueError, requests.RequestException) as exc:
+                except (ExeUnitError, TransferError, GsbError, OSError, ValueError,
+                        requests.RequestException) as exc:
                     ok, message, code = False, str(exc), 1
                 except Exception as exc:  # a bug must end the batch, not hang its waiters
                     logger.exception("command %d of batch %s failed", index, batch.batch_id)
@@ -564,7 +564,9 @@ class ExeUnit:
         if name == "run":
             return self._run_process(batch, index, args)
         if name == "transfer":
-            self._transfer(str(args.get("from", "")), str(args.get("to", "")), args)
+            assert self._conn is not None
+            Transfers(self._conn, self.container_path, self.work_dir, self._stopped.is_set).run(
+                str(args.get("from", "")), str(args.get("to", "")), args)
             return None, None
         raise ExeUnitError(f"unknown command {name!r}")
 
@@ -661,104 +663,6 @@ class ExeUnit:
             return ticks / os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError, IndexError):
             return 0.0
-
-    # -- transfer ----------------------------------------------------------------------------
-
-    def _transfer(self, source: str, target: str, args: Dict[str, Any]) -> None:
-        if args.get("format") or args.get("fileset"):
-            raise ExeUnitError("transfer with format/fileset (archives) is not supported")
-        conn = self._conn
-        assert conn is not None
-        tmp_target: Optional[Path] = None
-        if target.startswith("container:"):
-            dest = self.container_path(target[len("container:"):])
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp_target = dest.with_name(dest.name + ".part")
-        if source.startswith("container:"):
-            src = self.container_path(source[len("container:"):])
-            if not src.is_file():
-                raise ExeUnitError(f"transfer source {source} does not exist")
-            with open(src, "rb") as fh:
-                self._write_to(target, fh, tmp_target)
-        elif source.startswith("gftp://"):
-            self._sink(target, tmp_target, lambda out: gftp_fetch(
-                conn, source, out, cancelled=self._stopped.is_set))
-        elif source.startswith(("http://", "https://")):
-            def fetch_http(out: IO[bytes]) -> None:
-                with requests.get(source, stream=True, timeout=30) as resp:
-                    if resp.status_code != 200:
-                        raise ExeUnitError(f"GET {source} answered {resp.status_code}")
-                    for chunk in resp.iter_content(CHUNK_SIZE):
-                        if self._stopped.is_set():
-                            raise ExeUnitError("transfer cancelled")
-                        out.write(chunk)
-            self._sink(target, tmp_target, fetch_http)
-        elif source.startswith("file:"):
-            path = _file_url_path(source)
-            with open(path, "rb") as fh:
-                self._write_to(target, fh, tmp_target)
-        else:
-            raise ExeUnitError(f"unsupported transfer source {source!r}")
-
-    def _sink(self, target: str, tmp_target: Optional[Path], fill: Any) -> None:
-        """Let ``fill(fileobj)`` produce the data, then deliver it to ``target``."""
-        if tmp_target is not None:
-            self._fill_file(tmp_target, fill)
-            return
-        # Non-container targets get the data through a temp file in the activity dir.
-        spool = self.work_dir / f".spool-{uuid.uuid4().hex}"
-        try:
-            with open(spool, "wb") as out:
-                fill(out)
-            with open(spool, "rb") as fh:
-                self._write_to(target, fh, None)
-        finally:
-            spool.unlink(missing_ok=True)
-
-    def _fill_file(self, tmp_target: Path, fill: Any) -> None:
-        final = tmp_target.with_name(tmp_target.name[: -len(".part")])
-        try:
-            with open(tmp_target, "wb") as out:
-                fill(out)
-            os.replace(tmp_target, final)  # readers never see a half-written file
-        finally:
-            tmp_target.unlink(missing_ok=True)
-
-    def _write_to(self, target: str, source: IO[bytes], tmp_target: Optional[Path]) -> None:
-        conn = self._conn
-        assert conn is not None
-        if tmp_target is not None:
-            self._fill_file(tmp_target, lambda out: shutil.copyfileobj(source, out, CHUNK_SIZE))
-        elif target.startswith("gftp://"):
-            gftp_push(conn, target, source, cancelled=self._stopped.is_set)
-        elif target.startswith(("http://", "https://")):
-            resp = requests.put(target, data=_chunks(source), timeout=30)
-            if resp.status_code >= 300:
-                raise ExeUnitError(f"PUT {target} answered {resp.status_code}")
-        elif target.startswith("file:"):
-            path = _file_url_path(target)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "wb") as out:
-                shutil.copyfileobj(source, out, CHUNK_SIZE)
-        else:
-            raise ExeUnitError(f"unsupported transfer target {target!r}")
-
-
-def _chunks(source: IO[bytes]) -> Iterator[bytes]:
-    while True:
-        data = source.read(CHUNK_SIZE)
-        if not data:
-            return
-        yield data
-
-
-def _file_url_path(url: str) -> Path:
-    rest = url[len("file:"):]
-    if rest.startswith("//"):
-        rest = rest[2:]
-        if not rest.startswith("/"):  # file://host/path: only the local host exists here
-            rest = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
-    return Path(rest)
 
 
 def _validate_command(command: Any) -> Optional[str]:
