@@ -10,7 +10,7 @@ import logging
 import threading
 from typing import Any, Callable, Mapping, Set, Tuple
 
-from .provider_rest import ProviderApiError, ProviderRest, parse_timestamp, rfc3339, utcnow
+from .provider_rest import ProviderRest, collect_events
 
 __all__ = ["ActivityWatcher", "event_kind"]
 
@@ -44,33 +44,12 @@ class ActivityWatcher:
         self._on_destroy = on_destroy
         self._poll_timeout = poll_timeout
         self._label = label
-        self._after = utcnow()
         self._seen: Set[Tuple[str, str]] = set()
 
     def run(self) -> None:
         """The activity thread: collect provider activity events until stopped."""
-        while not self._stop.is_set():
-            try:
-                events = self._rest.poll(
-                    "activity", "/events", timeout=self._poll_timeout,
-                    params={"afterTimestamp": rfc3339(self._after), "maxEvents": 100},
-                )
-            except ProviderApiError as exc:
-                if self._stop.is_set():
-                    return
-                logger.warning("%s: collecting activity events failed: %s", self._label, exc)
-                self._stop.wait(1.0)  # yagna hiccup: back off a little instead of spinning
-                continue
-            for event in events:
-                date = parse_timestamp(str(event.get("eventDate", "")))
-                if date is not None and date > self._after:
-                    self._after = date
-                if self._stop.is_set():
-                    return
-                try:
-                    self._handle(event)
-                except Exception:  # a bug here must not kill the activity thread
-                    logger.exception("%s: handling activity event %r failed", self._label, event)
+        collect_events(self._rest, self._stop, "activity", "/events", poll_timeout=self._poll_timeout,
+                       handle=self._handle, label=self._label, what="activity")
 
     def _handle(self, event: Mapping[str, Any]) -> None:
         kind = event_kind(event)

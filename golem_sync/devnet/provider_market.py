@@ -15,7 +15,7 @@ import logging
 import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
-from .provider_rest import ProviderApiError, ProviderRest, parse_timestamp, rfc3339, utcnow
+from .provider_rest import ProviderApiError, ProviderRest, collect_events
 from .provider_spec import ProviderFaults, counter_properties, proposal_problem
 
 __all__ = ["OfferNegotiator", "AgreementWatcher"]
@@ -232,31 +232,12 @@ class AgreementWatcher:
         self._on_terminated = on_terminated
         self._poll_timeout = poll_timeout
         self._label = label
-        self._after = utcnow()
         self._seen: Set[Tuple[str, str]] = set()
 
     def run(self) -> None:
         """The agreements thread: collect agreement events until stopped."""
-        while not self._stop.is_set():
-            try:
-                events = self._rest.poll(
-                    "market", "/agreementEvents", timeout=self._poll_timeout,
-                    params={"afterTimestamp": rfc3339(self._after), "maxEvents": 100},
-                )
-            except ProviderApiError as exc:
-                if self._stop.is_set():
-                    return
-                logger.warning("%s: collecting agreement events failed: %s", self._label, exc)
-                self._stop.wait(1.0)
-                continue
-            for event in events:
-                date = parse_timestamp(str(event.get("eventDate", "")))
-                if date is not None and date > self._after:
-                    self._after = date
-                try:
-                    self._handle(event)
-                except Exception:  # a bug here must not kill the agreements thread
-                    logger.exception("%s: handling agreement event %r failed", self._label, event)
+        collect_events(self._rest, self._stop, "market", "/agreementEvents", poll_timeout=self._poll_timeout,
+                       handle=self._handle, label=self._label, what="agreement")
 
     def _handle(self, event: Mapping[str, Any]) -> None:
         agreement_id = event.get("agreementId")

@@ -13,11 +13,11 @@ import datetime as _dt
 import logging
 import re
 import threading
-from typing import Any, List, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional
 
 import requests
 
-__all__ = ["ProviderRest", "ProviderApiError", "rfc3339", "utcnow", "parse_timestamp"]
+__all__ = ["ProviderRest", "ProviderApiError", "rfc3339", "utcnow", "parse_timestamp", "collect_events"]
 
 logger = logging.getLogger("golem_sync.devnet.provider")
 
@@ -142,3 +142,33 @@ class ProviderRest:
             sessions, self._sessions = self._sessions, []
         for session in sessions:
             session.close()
+
+
+def collect_events(rest: "ProviderRest", stop: threading.Event, api: str, path: str, *, poll_timeout: float,
+                   handle: Callable[[Mapping[str, Any]], None], label: str, what: str) -> None:
+    """Long-poll one provider event stream (``afterTimestamp`` paging) until ``stop`` is set.
+
+    Runs on the caller's thread. A failed poll backs off 1 s (waking at once on stop); a handler that
+    raises is logged and the loop goes on, so one bad event never kills the thread.
+    """
+    after = utcnow()
+    while not stop.is_set():
+        try:
+            events = rest.poll(api, path, timeout=poll_timeout,
+                               params={"afterTimestamp": rfc3339(after), "maxEvents": 100})
+        except ProviderApiError as exc:
+            if stop.is_set():
+                return
+            logger.warning("%s: collecting %s events failed: %s", label, what, exc)
+            stop.wait(1.0)  # yagna hiccup: back off a little instead of spinning
+            continue
+        for event in events:
+            date = parse_timestamp(str(event.get("eventDate", "")))
+            if date is not None and date > after:
+                after = date
+            if stop.is_set():
+                return
+            try:
+                handle(event)
+            except Exception:  # a bug here must not kill the thread
+                logger.exception("%s: handling %s event %r failed", label, what, event)
