@@ -167,3 +167,41 @@ def sent(mocked: responses.RequestsMock) -> Any:
             json.loads(body) if body else None)
 
     return get
+
+
+@pytest.fixture
+def fake_yagna() -> Iterator[Any]:
+    """A stateful fake yagna (``fakeyagna.FakeYagna``) answering at ``API``; other traffic passes."""
+    from fakeyagna import FakeYagna
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add_passthru(re.compile(rf"^(?!{re.escape(API)}/)"))
+        yield FakeYagna(rsps, poll_sleep=0.02)
+
+
+@pytest.fixture
+def golem(fake_yagna: Any) -> Iterator[Any]:
+    """``golem(**options)`` → an initialised GolemNetwork on the fake yagna, closed at teardown.
+
+    Teardown also asserts the promise every test relies on: no golem_sync thread outlives close().
+    """
+    from fakeyagna import PACKAGE, client as fake_client
+
+    from golem_sync import GolemNetwork
+
+    made: List[Any] = []
+
+    def make(**options: Any) -> Any:
+        options.setdefault("package", PACKAGE)
+        options.setdefault("payment", {"payment_timeout_sec": 0.2})
+        network = GolemNetwork(client=fake_client(), **options).init()
+        made.append(network)
+        return network
+
+    before = {t.ident for t in threading.enumerate()}
+    yield make
+    for network in made:
+        network.close()
+    leftover = [t.name for t in threading.enumerate()
+                if t.ident not in before and t.is_alive() and t.name.startswith("golem-")]
+    assert not leftover, f"threads left after close(): {leftover}"

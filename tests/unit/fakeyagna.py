@@ -1,0 +1,249 @@
+"""A stateful fake yagna on top of `responses`: enough REST for a whole job (negotiate, agree,
+create activity, deploy/start, run batches, destroy, terminate, debit notes, invoices).
+
+For the error-path tests: knobs make any step fail, hang or race (``fail``, ``approve``/``max_wait``,
+``batch_delay``, ``accept_fail``) and ``push_*`` inject provider-side events. Whole-job behaviour
+against the REAL yagna lives in ``tests/devnet``; this stand-in is for paths real yagna cannot be
+made to take on demand (a 500 on exactly one call, a race between two requests).
+
+Threads: route callbacks run on whichever thread made the request; ``lock`` guards the tables.
+"""
+import datetime as dt, itertools, json, re, threading, time
+from urllib.parse import urlsplit, parse_qs
+import responses
+from golem_sync.yagna import YagnaClient, YagnaConfig
+
+API = "http://127.0.0.1:7465"
+KEY = "sk-TEST-4f1c2e9a8b7d6c5e"
+PLATFORM = "erc20-holesky-tglm"
+
+
+def now():
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+OFFER_PROPS = {
+    f"golem.com.payment.platform.{PLATFORM}.address": "0xprov",
+    "golem.com.pricing.model": "linear",
+    "golem.com.usage.vector": ["golem.usage.cpu_sec", "golem.usage.duration_sec"],
+    "golem.com.pricing.model.linear.coeffs": [0.1, 0.01, 0.0],
+    "golem.node.id.name": "prov-1",
+}
+
+
+class FakeYagna:
+    def __init__(self, rsps, *, poll_sleep=0.1):
+        self.rsps = rsps
+        self.lock = threading.Lock()
+        self.poll_sleep = poll_sleep
+        self.ids = itertools.count(1)
+        self.agreements = {}      # id -> state
+        self.activities = {}      # id -> alive
+        self.batches = {}         # batch id -> n commands
+        self.demand_events = {}   # demand id -> list of pending events
+        self.debit_events, self.invoice_events, self.agreement_events = [], [], []
+        self.docs = {}
+        self.accept_fail = {}     # doc id -> remaining failures
+        self.log = []             # (method, path)
+        self.batch_delay = 0.0
+        self.allocations = []
+        self.released = []
+        self.providers = ["0xprov"]
+        self.approve = True
+        self.max_wait = 2.0
+        self.failures = []        # [method, path part, status, remaining, message]
+        self._routes()
+
+    # -- helpers -------------------------------------------------------------------------
+    def fail_next(self, method, part, status=500, times=1, message="injected failure"):
+        """Make the next ``times`` calls of ``method`` whose path contains ``part`` answer ``status``."""
+        with self.lock:
+            self.failures.append([method, part, status, times, message])
+
+    def _injected(self, method, path):
+        with self.lock:
+            for rule in self.failures:
+                if rule[0] == method and rule[1] in path and rule[3] > 0:
+                    rule[3] -= 1
+                    return rule[2], {"message": rule[4]}
+        return None
+
+    def _add(self, method, pattern, fn):
+        regex = re.compile(re.escape(API) + pattern + r"(\?.*)?$")
+        def cb(request):
+            path = urlsplit(request.url).path
+            with self.lock:
+                self.log.append((request.method, path))
+            injected = self._injected(request.method, path)
+            if injected is not None:
+                return injected[0], {"Content-Type": "application/json"}, json.dumps(injected[1])
+            m = regex.match(request.url)
+            out = fn(request, *m.groups()[:-1])
+            status, body = out if isinstance(out, tuple) else (200, out)
+            return status, {"Content-Type": "application/json"}, "" if body is None else json.dumps(body)
+        self.rsps.add_callback(method, regex, callback=cb)
+
+    def _poll(self, queue):
+        def fn(request):
+            with self.lock:
+                if queue:
+                    items = list(queue); queue.clear(); return items
+            time.sleep(self.poll_sleep)
+            return []
+        return fn
+
+    def proposal(self, pid, state, issuer="0xprov", props=None):
+        return {"eventType": "ProposalEvent", "eventDate": now(), "proposal": {
+            "proposalId": pid, "issuerId": issuer, "state": state, "timestamp": now(),
+            "properties": dict(props or OFFER_PROPS), "constraints": "()"}}
+
+    def calls(self, method=None, part=""):
+        with self.lock:
+            return [p for m, p in self.log if (method is None or m == method) and part in p]
+
+    def push_debit_note(self, doc_id, agreement_id, amount="0.1"):
+        self.docs[doc_id] = {"debitNoteId": doc_id, "issuerId": "0xprov", "recipientId": "0xreq", "payeeAddr": "0xprov",
+                             "payerAddr": "0xreq", "paymentPlatform": PLATFORM, "timestamp": now(),
+                             "agreementId": agreement_id, "activityId": "act", "totalAmountDue": amount, "status": "RECEIVED"}
+        with self.lock:
+            self.debit_events.append({"eventType": "DebitNoteReceivedEvent", "eventDate": now(), "debitNoteId": doc_id})
+
+    def push_invoice(self, doc_id, agreement_id, amount="0.2"):
+        self.docs[doc_id] = {"invoiceId": doc_id, "issuerId": "0xprov", "recipientId": "0xreq", "payeeAddr": "0xprov",
+                             "payerAddr": "0xreq", "paymentPlatform": PLATFORM, "timestamp": now(),
+                             "agreementId": agreement_id, "amount": amount, "paymentDueDate": now(), "status": "RECEIVED",
+                             "activityIds": []}
+        with self.lock:
+            self.invoice_events.append({"eventType": "InvoiceReceivedEvent", "eventDate": now(), "invoiceId": doc_id})
+
+    def push_terminated(self, agreement_id, message="provider quit"):
+        with self.lock:
+            self.agreement_events.append({"eventType": "AgreementTerminatedEvent", "eventDate": now(),
+                                          "agreementId": agreement_id, "terminator": "Provider",
+                                          "reason": {"message": message}})
+
+    # -- routes --------------------------------------------------------------------------
+    def _routes(self):
+        A = self._add
+        A("GET", r"/version/get", lambda r: {"current": {"version": "0.17.6", "name": "x", "seen": True}})
+        A("GET", r"/me", lambda r: {"identity": "0xreq", "name": "req", "role": "manager"})
+        P, M, AC = "/payment-api/v1", "/market-api/v1", "/activity-api/v1"
+
+        def alloc(r):
+            aid = f"al-{next(self.ids)}"
+            self.allocations.append(aid)
+            return 201, {"allocationId": aid, "address": "0xreq", "paymentPlatform": PLATFORM, "totalAmount": "5",
+                         "spentAmount": "0", "remainingAmount": "5", "timestamp": now()}
+        A("POST", P + r"/allocations", alloc)
+        A("DELETE", P + r"/allocations/([^/?]+)", lambda r, a: (self.released.append(a), (200, None))[1])
+        A("GET", P + r"/demandDecorations", lambda r: {"properties": [], "constraints": []})
+        A("GET", P + r"/debitNoteEvents", self._poll(self.debit_events))
+        A("GET", P + r"/invoiceEvents", self._poll(self.invoice_events))
+        A("GET", M + r"/agreementEvents", self._poll(self.agreement_events))
+        A("GET", P + r"/debitNotes/([^/?]+)", lambda r, d: self.docs[d])
+        A("GET", P + r"/invoices/([^/?]+)", lambda r, d: self.docs[d])
+
+        def accept(r, d):
+            left = self.accept_fail.get(d, 0)
+            if left:
+                self.accept_fail[d] = left - 1
+                return 500, {"message": "payment driver busy"}
+            return 200, None
+        A("POST", P + r"/debitNotes/([^/?]+)/accept", accept)
+        A("POST", P + r"/invoices/([^/?]+)/accept", accept)
+        A("POST", P + r"/debitNotes/([^/?]+)/reject", lambda r, d: (200, None))
+        A("POST", P + r"/invoices/([^/?]+)/reject", lambda r, d: (200, None))
+
+        def subscribe(r):
+            did = f"dem-{next(self.ids)}"
+            with self.lock:
+                self.demand_events[did] = [self.proposal(f"init-{did}-{p}", "Initial", issuer=p) for p in self.providers]
+            return 201, did
+        A("POST", M + r"/demands", subscribe)
+        A("DELETE", M + r"/demands/([^/?]+)", lambda r, d: (204, None))
+
+        def demand_events(r, did):
+            with self.lock:
+                q = self.demand_events.get(did, [])
+                if q:
+                    items = list(q); q.clear(); return items
+            time.sleep(self.poll_sleep)
+            return []
+        A("GET", M + r"/demands/([^/?]+)/events", demand_events)
+
+        def counter(r, did, pid):
+            issuer = pid.rsplit("-", 1)[-1]
+            with self.lock:
+                self.demand_events.setdefault(did, []).append(self.proposal(f"draft-{did}-{issuer}", "Draft", issuer=issuer))
+            return 201, f"counter-{pid}"
+        A("POST", M + r"/demands/([^/?]+)/proposals/([^/?]+)", counter)
+        A("POST", M + r"/demands/([^/?]+)/proposals/([^/?]+)/reject", lambda r, d, p: (204, None))
+
+        def create_agreement(r):
+            aid = f"agr-{next(self.ids)}"
+            self.agreements[aid] = "Proposal"
+            return 201, aid
+        A("POST", M + r"/agreements", create_agreement)
+
+        def confirm(r, aid):
+            self.agreements[aid] = "Pending"; return 204, None
+        A("POST", M + r"/agreements/([^/?]+)/confirm", confirm)
+
+        def wait(r, aid):
+            if not self.approve:
+                t = float(parse_qs(urlsplit(r.url).query)["timeout"][0])
+                time.sleep(min(t, self.max_wait))
+                return 408, {"message": "timeout"}
+            self.agreements[aid] = "Approved"; return 204, None
+        A("POST", M + r"/agreements/([^/?]+)/wait", wait)
+
+        def get_agreement(r, aid):
+            return {"agreementId": aid, "state": self.agreements.get(aid, "Terminated"), "timestamp": now(),
+                    "validTo": now(), "demand": {"demandId": "d", "requestorId": "0xreq", "properties": {},
+                                                  "constraints": "()", "timestamp": now()},
+                    "offer": {"offerId": "o", "providerId": "0xprov", "properties": {}, "constraints": "()",
+                              "timestamp": now()}}
+        A("GET", M + r"/agreements/([^/?]+)", get_agreement)
+
+        def terminate(r, aid):
+            self.agreements[aid] = "Terminated"; return 200, None
+        A("POST", M + r"/agreements/([^/?]+)/terminate", terminate)
+
+        def cancel(r, aid):
+            self.agreements[aid] = "Cancelled"; return 200, None
+        A("POST", M + r"/agreements/([^/?]+)/cancel", cancel)
+
+        def create_activity(r):
+            aid = f"act-{next(self.ids)}"
+            self.activities[aid] = True
+            return 201, {"activityId": aid}
+        A("POST", AC + r"/activity", create_activity)
+
+        def destroy(r, aid):
+            self.activities[aid] = False; return 200, None
+        A("DELETE", AC + r"/activity/([^/?]+)", destroy)
+
+        def exec_(r, aid):
+            n = len(json.loads(json.loads(r.body)["text"]))
+            bid = f"batch-{next(self.ids)}"
+            self.batches[bid] = (n, time.monotonic())
+            return 200, bid
+        A("POST", AC + r"/activity/([^/?]+)/exec", exec_)
+
+        def results(r, aid, bid):
+            n, t0 = self.batches[bid]
+            if time.monotonic() - t0 < self.batch_delay:
+                time.sleep(min(self.poll_sleep, self.batch_delay))
+                return 408, {"message": "timeout"}
+            return [{"index": i, "eventDate": now(), "result": "Ok", "stdout": "out\n", "stderr": "",
+                     "isBatchFinished": i == n - 1} for i in range(n)]
+        A("GET", AC + r"/activity/([^/?]+)/exec/([^/?]+)", results)
+        A("GET", AC + r"/activity/([^/?]+)/usage", lambda r, a: {"currentUsage": [1.0, 2.0], "timestamp": 1})
+        A("GET", AC + r"/activity/([^/?]+)/state", lambda r, a: {"state": ["Ready", None]})
+
+
+def client():
+    return YagnaClient(YagnaConfig(app_key=KEY, api_url=API, retries=0, backoff=0.01))
+
+
+PACKAGE = {"image_hash": "abc", "image_url": "http://x/img"}
