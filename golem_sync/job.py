@@ -9,6 +9,14 @@ Threads: ``start_work``, ``cancel``, ``wait_for_result`` and the properties are 
 (state changes happen under one lock). The run itself owns one thread of the network's pool from
 start to end; cleanup (activity destroyed, agreement ended) happens on that thread, before the
 ``job_ended`` signal and before the future completes.
+
+Every path ends: whatever yagna answers and whatever user code does in a receiver or callback, a
+started job reaches a terminal state and its future completes (cleanup steps are isolated and
+never raise). Waits never wait for themselves: on one of golem_sync's own threads (a worker, a
+signal receiver, a done-callback, a progress callback) ``cancel()`` only requests the cancellation,
+and ``wait_for_result()``/``result()`` on the job being run raise :class:`GolemUserError`. A worker
+may start another job and wait for it: a child still queued behind busy pool threads is then run
+on a thread of its own, and the wait ends when the waiting job is cancelled or times out.
 """
 from __future__ import annotations
 
@@ -16,9 +24,10 @@ import enum
 import logging
 import threading
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, Set, TypeVar
+from concurrent.futures import TimeoutError as FutureTimeoutError
+from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, Set, Tuple, TypeVar
 
-from . import signals
+from . import signals, threads
 from .activity import Activity
 from .agreement import AgreementLease, release
 from .cancel import CancelToken, Deadline
@@ -65,7 +74,7 @@ class _Attempt:
 
     def run(self, worker: Callable[[WorkContext], Any], startup: Deadline, excluded: Set[str]) -> Any:
         self.token.raise_if_cancelled()
-        services = self.job._network._services()
+        services = self.job._network._services(self.token)
         demand = services.demand_for(self.options)
         negotiator = Negotiator(services.client, services.blocking, demand, self.options.market,
                                 self.options.agreement, services.app_session_id, self.job,
@@ -95,21 +104,88 @@ class _Attempt:
         return self.lease.provider_id if self.lease else None
 
     def cleanup(self, success: bool) -> None:
-        """Teardown, destroy the activity, end the agreement. Never raises."""
-        services = self.job._network._services()
-        if self.ctx is not None and self.activity is not None and not self.token.cancelled:
-            self.ctx._teardown()
+        """Teardown, destroy the activity, end the agreement. Never raises, never creates anything.
+
+        Each step is isolated: one that fails is logged and the next still runs.
+        """
+        services = self.job._network._services_if_created()
+        cancelled = self.token.cancelled
+        if self.ctx is not None and self.activity is not None and not cancelled:
+            _step("teardown", self.ctx._teardown)
         if self.ctx is not None:
-            self.ctx._close()  # streams closed, final usage read, its (possibly replaced) activity destroyed, VPN removed
+            # streams closed, final usage read, its (possibly replaced) activity destroyed, VPN removed
+            _step("closing the work context", self.ctx._close)
         if self.activity is not None:
-            self.activity.destroy()
-        if self.lease is not None:
-            self.lease.released = True
-            message = ("Finished" if success else self.lease.violation
+            _step("destroying the activity", self.activity.destroy)
+        if self.lease is not None and services is not None:
+            lease = self.lease
+            lease.released = True
+            message = ("Finished" if success else lease.violation
                        or ("Cancelled" if self.job._token.cancelled else "Failed"))
-            release(services.client, self.lease.agreement_id, message, success=success)
-            services.watcher.forget(self.lease.agreement_id)
-            services.payments.agreement_ended(self.lease.agreement_id)
+            outcome = _step("ending the agreement", release, services.client, lease.agreement_id, message,
+                            success=success)
+            _step("forgetting the agreement", services.watcher.forget, lease.agreement_id)
+            if outcome == "failed":
+                # Still Approved after retries: no invoice can come while it is, so close() must not
+                # wait for one; yagna ends it at its validTo.
+                logger.error("agreement %s could not be ended; it expires at its validTo", lease.agreement_id)
+                _step("closing the agreement's account", services.payments.agreement_ended, lease.agreement_id,
+                      invoice_expected=False)
+            else:
+                _step("closing the agreement's account", services.payments.agreement_ended, lease.agreement_id)
+
+
+def _step(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one cleanup step; log and swallow what it raises (cleanup must reach its end)."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception:
+        logger.exception("cleanup: %s failed", what)
+        return None
+
+
+class _Running(threading.local):
+    """The job whose run the current pool thread is executing (None elsewhere)."""
+
+    job: "Optional[Job[Any]]" = None
+
+
+_running = _Running()
+
+
+class _JobFuture(Future):  # type: ignore[type-arg]
+    """``job.future``: a real Future whose blocking reads never wait for their own thread.
+
+    ``result()``/``exception()`` called on the job's own thread (its worker, or a ``job_ended``
+    receiver) answer from the job's final state, or raise :class:`GolemUserError` while it runs;
+    called from another job's worker they also end when that job is cancelled.
+    """
+
+    def __init__(self, job: "Job[Any]") -> None:
+        super().__init__()
+        self._job = job
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        if not self.done():
+            ended = self._wait(timeout)
+            if ended is not None:
+                if ended[1] is not None:
+                    raise ended[1]
+                return ended[0]
+        return super().result(0)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        if not self.done():
+            ended = self._wait(timeout)
+            if ended is not None:
+                return ended[1]
+        return super().exception(0)
+
+    def _wait(self, timeout: Optional[float]) -> Optional[Tuple[Any, Optional[BaseException]]]:
+        try:
+            return self._job._before_blocking_read(timeout)
+        except GolemTimeoutError as exc:  # the Future contract: concurrent.futures.TimeoutError
+            raise FutureTimeoutError(str(exc)) from None
 
 
 class Job(Generic[T]):
@@ -120,16 +196,22 @@ class Job(Generic[T]):
         self._network = network
         self._layer = layer
         self._lock = threading.Lock()
+        self._ended = threading.Condition(self._lock)  # notified once the future is complete
         self._state = JobState.NEW
         self._token = CancelToken()
-        self.future: "Future[T]" = Future()
+        self.future: "Future[T]" = _JobFuture(self)
         self.results: Optional[T] = None
         self.error: Optional[BaseException] = None
         self.provider: Optional[ProviderInfo] = None
         self.agreement_id: Optional[str] = None
         self.activity_id: Optional[str] = None
         self._started_emitted = False
-        self._runner: Optional[int] = None  # ident of the pool thread running this job
+        self._claimed = False  # a run (or a direct end) has taken the job: exactly one ever does
+        self._timed_out = False
+        self._runner: Optional[int] = None  # ident of the thread running this job
+        self._announcer: Optional[int] = None  # ident of the thread emitting job_created
+        self._task: "Optional[Future[None]]" = None  # the pool's task for this job
+        self._run_args: Optional[Tuple[Callable[[WorkContext], T], RunOptions]] = None
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self._state.value}>"
@@ -160,22 +242,35 @@ class Job(Generic[T]):
                 raise GolemUserError(f"job {self.id} is already running")
             if self._state is not JobState.NEW:
                 raise GolemUserError(f"job {self.id} has already ended ({self._state}); create a new job")
-            self._network._ensure_open()
-            self._state = JobState.PENDING
-            self.future.set_running_or_notify_cancel()
+            # The open check and the state change are one step for close(): it either refuses this
+            # job here or sees it pending and cancels it.
+            self._network._admit(self._become_pending)
+            self._run_args = (worker, run_options)
         self._persist()
-        signals.emit(signals.job_created, self)
+        self._announcer = threading.get_ident()  # receivers of job_created run here: "own thread"
         try:
-            self._network._submit(self._run, worker, run_options)
-        except BaseException as exc:  # the pool is shut down: end the job rather than leave it pending
-            self._finish(JobState.REJECTED, None, exc)
-            raise
+            signals.emit(signals.job_created, self)
+        finally:
+            self._announcer = None
+        if self._token.cancelled:  # a job_created receiver (or close()) cancelled it: nothing to run
+            self._end_unstarted()
+            return
+        try:
+            self._task = self._network._submit(self._run)
+        except RuntimeError as exc:  # the pool shut down meanwhile: close() is ending the network
+            self._end_unstarted()
+            raise GolemUserError("this GolemNetwork is closed; create a new one") from exc
+
+    def _become_pending(self) -> None:
+        self._state = JobState.PENDING
+        self.future.set_running_or_notify_cancel()
 
     def cancel(self, timeout: Optional[float] = None) -> None:
         """Cancel the job and return once it has ended and cleaned up.
 
-        Called from the job's own thread (its worker or a signal receiver), it only requests the
-        cancellation and returns at once.
+        On one of golem_sync's own threads (a worker, a signal receiver, a done-callback, a
+        transfer progress callback) it only requests the cancellation and returns at once. A job
+        still queued behind busy pool threads ends at once, on the calling thread.
 
         Raises :class:`GolemUserError` if the job is not running, and
         :class:`GolemTimeoutError` if cleanup does not finish within ``timeout`` seconds.
@@ -183,24 +278,33 @@ class Job(Generic[T]):
         with self._lock:
             if self._state is not JobState.PENDING:
                 raise GolemUserError(f"job {self.id} is not running (state: {self._state})")
-        self._token.cancel("cancelled by the user")
-        if self._on_own_thread():
-            return  # called from the worker or a signal receiver: waiting here would wait for ourselves
+        self._request_cancel("cancelled by the user")
+        if self._on_own_thread() or threads.owned():
+            return  # waiting here could wait for the very thread we run on
         self._wait_done(timeout, "cancel")
+
+    def _request_cancel(self, reason: str) -> None:
+        """Cancel the token; a job not yet taken by a pool thread ends here and now."""
+        self._token.cancel(reason)
+        task = self._task
+        if task is not None and task.cancel():
+            self._end_unstarted()  # it was still queued: nothing was acquired
 
     def wait_for_result(self, timeout: Optional[float] = None) -> T:
         """Block until the job ends; return its result or raise its error.
 
-        Raises :class:`GolemUserError` for a job never started and :class:`GolemTimeoutError`
-        (phase ``"wait"``) when ``timeout`` runs out first.
+        Raises :class:`GolemUserError` for a job never started or when called where the wait could
+        never end (the job's own worker or receivers, or a golem_sync thread other than a job's),
+        and :class:`GolemTimeoutError` (phase ``"wait"``) when ``timeout`` runs out first.
         """
         if self._state is JobState.NEW:
             raise GolemUserError(f"job {self.id} was never started: call start_work() first")
-        if self._on_own_thread() and not self.future.done():
-            raise GolemUserError(f"wait_for_result() on job {self.id} from its own worker or signal "
-                                 "receiver would wait forever; return from the worker instead")
-        self._wait_done(timeout, "wait")
-        return self.future.result()
+        ended = self._before_blocking_read(timeout)
+        if ended is not None:
+            if ended[1] is not None:
+                raise ended[1]
+            return ended[0]  # type: ignore[no-any-return]
+        return self.future.result(0)
 
     @property
     def cost(self) -> float:
@@ -223,61 +327,139 @@ class Job(Generic[T]):
         """Call ``fn(job)`` when the job has ended (at once if it has)."""
         self.future.add_done_callback(lambda _future: fn(self))
 
-    # -- the run (pool thread) ---------------------------------------------------------------
+    # -- waiting -----------------------------------------------------------------------------
 
     def _on_own_thread(self) -> bool:
-        return self._runner == threading.get_ident()
+        ident = threading.get_ident()
+        return self._runner == ident or self._announcer == ident
 
-    def _run(self, worker: Callable[[WorkContext], T], options: RunOptions) -> None:
+    def _before_blocking_read(self, timeout: Optional[float]) -> Optional[Tuple[Any, Optional[BaseException]]]:
+        """Make a blocking read of the outcome safe; wait for the end unless it is on its own thread.
+
+        Returns ``(result, error)`` when the caller is the job's own thread after the job ended
+        (a ``job_ended`` receiver: the future completes right after). Otherwise waits (interruptibly
+        when called from another job's worker) and returns None; raises GolemUserError where the
+        wait could never end and GolemTimeoutError when ``timeout`` runs out.
+        """
+        if self.future.done():
+            return None
+        if self._on_own_thread():
+            with self._lock:
+                if self._state in (JobState.DONE, JobState.REJECTED, JobState.CANCELLED):
+                    return self.results, self.error
+            raise GolemUserError(f"waiting for job {self.id} from its own worker or signal receiver would wait "
+                                 "forever; return from the worker instead")
+        waiter = _running.job
+        if waiter is None and threads.owned():
+            raise GolemUserError(f"waiting for job {self.id} on golem_sync's thread {threads.name()!r} (a signal "
+                                 "receiver or callback) would block it; wait from your own thread")
+        if waiter is not None:
+            self._network._run_queued_now(self)  # a child must not need the pool thread its parent holds
+        self._wait_done(timeout, "wait", token=waiter._token if waiter is not None else None)
+        return None
+
+    def _wait_done(self, timeout: Optional[float], what: str, token: Optional[CancelToken] = None) -> None:
+        """Wait until the future is complete (no callback is left behind); ``token`` interrupts it."""
+        deadline = Deadline(timeout)
+        remove = token.on_cancel(self._wake) if token is not None else None
+        try:
+            with self._ended:
+                while not self.future.done():
+                    if token is not None:
+                        token.raise_if_cancelled()
+                    left = deadline.remaining()
+                    if left == 0.0:
+                        raise GolemTimeoutError(f"job {self.id} did not end within {timeout:g}s ({what})", phase=what)
+                    self._ended.wait(left)
+        finally:
+            if remove is not None:
+                remove()
+
+    def _wake(self) -> None:
+        with self._ended:
+            self._ended.notify_all()
+
+    # -- the run (pool thread) ---------------------------------------------------------------
+
+    def _claim(self) -> bool:
+        """Take the job for a run or a direct end; exactly one caller ever gets True."""
+        with self._lock:
+            if self._claimed:
+                return False
+            self._claimed = True
+            return True
+
+    def _run(self) -> None:
+        if not self._claim():
+            return  # ended while queued, or already run on a thread of its own
+        assert self._run_args is not None
+        worker, options = self._run_args
         self._runner = threading.get_ident()
+        _running.job = self
         timer = None
-        if options.job.timeout_sec is not None:
-            timer = threading.Timer(options.job.timeout_sec, self._token.cancel,
-                                    args=(f"job timeout of {options.job.timeout_sec:g}s",))
-            timer.daemon = True
-            timer.start()
+        try:
+            if options.job.timeout_sec is not None:
+                timer = threading.Timer(options.job.timeout_sec, self._on_timeout, args=(options.job.timeout_sec,))
+                timer.name = f"{threads.PREFIX}job-timer"
+                timer.daemon = True
+                timer.start()
+            try:
+                state, result, error = self._execute(worker, options)
+            except BaseException as unexpected:  # a bug in golem_sync itself: never leave the job pending
+                logger.exception("job %s: internal error", self.id)
+                state, result, error = JobState.REJECTED, None, unexpected
+            if timer is not None:
+                timer.cancel()
+            self._finish(state, result, error)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._runner = None
+            _running.job = None
+
+    def _on_timeout(self, seconds: float) -> None:
+        self._timed_out = True
+        self._token.cancel(f"job timeout of {seconds:g}s")
+
+    def _execute(self, worker: Callable[[WorkContext], T],
+                 options: RunOptions) -> Tuple[JobState, Optional[T], Optional[BaseException]]:
+        """Attempts until one succeeds, fails for good or is cancelled; each is cleaned up."""
         startup = Deadline(options.job.startup_timeout_sec)
         excluded: Set[str] = set()
         tries = 0
-        attempt: Optional[_Attempt] = None
-        try:
-            while True:
-                attempt = _Attempt(self, options, self._token.child())
-                try:
-                    result = attempt.run(worker, startup, excluded)
-                except BaseException as raw:
-                    error = self._classify(raw, attempt, options)
-                    if (_provider_failure(error) and tries < options.job.max_retries
-                            and not self._token.cancelled):
-                        tries += 1
-                        logger.info("job %s: provider failed (%s); retry %d of %d on another provider",
-                                    self.id, error, tries, options.job.max_retries)
-                        attempt.cleanup(success=False)
-                        if attempt.provider_id:
-                            excluded.add(attempt.provider_id)
-                        startup = Deadline(options.job.startup_timeout_sec)
-                        continue
-                    self._end_failed(error, attempt)
-                    return
-                self._end_succeeded(result, attempt)
-                return
-        except BaseException as unexpected:  # a bug in golem_sync itself: never leave the job pending
-            logger.exception("job %s: internal error", self.id)
-            if not self.future.done():
-                if attempt is not None:
+        while True:
+            attempt = _Attempt(self, options, self._token.child())
+            try:
+                result = attempt.run(worker, startup, excluded)
+            except BaseException as raw:
+                error = self._classify(raw, attempt, options)
+                if (_provider_failure(error) and tries < options.job.max_retries
+                        and not self._token.cancelled):
+                    tries += 1
+                    logger.info("job %s: provider failed (%s); retry %d of %d on another provider",
+                                self.id, error, tries, options.job.max_retries)
                     attempt.cleanup(success=False)
-                self._finish(JobState.REJECTED, None, unexpected)
-        finally:
-            self._runner = None
-            if timer is not None:
-                timer.cancel()
+                    if attempt.provider_id:
+                        excluded.add(attempt.provider_id)
+                    startup = Deadline(options.job.startup_timeout_sec)
+                    continue
+                if isinstance(error, GolemCancelledError):
+                    signals.emit(signals.job_cancelled, self, reason=self._token.reason)
+                    attempt.cleanup(success=False)
+                    return JobState.CANCELLED, None, error
+                signals.emit(signals.job_failed, self, error=error)
+                attempt.cleanup(success=False)
+                return JobState.REJECTED, None, error
+            signals.emit(signals.job_succeeded, self, result=result)
+            attempt.cleanup(success=True)
+            return JobState.DONE, result, None
 
     def _classify(self, raw: BaseException, attempt: _Attempt, options: RunOptions) -> BaseException:
         """Turn a cancelled wait into the error it stands for (user cancel, job timeout, provider gone)."""
         if not isinstance(raw, GolemCancelledError):
             return raw
         if self._token.cancelled:
-            if self._token.reason.startswith("job timeout"):
+            if self._timed_out:
                 return GolemTimeoutError(f"job {self.id} did not finish within {options.job.timeout_sec:g}s",
                                          phase="job")
             return raw
@@ -296,42 +478,38 @@ class Job(Generic[T]):
             self._started_emitted = True
             signals.emit(signals.job_started, self, agreement_id=agreement_id, provider=provider)
 
-    def _end_succeeded(self, result: T, attempt: _Attempt) -> None:
-        signals.emit(signals.job_succeeded, self, result=result)
-        attempt.cleanup(success=True)
-        self._finish(JobState.DONE, result, None)
-
-    def _end_failed(self, error: BaseException, attempt: _Attempt) -> None:
-        if isinstance(error, GolemCancelledError):
-            signals.emit(signals.job_cancelled, self, reason=self._token.reason)
-            attempt.cleanup(success=False)
-            self._finish(JobState.CANCELLED, None, error)
+    def _end_unstarted(self) -> None:
+        """End a job that never ran (cancelled while queued, or before it was submitted)."""
+        if not self._claim():
             return
-        signals.emit(signals.job_failed, self, error=error)
-        attempt.cleanup(success=False)
-        self._finish(JobState.REJECTED, None, error)
+        error = GolemCancelledError(self._token.reason or "cancelled")
+        signals.emit(signals.job_cancelled, self, reason=self._token.reason)
+        self._finish(JobState.CANCELLED, None, error)
 
     def _finish(self, state: JobState, result: Optional[T], error: Optional[BaseException]) -> None:
+        """Record the end, tell the store and the receivers, complete the future. Never raises."""
         with self._lock:
             self._state = state
             self.results = result
             self.error = error
-        signals.emit(signals.job_ended, self)
-        self._network._job_finished(self)
+        try:
+            self._network._job_finished(self)
+        except Exception:
+            logger.exception("job %s: recording its end failed", self.id)
+        previous, self._runner = self._runner, threading.get_ident()  # job_ended receivers: "own thread"
+        try:
+            signals.emit(signals.job_ended, self)
+        finally:
+            self._runner = previous
         if error is None:
             self.future.set_result(result)  # type: ignore[arg-type]
         else:
             self.future.set_exception(error)
+        self._wake()
 
     def _persist(self) -> None:
         """Record a state change in the network's job store (a no-op without one)."""
         self._network._persist_job(self)
-
-    def _wait_done(self, timeout: Optional[float], what: str) -> None:
-        done = threading.Event()
-        self.future.add_done_callback(lambda _f: done.set())
-        if not done.wait(timeout):
-            raise GolemTimeoutError(f"job {self.id} did not end within {timeout:g}s ({what})", phase=what)
 
 
 def _debit_note_interval(proposal: Any, options: RunOptions) -> float:

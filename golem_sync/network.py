@@ -5,30 +5,38 @@ pool for abandonable long polls, one allocation, ONE debit-note poller, ONE invo
 agreement-event poller (dispatching by agreement id), and the registry of jobs.
 
 Threads: construct and ``init()`` on any thread; ``create_job``, ``get_job_by_id``, ``jobs`` and
-``close`` are safe from any thread. Shared services are created once, lazily, under a lock, the
-first time a job needs them (so ``init()`` costs two cheap calls and no allocation).
+``close`` are safe from any thread (``close`` refuses golem_sync's own threads, where it would wait
+for itself). The network's lock guards only its registry and flags and is never held during a REST
+call, a signal or user code. Shared services are created once, lazily, by the first job that
+needs them (so ``init()`` costs two cheap calls and no allocation); other jobs wait for that
+creation, interruptibly, and a failure (say, an unfunded account) fails them all promptly.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import threading
+import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 import attrs
 import requests
 
-from . import signals
+from . import signals, threads
 from .agreement import AgreementWatcher
 from .blocking import Blocking
-from .errors import GolemConfigError, GolemError, GolemUserError, YagnaError
+from .cancel import CancelToken, Deadline
+from .errors import (GolemCancelledError, GolemConfigError, GolemError, GolemTimeoutError, GolemUserError)
 from .job import Job, JobState
 from .market.demand import DemandSpec, build_demand
 from .options import OptionLayer, PaymentOptions, RunOptions, parse_section
 from .package import Decorations, resolve_package
-from .payment import PaymentProcessor, create_allocation, demand_decorations
+from .payment import AllocationKeeper, PaymentProcessor
+from .store.base import Retention
 from .store.binding import StoreBinding, StoreSpec
 from .store.handle import StoredJob
 from .work.costs import CostLedger, CostSummary
@@ -44,7 +52,11 @@ MIN_YAGNA_VERSION = (0, 13, 2)
 
 
 class _Services:
-    """What jobs share: created once per network on first use, torn down by ``close``."""
+    """What jobs share: created once per network on first use, torn down by ``close``.
+
+    Built by one job thread, outside the network's lock; if any step fails, what the earlier
+    steps made (the allocation, started pollers) is released before the error propagates.
+    """
 
     def __init__(self, network: "GolemNetwork", payment: PaymentOptions) -> None:
         self.client = network.client
@@ -52,21 +64,35 @@ class _Services:
         self.app_session_id = network.app_session_id
         self.requestor_id = network.requestor_id or ""
         self.platform = payment.platform()
-        self.allocation = create_allocation(self.client, payment, self.requestor_id)
-        signals.emit(signals.allocation_created, network, allocation=self.allocation)
-        self.allocation_decorations = demand_decorations(self.client, self.allocation.allocation_id)
-        # The pollers read through their own abortable transport, so close() ends their long polls
-        # at once instead of waiting them out; no retries there, the poll loop backs off by itself.
-        self.poll_client = YagnaClient(transport=Transport(
-            attrs.evolve(self.client.config, retries=0, pool_size=4), abortable=True))
-        self.payments = PaymentProcessor(self.client, payment, self.allocation.allocation_id,
-                                         self.app_session_id, network, poll_client=self.poll_client)
-        self.watcher = AgreementWatcher(self.poll_client, self.app_session_id, poll_sec=payment.event_poll_sec)
-        self.payments.start()
-        self.watcher.start()
         self._packages: Dict[Any, Decorations] = {}
         self._lock = threading.Lock()
         self._registry_session = requests.Session()
+        self.keeper = AllocationKeeper(self.client, payment, self.requestor_id,
+                                       on_change=lambda allocation: signals.emit(
+                                           signals.allocation_created, network, allocation=allocation))
+        self.allocation = self.keeper.open()
+        try:
+            signals.emit(signals.allocation_created, network, allocation=self.allocation)
+            # The pollers read through their own abortable transport, so close() ends their long polls
+            # at once instead of waiting them out; no retries there, the poll loop backs off by itself.
+            self.poll_client = YagnaClient(transport=Transport(
+                attrs.evolve(self.client.config, retries=0, pool_size=4), abortable=True))
+            self.payments = PaymentProcessor(self.client, payment, lambda: self.keeper.allocation_id,
+                                             self.app_session_id, network, poll_client=self.poll_client,
+                                             on_allocation_error=self.keeper.replace_soon)
+            self.watcher = AgreementWatcher(self.poll_client, self.app_session_id, poll_sec=payment.event_poll_sec)
+            self.payments.start()
+            self.watcher.start()
+        except BaseException:
+            if hasattr(self, "watcher"):
+                self.stop_pollers()
+            self.keeper.close()
+            self._registry_session.close()
+            raise
+
+    @property
+    def allocation_id(self) -> str:
+        return self.keeper.allocation_id
 
     def demand_for(self, options: RunOptions) -> DemandSpec:
         """The demand for a run (package resolutions are cached: one registry call per image)."""
@@ -76,7 +102,7 @@ class _Services:
             package = resolve_package(options.package, session=self._registry_session)
             with self._lock:
                 self._packages[options.package] = package
-        return build_demand(package, self.allocation_decorations, options.market, self.platform)
+        return build_demand(package, self.keeper.decorations, options.market, self.platform)
 
     def stop_pollers(self) -> None:
         """Stop the three pollers together: each may be inside one long poll, so join them in parallel."""
@@ -86,6 +112,7 @@ class _Services:
         self.poll_client.transport.abort()
         for poller in pollers:
             poller.join()
+        self.payments.close()
         self.poll_client.close()
         self._registry_session.close()
 
@@ -104,13 +131,18 @@ class GolemNetwork:
             job, so that ``get_job_by_id`` works in any process sharing it, other processes can
             cancel jobs, and jobs orphaned by a dead process are recovered at ``init()``. With a
             store, finished jobs leave this network's memory: look them up through the store.
+        retention: without a store, the in-memory registry keeps every job (as golem-js does)
+            unless a :class:`golem_sync.store.Retention` says when finished jobs leave it.
     """
 
     def __init__(self, yagna: Union[YagnaConfig, Mapping[str, Any], None] = None, *,
                  payment: Any = None, max_workers: int = 16, client: Optional[YagnaClient] = None,
-                 job_store: StoreSpec = None, **job_defaults: Any) -> None:
+                 job_store: StoreSpec = None, retention: Optional[Retention] = None,
+                 **job_defaults: Any) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise GolemConfigError(f"max_workers must be a positive integer, got {max_workers!r}")
+        if retention is not None and not isinstance(retention, Retention):
+            raise GolemConfigError(f"retention must be a golem_sync.store.Retention, got {type(retention).__name__}")
         self._layer = OptionLayer.parse(job_defaults, where="GolemNetwork")
         self._payment = parse_section(PaymentOptions, payment)
         if yagna is not None and not isinstance(yagna, (YagnaConfig, Mapping)):
@@ -125,13 +157,24 @@ class GolemNetwork:
         self.app_session_id = str(uuid.uuid4())
         self.requestor_id: Optional[str] = None
         self.yagna_version: Optional[str] = None
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="golem-job")
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"{threads.PREFIX}job")
         self._blocking = Blocking(max_workers * 2 + 2)
+        # _lock guards the registry and the lifecycle flags only: it is never held during a REST
+        # call, a signal or user code. _init_lock and _close_lock serialise init() and close().
         self._lock = threading.RLock()
+        self._init_lock = threading.Lock()
+        self._close_lock = threading.Lock()
         self._jobs: Dict[str, Job[Any]] = {}
+        self._retention = retention
+        self._finished: "OrderedDict[str, float]" = OrderedDict()  # without a store: end times, oldest first
         self._services_obj: Optional[_Services] = None
+        self._services_pending: "Optional[Future[_Services]]" = None
+        self._services_failure: Optional[Tuple[BaseException, float]] = None
+        self._side_threads: List[threading.Thread] = []  # jobs run off the pool (a waiting parent's child)
         self._initialized = False
-        self._closed = False
+        self._closing = False  # no new job is admitted
+        self._closed = False  # every close step has run
+        self._close_done: Set[str] = set()
         #: Usage and estimated cost of every agreement of this network's jobs (see cost_summary()).
         self.costs = CostLedger()
         self._store = StoreBinding(self, job_store) if job_store is not None else None
@@ -140,11 +183,12 @@ class GolemNetwork:
 
     def init(self) -> "GolemNetwork":
         """Check yagna's version and read the requestor identity. Idempotent."""
-        with self._lock:
-            if self._closed:
-                raise GolemUserError("this GolemNetwork is closed; create a new one")
-            if self._initialized:
-                return self
+        with self._init_lock:
+            with self._lock:
+                if self._closing:
+                    raise GolemUserError("this GolemNetwork is closed; create a new one")
+                if self._initialized:
+                    return self
             version = self.client.version.get()
             self.yagna_version = version.current.version
             if _version_tuple(self.yagna_version) < MIN_YAGNA_VERSION:
@@ -153,7 +197,8 @@ class GolemNetwork:
             self.requestor_id = self.client.identity.me().identity
             if self._store is not None:
                 self._store.start(self.client)
-            self._initialized = True
+            with self._lock:
+                self._initialized = True
             logger.info("connected to yagna %s as %s", self.yagna_version, self.requestor_id)
             return self
 
@@ -164,41 +209,73 @@ class GolemNetwork:
         """Cancel running jobs, settle payments, release the allocation, stop every thread.
 
         ``timeout`` bounds the wait for outstanding invoices (default ``payment.payment_timeout_sec``).
-        Idempotent.
+        Idempotent, and resumable: if it is interrupted (Ctrl-C while it waits for invoices), the
+        next call carries on where it stopped. A second thread calling it waits for the first.
+
+        Raises :class:`GolemUserError` on one of golem_sync's own threads (a worker, a signal
+        receiver, a done-callback), where it would wait for itself; nothing is closed then.
         """
-        with self._lock:
+        if threads.owned():
+            raise GolemUserError(f"close() on golem_sync's thread {threads.name()!r} (a worker, signal receiver "
+                                 "or callback) would wait for itself; close the network from your own thread")
+        with self._close_lock:
             if self._closed:
                 return
-            running = [job for job in self._jobs.values() if job.is_running()]
-            if any(job._on_own_thread() for job in running):
-                raise GolemUserError("close() from inside a job's worker would wait for that job forever; "
-                                     "close the network from the thread that created it")
+            with self._lock:
+                self._closing = True
+            self._close_step("jobs", self._end_jobs)
+            self._close_step("pool", self._stop_pool)
+            services = self._services_obj
+            if services is not None:
+                wait = self._payment.payment_timeout_sec if timeout is None else timeout
+                self._close_step("invoices", self._wait_for_invoices, services, wait)
+                self._close_step("pollers", services.stop_pollers)
+                self._close_step("cost summary", self._log_cost_summary)
+                self._close_step("allocation", self._release_allocations, services)
+            self._close_step("helper pool", self._blocking.shutdown, True)
+            if self._store is not None:
+                self._close_step("store", self._store.close)
+            self._close_step("client", self.client.close)
             self._closed = True
+
+    def _close_step(self, name: str, fn: Callable[..., Any], *args: Any) -> None:
+        """Run one step of close() once; a failure is logged (close never raises for yagna)."""
+        if name in self._close_done:
+            return
+        try:
+            fn(*args)
+        except Exception:
+            logger.exception("close: %s failed", name)
+        self._close_done.add(name)  # not reached on KeyboardInterrupt: the next close() runs it again
+
+    def _end_jobs(self) -> None:
+        with self._lock:
+            running = [job for job in self._jobs.values() if job.is_running()]
         for job in running:
-            job._token.cancel("the network is closing")
+            job._request_cancel("the network is closing")
+        deadline = Deadline(JOB_END_GRACE_SEC)
         for job in running:
             try:
-                job._wait_done(None, "close")
-            except GolemError:
-                pass
-        self._executor.shutdown(wait=True)
-        services = self._services_obj
-        if services is not None:
-            wait = self._payment.payment_timeout_sec if timeout is None else timeout
-            if not services.payments.wait_for_invoices(wait):
-                logger.warning("%d agreement(s) still without an invoice after %.0fs",
-                               services.payments.outstanding(), wait)
-            services.stop_pollers()
-            self._log_cost_summary()
-            try:
-                self.client.payment.release_allocation(services.allocation.allocation_id)
-                signals.emit(signals.allocation_released, self, allocation_id=services.allocation.allocation_id)
-            except YagnaError as exc:
-                logger.warning("could not release allocation %s: %s", services.allocation.allocation_id, exc)
-        self._blocking.shutdown(wait=True)
-        if self._store is not None:
-            self._store.close()
-        self.client.close()
+                job._wait_done(deadline.remaining(), "close")
+            except GolemTimeoutError:
+                logger.error("job %s did not end within %.0fs of close(); leaving it", job.id, JOB_END_GRACE_SEC)
+
+    def _stop_pool(self) -> None:
+        with self._lock:
+            still = any(job.is_running() for job in self._jobs.values())
+            side = list(self._side_threads)
+        self._executor.shutdown(wait=not still, cancel_futures=True)
+        for thread in side:
+            thread.join(JOB_END_GRACE_SEC if not still else 0.1)
+
+    def _wait_for_invoices(self, services: _Services, wait: float) -> None:
+        if not services.payments.wait_for_invoices(wait):
+            logger.warning("%d agreement(s) still without an invoice after %.0fs",
+                           services.payments.outstanding(), wait)
+
+    def _release_allocations(self, services: _Services) -> None:
+        for allocation_id in services.keeper.close():
+            signals.emit(signals.allocation_released, self, allocation_id=allocation_id)
 
     def __enter__(self) -> "GolemNetwork":
         return self.init()
@@ -235,19 +312,24 @@ class GolemNetwork:
             return self._jobs.get(job_id)
 
     def jobs(self, state: Optional[JobState] = None) -> List[Job[Any]]:
-        """Every job of this network, optionally only those in ``state``."""
+        """Every job of this network (see ``retention``), optionally only those in ``state``."""
         with self._lock:
             return [j for j in self._jobs.values() if state is None or j.state is state]
 
     @property
     def allocation_id(self) -> Optional[str]:
-        return self._services_obj.allocation.allocation_id if self._services_obj else None
+        """The allocation jobs are paid from now (it changes when yagna's allocation is replaced)."""
+        services = self._services_obj
+        if services is None:
+            return None
+        allocation = services.keeper.allocation
+        return allocation.allocation_id if allocation is not None else None
 
     def cost_summary(self) -> CostSummary:
         """Per-agreement usage, estimated cost (linear pricing × usage) and accepted amounts."""
         services = self._services_obj
         accepted = services.payments.account_totals() if services is not None else {}
-        return self.costs.summary(accepted, refresh=not self._closed)
+        return self.costs.summary(accepted, refresh=not self._closing)
 
     def _log_cost_summary(self) -> None:
         summary = self.cost_summary()
@@ -257,31 +339,130 @@ class GolemNetwork:
     # -- for Job -----------------------------------------------------------------------------
 
     def _ensure_open(self) -> None:
-        if self._closed:
+        if self._closing:
             raise GolemUserError("this GolemNetwork is closed; create a new one")
         if not self._initialized:
             raise GolemUserError("GolemNetwork is not initialized: call init() or use it as a context manager")
 
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._executor.submit(fn, *args)
-
-    def _services(self) -> _Services:
+    def _admit(self, become_pending: Callable[[], None]) -> None:
+        """Check the network is open and make the job pending, atomically with respect to close()."""
         with self._lock:
-            if self._services_obj is None:
-                self._services_obj = _Services(self, self._payment)
-            return self._services_obj
+            self._ensure_open()
+            become_pending()
+
+    def _submit(self, fn: Callable[[], None]) -> "Future[None]":
+        return self._executor.submit(fn)
+
+    def _run_queued_now(self, job: Job[Any]) -> None:
+        """A job's worker waits for ``job``: if it is still queued, run it on a thread of its own.
+
+        Otherwise a parent holding a pool thread could wait forever for a child queued behind it.
+        """
+        task = job._task
+        if task is None or not task.cancel():
+            return  # running already, or ended
+        thread = threading.Thread(target=job._run, name=f"{threads.PREFIX}job-nested", daemon=True)
+        with self._lock:
+            self._side_threads = [t for t in self._side_threads if t.is_alive()]
+            self._side_threads.append(thread)
+        thread.start()
+
+    def _services(self, token: CancelToken) -> _Services:
+        """The shared services, created by the first job that needs them (outside the lock).
+
+        Jobs arriving while another creates them wait for it (a cancel ends the wait). A failure is
+        given to every waiting job and to jobs arriving within ``SERVICES_RETRY_SEC``, then retried.
+        """
+        with self._lock:
+            if self._services_obj is not None:
+                return self._services_obj
+            if self._closing:
+                raise GolemCancelledError("the network is closing")
+            failure = self._services_failure
+            if failure is not None and time.monotonic() < failure[1]:
+                raise _again(failure[0])
+            pending = self._services_pending
+            creator = pending is None
+            if pending is None:
+                pending = self._services_pending = Future()
+        if creator:
+            try:
+                services = _Services(self, self._payment)
+            except BaseException as exc:
+                with self._lock:
+                    self._services_pending = None
+                    self._services_failure = (exc, time.monotonic() + SERVICES_RETRY_SEC)
+                pending.set_exception(exc)
+                raise
+            with self._lock:
+                self._services_obj, self._services_pending, self._services_failure = services, None, None
+            pending.set_result(services)
+            return services
+        arrived = threading.Event()
+        pending.add_done_callback(lambda _f: arrived.set())
+        remove = token.on_cancel(arrived.set)
+        try:
+            arrived.wait(self.client.config.request_timeout * 4 + 10.0)
+        finally:
+            remove()
+        token.raise_if_cancelled()
+        if not pending.done():
+            raise GolemTimeoutError("the network's allocation was not ready in time", phase="allocation")
+        try:
+            return pending.result(0)
+        except BaseException as exc:
+            raise _again(exc) from None
+
+    def _services_if_created(self) -> Optional[_Services]:
+        """The shared services if they exist (cleanup must never create them)."""
+        return self._services_obj
 
     def _job_finished(self, job: Job[Any]) -> None:
-        """Hook for stores and statistics; without a store the in-memory registry keeps the job."""
+        """Hook for stores and statistics: a finished job leaves memory with a store or a retention."""
         if self._store is not None:
             self._store.job_finished(job)
             with self._lock:  # the store has it now: memory stays flat however many jobs end
                 self._jobs.pop(job.id, None)
+            return
+        if self._retention is not None:
+            with self._lock:
+                self._finished[job.id] = time.monotonic()
+                self._evict_finished()
+
+    def _evict_finished(self) -> None:
+        """Drop finished jobs past the retention limits from the registry (lock held)."""
+        assert self._retention is not None
+        limit, age = self._retention.max_finished, self._retention.max_age_sec
+        now = time.monotonic()
+        while self._finished:
+            job_id, ended = next(iter(self._finished.items()))
+            if (limit is not None and len(self._finished) > limit) or (age is not None and now - ended > age):
+                del self._finished[job_id]
+                self._jobs.pop(job_id, None)
+            else:
+                break
 
     def _persist_job(self, job: Job[Any]) -> None:
         """Write a job's state change to the store, if there is one."""
         if self._store is not None:
             self._store.persist(job)
+
+
+#: How long close() waits for running jobs to end after cancelling them (their cleanup is bounded).
+JOB_END_GRACE_SEC = 120.0
+#: A failed creation of the shared services (e.g. an unfunded account) is reported to new jobs for
+#: this long before it is tried again, so a burst of jobs does not hammer yagna.
+SERVICES_RETRY_SEC = 5.0
+
+
+def _again(exc: BaseException) -> BaseException:
+    """A copy of a stored error to raise in another thread (one exception object per raise)."""
+    try:
+        twin = copy.copy(exc)
+    except Exception:
+        return exc
+    twin.__cause__, twin.__traceback__ = exc.__cause__, None
+    return twin
 
 
 def _with_pool(config: YagnaConfig, max_workers: int) -> YagnaConfig:

@@ -6,12 +6,14 @@ one call made on every exit path (success, worker error, cancellation, timeout).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Iterator, List, Optional, Sequence
 
 from .. import signals
 from ..blocking import Blocking
 from ..cancel import CancelToken, Deadline
-from ..errors import GolemActivityError, GolemTimeoutError, YagnaError, YagnaNotFoundError, YagnaTimeoutError
+from ..errors import (GolemActivityError, GolemTimeoutError, YagnaError, YagnaNotFoundError, YagnaServerError,
+                      YagnaTimeoutError, YagnaUnreachableError)
 from ..options import ActivityOptions
 from ..yagna.activity import BatchStream
 from ..yagna.client import YagnaClient
@@ -20,6 +22,9 @@ from ..yagna.models import Command, ExeScriptCommandResult
 __all__ = ["Activity"]
 
 logger = logging.getLogger("golem_sync.activity")
+
+#: Tries to destroy an activity when yagna fails transiently (5xx, timeout, unreachable).
+_DESTROY_TRIES = 3
 
 
 class Activity:
@@ -154,12 +159,22 @@ class Activity:
         if self.destroyed:
             return
         self.destroyed = True
-        try:
-            self._client.activity.destroy_activity(self.activity_id, timeout=self._options.destroy_timeout_sec)
-        except YagnaNotFoundError:
-            pass
-        except YagnaError as exc:
-            logger.warning("could not destroy activity %s: %s", self.activity_id, exc)
+        for attempt in range(_DESTROY_TRIES):
+            try:
+                self._client.activity.destroy_activity(self.activity_id, timeout=self._options.destroy_timeout_sec)
+                break
+            except YagnaNotFoundError:
+                break  # gone already
+            except (YagnaServerError, YagnaTimeoutError, YagnaUnreachableError) as exc:
+                if attempt + 1 == _DESTROY_TRIES:
+                    logger.error("could not destroy activity %s after %d tries: %s", self.activity_id,
+                                 _DESTROY_TRIES, exc)
+                    break
+                logger.info("destroying activity %s failed (%s); trying again", self.activity_id, exc)
+                time.sleep(0.5 * 2 ** attempt)  # a short, bounded backoff on the cleanup path
+            except YagnaError as exc:
+                logger.warning("could not destroy activity %s: %s", self.activity_id, exc)
+                break
         signals.emit(signals.activity_destroyed, self._sender, activity_id=self.activity_id)
 
     def _state_hint(self) -> str:

@@ -66,8 +66,9 @@ class _AgreementAccount:
 class PaymentProcessor:
     """Accepts or rejects the network's debit notes and invoices."""
 
-    def __init__(self, client: YagnaClient, options: PaymentOptions, allocation_id: str, app_session_id: str,
-                 network_sender: Any, *, poll_client: Optional[YagnaClient] = None) -> None:
+    def __init__(self, client: YagnaClient, options: PaymentOptions, allocation_id: Any, app_session_id: str,
+                 network_sender: Any, *, poll_client: Optional[YagnaClient] = None,
+                 on_allocation_error: Optional[Callable[[YagnaError], None]] = None) -> None:
         """``poll_client`` (default ``client``) reads the event streams; ``client`` handles the notes."""
         self._client = client
         poller_client = poll_client or client
@@ -111,12 +112,18 @@ class PaymentProcessor:
         with self._cond:
             self._accounts[agreement_id] = _AgreementAccount(sender, debit_note_interval, on_violation)
 
-    def agreement_ended(self, agreement_id: str) -> None:
-        """The agreement is over; its invoice is now expected."""
+    def agreement_ended(self, agreement_id: str, *, invoice_expected: bool = True) -> None:
+        """The agreement is over; its invoice is now expected (unless it could not be ended)."""
         with self._cond:
             account = self._accounts.get(agreement_id)
             if account is not None:
                 account.ended = True
+                if not invoice_expected:
+                    account.invoiced = True
+            self._cond.notify_all()
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Stop background work (none yet)."""
 
     def outstanding(self) -> int:
         """How many ended agreements still wait for their invoice."""
@@ -166,7 +173,8 @@ class PaymentProcessor:
             return
         accept = getattr(self._client.payment, f"accept_{kind.name}")
         try:
-            accept(getattr(doc, kind.id_field), amount, self._allocation_id)
+            accept(getattr(doc, kind.id_field), amount,
+                   self._allocation_id() if callable(self._allocation_id) else self._allocation_id)
         except YagnaError as exc:
             logger.warning("accepting %s %s failed: %s", kind.label, getattr(doc, kind.id_field), exc)
             return

@@ -71,6 +71,19 @@ class PaymentApi(ApiBase):
         path = "/allocations"
         return self._list(self._call("GET", path), Allocation.from_json, "GET", path)
 
+    def amend_allocation(self, allocation_id: str, *, timeout: Optional[_dt.datetime] = None,
+                         total_amount: Optional[Amount] = None) -> Allocation:
+        """Change an allocation's expiry and/or total (``PUT /allocations/{id}``; yagna ≥ 0.16)."""
+        body: Dict[str, Any] = {}
+        if timeout is not None:
+            body["timeout"] = format_datetime(timeout)
+        if total_amount is not None:
+            body["totalAmount"] = format_decimal(_amount(total_amount, "total_amount"))
+        if not body:
+            raise GolemConfigError("amend_allocation needs a timeout or a total_amount")
+        path = f"/allocations/{seg(allocation_id)}"
+        return self._obj(self._call("PUT", path, json=body), Allocation.from_json, "PUT", path)
+
     def release_allocation(self, allocation_id: str) -> None:
         """Give the allocation's unspent budget back."""
         self._call("DELETE", f"/allocations/{seg(allocation_id)}")

@@ -52,6 +52,10 @@ class FakeYagna:
         self.approve = True
         self.max_wait = 2.0
         self.failures = []        # [method, path part, status, remaining, message]
+        self.allocation_timeouts = {}  # allocation id -> its timeout as sent
+        self.amend_supported = True
+        self.amended = []         # allocation ids extended by PUT
+        self.accepted = {}        # doc id -> allocation id it was accepted from
         self._routes()
 
     # -- helpers -------------------------------------------------------------------------
@@ -122,6 +126,13 @@ class FakeYagna:
                                           "agreementId": agreement_id, "terminator": "Provider",
                                           "reason": {"message": message}})
 
+    def _allocation(self, aid):
+        body = {"allocationId": aid, "address": "0xreq", "paymentPlatform": PLATFORM, "totalAmount": "5",
+                "spentAmount": "0", "remainingAmount": "5", "timestamp": now()}
+        if self.allocation_timeouts.get(aid):
+            body["timeout"] = self.allocation_timeouts[aid]
+        return body
+
     # -- routes --------------------------------------------------------------------------
     def _routes(self):
         A = self._add
@@ -132,9 +143,20 @@ class FakeYagna:
         def alloc(r):
             aid = f"al-{next(self.ids)}"
             self.allocations.append(aid)
-            return 201, {"allocationId": aid, "address": "0xreq", "paymentPlatform": PLATFORM, "totalAmount": "5",
-                         "spentAmount": "0", "remainingAmount": "5", "timestamp": now()}
+            body = json.loads(r.body or b"{}")
+            self.allocation_timeouts[aid] = body.get("timeout")
+            return 201, self._allocation(aid)
         A("POST", P + r"/allocations", alloc)
+
+        def amend(r, aid):
+            if not self.amend_supported:
+                return 501, {"message": "not implemented"}
+            if aid not in self.allocations or aid in self.released:
+                return 404, {"message": f"Allocation {aid} not found"}
+            self.amended.append(aid)
+            self.allocation_timeouts[aid] = json.loads(r.body).get("timeout")
+            return 200, self._allocation(aid)
+        A("PUT", P + r"/allocations/([^/?]+)", amend)
         A("DELETE", P + r"/allocations/([^/?]+)", lambda r, a: (self.released.append(a), (200, None))[1])
         A("GET", P + r"/demandDecorations", lambda r: {"properties": [], "constraints": []})
         A("GET", P + r"/debitNoteEvents", self._poll(self.debit_events))
@@ -148,6 +170,10 @@ class FakeYagna:
             if left:
                 self.accept_fail[d] = left - 1
                 return 500, {"message": "payment driver busy"}
+            allocation = json.loads(r.body or b"{}").get("allocationId")
+            if allocation not in self.allocations or allocation in self.released:
+                return 400, {"message": f"Allocation {allocation} not found"}  # as yagna answers after expiry
+            self.accepted[d] = allocation
             return 200, None
         A("POST", P + r"/debitNotes/([^/?]+)/accept", accept)
         A("POST", P + r"/invoices/([^/?]+)/accept", accept)
