@@ -84,8 +84,8 @@ def golem(golem_devnet, probe, recorder):
     assert requestor_threads() == []
 
 
-REQUESTOR_THREADS = ("golem-job", "golem-io", "golem-agreement-events", "golem-debit-note-events",
-                     "golem-invoice-events", "golem-process", "golem-transfer")
+REQUESTOR_THREADS = ("golem-job", "golem-io", "golem-allocation", "golem-payment-retry", "golem-agreement-events",
+                     "golem-debit-note-events", "golem-invoice-events", "golem-process", "golem-transfer")
 
 
 def requestor_threads() -> List[str]:
