@@ -272,8 +272,15 @@ class WorkContext:
         batch_id = self._activity.send([run], self._token)
         # Open the stream at once: a real exe-unit does not replay events sent before it is open.
         stream = self._activity.stream(batch_id, read_timeout=max(60.0, limit))
-        process = RemoteProcess(self._activity, batch_id, stream, self._token, limit,
-                                poll_sec=self._activity._options.result_poll_sec, on_timeout=self._stale.set)
+        try:
+            process = RemoteProcess(self._activity, batch_id, stream, self._token, limit,
+                                    poll_sec=self._activity._options.result_poll_sec, on_timeout=self._stale.set)
+        except BaseException:
+            stream.close()  # yagna never ends it by itself
+            raise
+        if self._token.cancelled:  # landed while sending or opening the stream: the process is done
+            process.close()
+            self._token.raise_if_cancelled()
         self._processes = [p for p in self._processes if not p.done] + [process]
         return process
 

@@ -134,10 +134,19 @@ class RemoteProcess:
         self._result: Optional[Result] = None
         self._error: Optional[BaseException] = None
         self._closing = CancelToken()  # cancelled when the process is done: ends the watcher's poll
-        self._unregister = token.on_cancel(lambda: self._finish(None, GolemCancelledError(token.reason or "cancelled")))
         short = batch_id[:8]
         self._reader = threading.Thread(target=self._read, name=f"golem-process-{short}", daemon=True)
         self._watcher = threading.Thread(target=self._watch, name=f"golem-process-{short}-watch", daemon=True)
+        self._started = False
+        # Set before registering: an already cancelled token runs the callback at once, and
+        # _finish() calls _unregister (a no-op then) and closes the stream.
+        self._unregister: Callable[[], None] = lambda: None
+        unregister = token.on_cancel(lambda: self._finish(None, GolemCancelledError(token.reason or "cancelled")))
+        with self._lock:
+            if self._done.is_set():
+                return  # cancelled while being built: done, stream closed, no thread to start
+            self._unregister = unregister
+            self._started = True
         self._reader.start()
         self._watcher.start()
 
@@ -188,6 +197,8 @@ class RemoteProcess:
 
     def join(self, timeout: float = 5.0) -> bool:
         """Wait for both helper threads to end (after the process is done); True if they did."""
+        if not self._started:
+            return True
         self._reader.join(timeout)
         self._watcher.join(timeout)
         return not (self._reader.is_alive() or self._watcher.is_alive())
@@ -271,7 +282,8 @@ class RemoteProcess:
             self._error = error
             self._result = result
             self._done.set()
-        self._unregister()
+            unregister = self._unregister
+        unregister()
         self._closing.cancel("the process is done")
         self._stream.close()  # wakes the reader if it is blocked in a read
         line_error = error if isinstance(error, (GolemTimeoutError, GolemCancelledError)) else None

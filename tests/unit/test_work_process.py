@@ -153,3 +153,74 @@ def test_a_missed_finished_event_is_completed_from_the_batch_result(parts, monke
     assert proc.wait(5) == 5
     assert proc.result.message.endswith("code 5")
     assert parts.stream.closed
+
+
+# -- a cancel that lands while spawn() is starting the process (audit #15) -----------------------
+
+def test_a_process_built_on_a_cancelled_token_is_done_cancelled_and_closes_its_stream():
+    activity, stream, token = FakeActivity(), ScriptedStream(), CancelToken()
+    token.cancel("user")
+    try:
+        proc = RemoteProcess(activity, "batch-1", stream, token, 30.0, poll_sec=0.05)
+        assert proc.done and stream.closed
+        with pytest.raises(GolemCancelledError):
+            proc.wait(1)
+        with pytest.raises(GolemCancelledError):
+            list(proc.stdout)
+        assert proc.join(1)  # no helper thread was started, and join() copes with that
+    finally:
+        activity._blocking.shutdown()
+
+
+class SpawnActivity(FakeActivity):
+    """An Activity for WorkContext.spawn(): ``send`` lets the test cancel mid-POST."""
+
+    agreement_id = "agr"
+    destroyed = False
+
+    def __init__(self, token: CancelToken, stream: ScriptedStream) -> None:
+        super().__init__()
+        self._token, self._stream_obj = token, stream
+        self._options = SimpleNamespace(execute_timeout_sec=30.0, result_poll_sec=0.05)
+
+    def send(self, commands, token):
+        self._token.cancel("cancelled by the user")  # lands while the exec POST is in flight
+        return "batch-1"
+
+    def stream(self, batch_id, read_timeout):
+        return self._stream_obj
+
+
+def test_spawn_raises_cancelled_when_the_job_is_cancelled_while_it_starts():
+    from golem_sync.options import WorkOptions
+    from golem_sync.work import ProviderInfo, WorkContext
+
+    token, stream = CancelToken(), ScriptedStream()
+    activity = SpawnActivity(token, stream)
+    ctx = WorkContext(activity, ProviderInfo("p", "prov"), token, WorkOptions())  # type: ignore[arg-type]
+    try:
+        with pytest.raises(GolemCancelledError):
+            ctx.spawn("sleep 100")
+        assert stream.closed  # yagna never ends this stream: it must not be left open
+    finally:
+        activity._blocking.shutdown()
+
+
+def test_spawn_closes_the_stream_when_building_the_process_fails(monkeypatch):
+    from golem_sync.options import WorkOptions
+    from golem_sync.work import ProviderInfo, WorkContext, context as context_module
+
+    token, stream = CancelToken(), ScriptedStream()
+    activity = SpawnActivity(CancelToken(), stream)  # send() cancels an unrelated token
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot start a thread")
+
+    monkeypatch.setattr(context_module, "RemoteProcess", broken)
+    ctx = WorkContext(activity, ProviderInfo("p", "prov"), token, WorkOptions())  # type: ignore[arg-type]
+    try:
+        with pytest.raises(RuntimeError):
+            ctx.spawn("true")
+        assert stream.closed
+    finally:
+        activity._blocking.shutdown()
