@@ -18,7 +18,7 @@ from ..yagna.models import Capture, Command, Deploy, Start, Transfer
 from .batch import Batch
 from .commands import build_run
 from .costs import CostLedger, usage_by_name
-from .process import RemoteProcess
+from .process import BUFFER_LIMIT, RemoteProcess
 from .result import Result
 from .transfers import DownloadStep, Progress, TransferEnv, TransferStep, UploadStep, json_bytes
 
@@ -258,14 +258,20 @@ class WorkContext:
             self._vpn_ip = self._vpn.add_node(self.provider.id)
 
     def run_and_stream(self, command: Union[str, Sequence[str]], args: Optional[Sequence[str]] = None, *,
-                       timeout: Optional[float] = None, env: Optional[Mapping[str, str]] = None) -> RemoteProcess:
+                       timeout: Optional[float] = None, env: Optional[Mapping[str, str]] = None,
+                       buffer_limit: int = BUFFER_LIMIT) -> RemoteProcess:
         """Start one command and return at once; its output arrives line by line while it runs.
 
         ``for line in proc.stdout: ...`` / ``proc.stderr``, then ``proc.wait(timeout)`` for the exit
         code. ``timeout`` (default ``activity.execute_timeout_sec``) bounds the command: past it the
         process ends with GolemTimeoutError and the activity is replaced on the next command.
+        ``buffer_limit`` (default 4 MiB) bounds the unread output kept per stream: past it the
+        oldest lines are dropped and ``proc.stdout.truncated`` is set (see :class:`LineStream`).
+        Raises GolemCancelledError if the job is cancelled while the command is being started.
         """
         self._check_timeout(timeout)
+        if isinstance(buffer_limit, bool) or not isinstance(buffer_limit, int) or buffer_limit <= 0:
+            raise GolemConfigError(f"buffer_limit must be a positive number of characters, got {buffer_limit!r}")
         self._ensure_fresh()
         limit = timeout if timeout is not None else self._activity._options.execute_timeout_sec
         run = build_run(command, args, env=env, capture=Capture.stream())
@@ -274,7 +280,8 @@ class WorkContext:
         stream = self._activity.stream(batch_id, read_timeout=max(60.0, limit))
         try:
             process = RemoteProcess(self._activity, batch_id, stream, self._token, limit,
-                                    poll_sec=self._activity._options.result_poll_sec, on_timeout=self._stale.set)
+                                    poll_sec=self._activity._options.result_poll_sec, on_timeout=self._stale.set,
+                                    buffer_limit=buffer_limit)
         except BaseException:
             stream.close()  # yagna never ends it by itself
             raise

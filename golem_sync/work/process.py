@@ -13,7 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Callable, Iterator, List, Optional
 
 from ..cancel import CancelToken, Deadline, Inbox
-from ..errors import GolemCancelledError, GolemError, GolemTimeoutError
+from ..errors import GolemCancelledError, GolemConfigError, GolemError, GolemTimeoutError
 from ..yagna.models import RuntimeEvent
 from .result import Result
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..activity import Activity
     from ..yagna.activity import BatchStream
 
-__all__ = ["RemoteProcess", "LineStream"]
+__all__ = ["RemoteProcess", "LineStream", "BUFFER_LIMIT"]
 
 logger = logging.getLogger("golem_sync.work.process")
 
@@ -32,21 +32,47 @@ class _End(Exception):
     """Closes a line inbox: the stream ended normally."""
 
 
+#: Default budget of unread output kept per stream, in characters (about bytes for ASCII text).
+BUFFER_LIMIT = 4 * 1024 * 1024
+#: What one buffered line costs on top of its characters (Python's per-string overhead), so that
+#: many short lines are bounded by the same budget as a few long ones.
+LINE_OVERHEAD = 64
+
+
 class LineStream:
     """The lines of one output stream (``stdout`` or ``stderr``), without their line endings.
 
     Iterate it once, from one thread: ``for line in process.stdout: ...``. Iteration ends when the
     command has finished and every line was read; it raises GolemTimeoutError when the command
     timeout runs out and GolemCancelledError when the job is cancelled.
+
+    Memory is bounded: unread lines are kept up to ``limit`` characters (each line counting
+    ``LINE_OVERHEAD`` more; default :data:`BUFFER_LIMIT`, 4 MiB). Past it the OLDEST unread lines
+    are dropped, ``truncated`` becomes True, ``dropped_lines``/``dropped_chars`` count the loss and
+    one WARNING is logged per stream; a reader that keeps up loses nothing. A line longer than
+    ``max_line`` (a quarter of ``limit``; e.g. a progress bar redrawn with ``\r``, or binary
+    output) is delivered in pieces of ``max_line`` characters, counted in ``split_lines``.
+
+    Threads: the process's reader thread feeds it (``_feed``); ``_end`` may run on any thread (a
+    canceller); one consumer thread reads. The counters are written under the inbox's lock and are
+    safe to read from any thread.
     """
 
-    def __init__(self, name: str, token: CancelToken) -> None:
+    def __init__(self, name: str, token: CancelToken, *, limit: int = BUFFER_LIMIT, label: str = "") -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            raise GolemConfigError(f"the output buffer limit must be a positive integer, got {limit!r}")
         self.name = name
+        self.limit = limit
+        self.max_line = max(1, limit // 4)
+        self.split_lines = 0
+        self._label = label or name
         self._token = token
-        self._inbox: Inbox[str] = Inbox()
-        self._partial = ""
+        self._inbox: Inbox[str] = Inbox(limit=limit, weight=_line_weight)
+        self._parts: List[str] = []  # the current unterminated line, in pieces (joined once)
+        self._part_len = 0
         self._lock = threading.Lock()  # the reader feeds while a canceller may end the stream
         self._ended = False
+        self._warned = False
 
     def __iter__(self) -> Iterator[str]:
         while True:
@@ -54,6 +80,21 @@ class LineStream:
                 yield self.next_line(None)
             except _End:
                 return
+
+    @property
+    def truncated(self) -> bool:
+        """True once unread output had to be dropped to stay within ``limit``."""
+        return self._inbox.dropped > 0
+
+    @property
+    def dropped_lines(self) -> int:
+        """How many unread lines (or pieces of long lines) were dropped, oldest first."""
+        return self._inbox.dropped
+
+    @property
+    def dropped_chars(self) -> int:
+        """How many characters those dropped lines held."""
+        return self._inbox.dropped_weight - LINE_OVERHEAD * self._inbox.dropped
 
     def next_line(self, timeout: Optional[float]) -> str:
         """The next line; raises GolemTimeoutError if none comes within ``timeout`` seconds."""
@@ -75,19 +116,61 @@ class LineStream:
         with self._lock:
             if self._ended:
                 return
-            *complete, self._partial = (self._partial + chunk).split("\n")
-            for line in complete:
-                self._inbox.put(line[:-1] if line.endswith("\r") else line)
+            lines: List[str] = []
+            first, *rest = chunk.split("\n")
+            self._extend(first, lines)
+            for piece in rest:  # each newline completes the current line
+                lines.append(self._take_line())
+                self._extend(piece, lines)
+            self._inbox.put_many(lines)
+            warn = self.truncated and not self._warned
+            self._warned = self._warned or warn
+        if warn:
+            self._warn()
 
     def _end(self, error: Optional[BaseException] = None) -> None:
         with self._lock:
             if self._ended:
                 return
             self._ended = True
-            if self._partial:
-                self._inbox.put(self._partial)
-                self._partial = ""
+            if self._parts:
+                self._inbox.put(self._take_line())
             self._inbox.close(error if error is not None else _End())
+            warn = self.truncated and not self._warned
+            self._warned = self._warned or warn
+        if warn:
+            self._warn()
+
+    def _extend(self, text: str, out: List[str]) -> None:
+        """Add ``text`` to the current line; cut pieces of ``max_line`` off it when it grows past that."""
+        if not text:
+            return
+        self._parts.append(text)
+        self._part_len += len(text)
+        if self._part_len <= self.max_line:
+            return
+        joined = "".join(self._parts)  # amortised linear: at least half of it leaves as pieces
+        at = 0
+        while len(joined) - at > self.max_line:
+            out.append(joined[at:at + self.max_line])
+            at += self.max_line
+            self.split_lines += 1
+        rest = joined[at:]
+        self._parts, self._part_len = [rest], len(rest)
+
+    def _take_line(self) -> str:
+        line = "".join(self._parts)
+        self._parts, self._part_len = [], 0
+        return line[:-1] if line.endswith("\r") else line
+
+    def _warn(self) -> None:
+        logger.warning("%s: more than %d characters of unread output; dropping the oldest lines "
+                       "(see .truncated and .dropped_lines; read the stream or raise buffer_limit)",
+                       self._label, self.limit)
+
+
+def _line_weight(line: str) -> int:
+    return len(line) + LINE_OVERHEAD
 
 
 class RemoteProcess:
@@ -96,6 +179,11 @@ class RemoteProcess:
     Use ``process.stdout`` / ``process.stderr`` (iterables of lines) and ``wait(timeout)`` for the
     exit code. ``close()`` stops reading (the command itself keeps running on the provider until it
     ends, as on yagna a single command cannot be stopped without destroying the activity).
+
+    Output nobody reads is bounded: each stream keeps at most ``buffer_limit`` characters of
+    unread lines (default :data:`BUFFER_LIMIT`, 4 MiB) and then drops the oldest ones, so a caller
+    that only calls ``wait()`` holds a few MB at most; ``stdout.truncated`` tells (see
+    :class:`LineStream`).
 
     Threads: two daemon threads per process, both ending with it.
     ``golem-process-<batch>`` owns the SSE stream: it reads events and fans stdout and stderr
@@ -115,7 +203,7 @@ class RemoteProcess:
 
     def __init__(self, activity: "Activity", batch_id: str, stream: "BatchStream", token: CancelToken,
                  timeout: float, *, poll_sec: float = 5.0,
-                 on_timeout: Optional[Callable[[], None]] = None) -> None:
+                 on_timeout: Optional[Callable[[], None]] = None, buffer_limit: int = BUFFER_LIMIT) -> None:
         self.activity_id = activity.activity_id
         self.batch_id = batch_id
         self._activity = activity
@@ -125,8 +213,8 @@ class RemoteProcess:
         self._deadline = Deadline(timeout)
         self._poll_sec = poll_sec
         self._on_timeout = on_timeout
-        self.stdout = LineStream("stdout", token)
-        self.stderr = LineStream("stderr", token)
+        self.stdout = LineStream("stdout", token, limit=buffer_limit, label=f"stdout of batch {batch_id}")
+        self.stderr = LineStream("stderr", token, limit=buffer_limit, label=f"stderr of batch {batch_id}")
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._stream_done = threading.Event()

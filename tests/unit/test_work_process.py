@@ -224,3 +224,76 @@ def test_spawn_closes_the_stream_when_building_the_process_fails(monkeypatch):
         assert stream.closed
     finally:
         activity._blocking.shutdown()
+
+
+# -- output that nobody reads is bounded; long lines are linear and bounded (audit #14) ----------
+
+def test_unread_output_is_bounded_drops_the_oldest_lines_and_warns_once(parts, caplog):
+    proc = parts.make(buffer_limit=20_000)
+    with caplog.at_level("WARNING", logger="golem_sync.work.process"):
+        for i in range(200):  # 200 x 10 lines of 100 characters: about 200 kB for a 20 kB budget
+            parts.stream.feed(event("stdout", "".join(f"{i:04d}-{j}-" + "y" * 93 + "\n" for j in range(10))))
+        parts.stream.feed(event("stderr", "only line\n"), event("finished", 0))
+        assert proc.wait(10) == 0
+    assert proc.stdout._inbox.weight <= 20_000
+    assert proc.stdout.truncated and proc.stdout.dropped_lines > 1500
+    assert not proc.stderr.truncated and list(proc.stderr) == ["only line"]
+    kept = list(proc.stdout)
+    assert len(kept) == 2000 - proc.stdout.dropped_lines
+    assert kept[-1].startswith("0199-9-") and kept == sorted(kept)  # the newest, in order
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "stdout" in warnings[0].getMessage()
+
+
+def test_a_line_longer_than_the_budget_is_delivered_in_bounded_pieces(parts):
+    proc = parts.make(buffer_limit=40_000)
+    reader_lines: List[str] = []
+    reader = threading.Thread(target=lambda: reader_lines.extend(proc.stdout))
+    reader.start()
+    for _ in range(30):
+        parts.stream.feed(event("stdout", "z" * 4000))  # one 120 kB line, no newline
+    parts.stream.feed(event("stdout", "\nafter\n"), event("finished", 0))
+    assert proc.wait(10) == 0
+    reader.join(10)
+    assert max(len(line) for line in reader_lines) <= proc.stdout.max_line < 40_000
+    assert proc.stdout.split_lines > 0 and reader_lines[-1] == "after"
+    if not proc.stdout.truncated:  # read as it came: nothing lost, only cut
+        assert "".join(reader_lines[:-1]) == "z" * 120_000
+
+
+def test_a_line_without_newline_costs_linear_time():
+    """Feeding k chunks of one unterminated line must cost O(k), not O(k^2) (ratio of sizes 8)."""
+    from golem_sync.work.process import LineStream
+
+    def feed(chunks: int) -> float:
+        best = float("inf")
+        for _ in range(3):
+            stream = LineStream("stdout", CancelToken(), limit=1 << 40)  # no splitting: pure accumulation
+            piece = "z" * 16384
+            started = time.perf_counter()
+            for _ in range(chunks):
+                stream._feed(piece)
+            stream._end()
+            best = min(best, time.perf_counter() - started)
+            assert len(stream.read_all(1)[0]) == chunks * 16384
+        return best
+
+    small, large = feed(128), feed(1024)
+    assert large / max(small, 1e-4) < 24  # linear: about 8; quadratic: about 64
+
+
+def test_a_bad_buffer_limit_is_refused_before_anything_is_sent():
+    from golem_sync import GolemConfigError
+    from golem_sync.options import WorkOptions
+    from golem_sync.work import ProviderInfo, WorkContext
+
+    token, stream = CancelToken(), ScriptedStream()
+    activity = SpawnActivity(token, stream)
+    ctx = WorkContext(activity, ProviderInfo("p", "prov"), token, WorkOptions())  # type: ignore[arg-type]
+    try:
+        for bad in (0, -1, 2.5, True):
+            with pytest.raises(GolemConfigError, match="buffer_limit"):
+                ctx.spawn("true", buffer_limit=bad)
+        assert not token.cancelled  # send() was never called
+    finally:
+        activity._blocking.shutdown()
