@@ -10,11 +10,15 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from typing import TYPE_CHECKING, Callable, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple
+
+import attrs
 
 from ..cancel import CancelToken, Deadline, Inbox
 from ..errors import GolemCancelledError, GolemConfigError, GolemError, GolemTimeoutError
+from ..yagna.client import YagnaClient
 from ..yagna.models import RuntimeEvent
+from ..yagna.transport import Transport
 from .result import Result
 
 if TYPE_CHECKING:
@@ -190,10 +194,14 @@ class RemoteProcess:
     chunks into two line inboxes. A reader thread (rather than reading in the consumer's
     iteration) is used so that stdout and stderr can be consumed independently, or not at all,
     without one stream's unread output stalling the other and without ``wait()`` needing a reader.
-    ``golem-process-<batch>-watch`` long-polls the batch result (through the network's
-    abandonable pool, so closing never waits for a poll to return): it enforces the command timeout
-    and, if the stream missed the ``finished`` event (a real exe-unit does not replay events sent
-    before the stream opened), completes the process from the result and closes the stream.
+    ``golem-process-<batch>-watch`` long-polls the batch result itself, through a private
+    abortable client (one connection; never the network's shared helper pool, which N spawned
+    processes would otherwise fill, queueing every other job's polls behind them). Each poll is
+    bounded by ``poll_sec`` (plus the transport's margin), and when the process is done its
+    transport is aborted, which ends a poll in flight at once. The watcher enforces the command
+    timeout and, if the stream missed the ``finished`` event (a real exe-unit does not replay
+    events sent before the stream opened), completes the process from the result and closes the
+    stream.
     ``wait``, ``close``, ``returncode`` and ``result`` are safe from any thread; ``close`` and the
     job's cancellation close the stream from whichever thread calls them.
     """
@@ -203,7 +211,10 @@ class RemoteProcess:
 
     def __init__(self, activity: "Activity", batch_id: str, stream: "BatchStream", token: CancelToken,
                  timeout: float, *, poll_sec: float = 5.0,
-                 on_timeout: Optional[Callable[[], None]] = None, buffer_limit: int = BUFFER_LIMIT) -> None:
+                 on_timeout: Optional[Callable[[], None]] = None, buffer_limit: int = BUFFER_LIMIT,
+                 poll_client: Optional["YagnaClient"] = None) -> None:
+        """``poll_client`` is what the watcher polls with (its transport is aborted when the process
+        is done); by default a private abortable copy of the activity's client."""
         self.activity_id = activity.activity_id
         self.batch_id = batch_id
         self._activity = activity
@@ -213,6 +224,7 @@ class RemoteProcess:
         self._deadline = Deadline(timeout)
         self._poll_sec = poll_sec
         self._on_timeout = on_timeout
+        self._poll_client, self._owns_poll_client = _poll_client_for(activity, poll_client)
         self.stdout = LineStream("stdout", token, limit=buffer_limit, label=f"stdout of batch {batch_id}")
         self.stderr = LineStream("stderr", token, limit=buffer_limit, label=f"stderr of batch {batch_id}")
         self._lock = threading.Lock()
@@ -221,7 +233,6 @@ class RemoteProcess:
         self._returncode: Optional[int] = None
         self._result: Optional[Result] = None
         self._error: Optional[BaseException] = None
-        self._closing = CancelToken()  # cancelled when the process is done: ends the watcher's poll
         short = batch_id[:8]
         self._reader = threading.Thread(target=self._read, name=f"golem-process-{short}", daemon=True)
         self._watcher = threading.Thread(target=self._watch, name=f"golem-process-{short}-watch", daemon=True)
@@ -232,6 +243,7 @@ class RemoteProcess:
         unregister = token.on_cancel(lambda: self._finish(None, GolemCancelledError(token.reason or "cancelled")))
         with self._lock:
             if self._done.is_set():
+                self._close_poll_client()
                 return  # cancelled while being built: done, stream closed, no thread to start
             self._unregister = unregister
             self._started = True
@@ -330,8 +342,13 @@ class RemoteProcess:
     # -- the watcher thread ------------------------------------------------------------------
 
     def _watch(self) -> None:
-        client = self._activity._client
-        blocking = self._activity._blocking
+        try:
+            self._poll_results()
+        finally:
+            self._close_poll_client()
+
+    def _poll_results(self) -> None:
+        client = self._poll_client
         while not self._done.is_set():
             if self._deadline.expired:
                 if self._on_timeout is not None:
@@ -341,16 +358,16 @@ class RemoteProcess:
                     f"within {self._timeout:g}s", phase="command"))
                 return
             try:
-                # Through the abandonable pool: close() and cancellation end this wait at once.
-                results = blocking.call(self._closing, client.activity.get_batch_results, self.activity_id,
-                                        self.batch_id, timeout=max(0.1, self._deadline.cap(self._poll_sec)))
-            except GolemCancelledError:
-                return
+                # On this thread, bounded by the long-poll timeout; _finish() aborts it at once.
+                results = client.activity.get_batch_results(
+                    self.activity_id, self.batch_id, timeout=max(0.1, self._deadline.cap(self._poll_sec)))
             except GolemError as exc:
                 if not self._done.is_set():
                     logger.debug("polling batch %s failed: %s", self.batch_id, exc)
                     self._done.wait(min(1.0, self._deadline.cap(1.0)))  # back off, still wake on close
                 continue
+            if self._done.is_set():
+                return
             finished = [r for r in results if r.is_batch_finished]
             if finished:
                 # The stream normally delivers "finished" about now; give it a moment to do so.
@@ -359,6 +376,19 @@ class RemoteProcess:
                     code = 0 if str(raw.result) == "Ok" else _exit_code(raw.message)
                     self._finish(code, None, Result.of(raw))
                 return
+
+    def _abort_poll(self) -> None:
+        """End the watcher's poll in flight (any thread; only shuts a socket down)."""
+        abort = getattr(getattr(self._poll_client, "transport", None), "abort", None)
+        if abort is not None:
+            try:
+                abort()
+            except Exception:  # a transport that cannot abort just lets the poll run out
+                logger.debug("could not abort the result poll of batch %s", self.batch_id, exc_info=True)
+
+    def _close_poll_client(self) -> None:
+        if self._owns_poll_client:
+            self._poll_client.transport.close()  # the client does not own a transport it was given
 
     # -- completion (any thread) -------------------------------------------------------------
 
@@ -372,11 +402,23 @@ class RemoteProcess:
             self._done.set()
             unregister = self._unregister
         unregister()
-        self._closing.cancel("the process is done")
+        self._abort_poll()
         self._stream.close()  # wakes the reader if it is blocked in a read
         line_error = error if isinstance(error, (GolemTimeoutError, GolemCancelledError)) else None
         self.stdout._end(line_error)
         self.stderr._end(line_error)
+
+
+def _poll_client_for(activity: "Activity", given: Optional["YagnaClient"]) -> Tuple[Any, bool]:
+    """The watcher's client and whether the process owns (and closes) it."""
+    if given is not None:
+        return given, False
+    client = activity._client
+    if isinstance(client, YagnaClient):
+        # No retries: the poll loop backs off by itself, and abort() must not be retried around.
+        config = attrs.evolve(client.config, retries=0, pool_size=1)
+        return YagnaClient(transport=Transport(config, abortable=True)), True
+    return client, False  # a stand-in client (tests): polled as it is
 
 
 def _exit_code(message: Optional[str]) -> int:

@@ -297,3 +297,83 @@ def test_a_bad_buffer_limit_is_refused_before_anything_is_sent():
         assert not token.cancelled  # send() was never called
     finally:
         activity._blocking.shutdown()
+
+
+# -- the watchers do not occupy the network's shared helper pool (audit S3) ----------------------
+
+class BlockingPollClient:
+    """A poll client whose long polls last their whole timeout unless the transport is aborted."""
+
+    def __init__(self) -> None:
+        self.aborted = threading.Event()
+        self.polls = 0
+        self.transport = SimpleNamespace(abort=self.aborted.set, close=lambda: None)
+        self.activity = SimpleNamespace(get_batch_results=self.get_batch_results)
+
+    def get_batch_results(self, activity_id, batch_id, timeout=5.0, command_index=None):
+        self.polls += 1
+        if self.aborted.wait(timeout):
+            from golem_sync import YagnaUnreachableError
+            raise YagnaUnreachableError("aborted")
+        return []
+
+
+def test_spawned_processes_do_not_starve_the_shared_pool_and_close_at_once():
+    shared = Blocking(2)  # the network's pool, shared by every job
+    activity = FakeActivity()
+    activity._blocking = shared
+    activity._client = SimpleNamespace(activity=SimpleNamespace(get_batch_results=BlockingPollClient().get_batch_results))
+    pollers = [BlockingPollClient() for _ in range(4)]
+    procs = [RemoteProcess(activity, f"batch-{i}", ScriptedStream(), CancelToken(), 60.0, poll_sec=20.0,
+                           poll_client=poller)  # type: ignore[arg-type]
+             for i, poller in enumerate(pollers)]
+    try:
+        deadline = time.monotonic() + 5
+        while not all(p.polls for p in pollers) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert all(p.polls for p in pollers)  # every watcher is inside a 20-s long poll now
+        # Another job's poll through the shared pool is not queued behind them.
+        assert shared.call(CancelToken(), lambda: "other job's poll", wait_limit=10.0) == "other job's poll"
+    finally:
+        for proc in procs:
+            proc.close()
+        shared.shutdown(wait=False)
+    assert all(p.aborted.is_set() for p in pollers)  # close() ends the poll in flight
+    assert all(proc.join(5) for proc in procs)
+
+
+def test_with_a_real_client_the_watcher_polls_on_its_own_connection_and_close_aborts_it():
+    import http.server
+    import socketserver
+
+    from golem_sync.yagna.client import YagnaClient
+
+    polls: List[str] = []
+    release = threading.Event()
+
+    class SlowYagna(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            polls.append(self.path)
+            release.wait(30)  # a long poll that would not end by itself for 30 s
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SlowYagna)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = YagnaClient(app_key="k", api_url=f"http://127.0.0.1:{server.server_address[1]}")
+    activity = SimpleNamespace(activity_id="act", _client=client, _blocking=None)  # no shared pool at all
+    try:
+        proc = RemoteProcess(activity, "batch-1", ScriptedStream(), CancelToken(), 60.0, poll_sec=20.0)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 5
+        while not polls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert polls and polls[0].startswith("/activity-api/v1/activity/act/exec/batch-1?")
+        proc.close()
+        assert proc.join(5)  # the 20-s poll in flight was aborted, not waited out
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+        client.close()
