@@ -88,17 +88,18 @@ class Publication:
         self.source = source
         self._progress = progress
         self.served = 0  # highest byte offset handed out
-        self.service = GsbService(client, f"/public/gftp/{name}", ["GetMetadata", "GetChunk"], self.handle)
+        # The source is closed once the service is closed and its reader gone (on whichever thread
+        # comes last): never under a reader still using it, and never leaked.
+        self.service = GsbService(client, f"/public/gftp/{name}", ["GetMetadata", "GetChunk"], self.handle,
+                                  on_stopped=source.close)
 
     def open(self) -> "Publication":
         self.service.open()
         return self
 
     def close(self) -> None:
+        """Unbind and close; the source is closed now, or by the reader when a slow callback returns."""
         self.service.close()
-        if self.service.alive:
-            return  # never close a descriptor a stuck reader may still use (its number could be reused)
-        self.source.close()
 
     def handle(self, component: str, payload: Any) -> Any:
         if component == "GetMetadata":
@@ -149,7 +150,9 @@ class Receipt:
         self.received = 0
         self.finished = threading.Event()
         self.verified_hash: Optional[str] = None
-        self.service = GsbService(client, f"/public/gftp/{name}", ["UploadChunk", "UploadFinished"], self.handle)
+        # The part file's descriptor is closed once the service is closed and its reader gone.
+        self.service = GsbService(client, f"/public/gftp/{name}", ["UploadChunk", "UploadFinished"], self.handle,
+                                  on_stopped=self._close_fd)
 
     def open(self) -> "Receipt":
         try:
@@ -160,13 +163,12 @@ class Receipt:
         return self
 
     def close(self) -> None:
-        """Unbind and close the socket; the received bytes stay until commit/discard."""
+        """Unbind and close the socket; the received bytes stay until commit/discard.
+
+        The part file's descriptor is closed now, or by the reader thread once a slow progress
+        callback returns (never under a reader that may still write to it).
+        """
         self.service.close()
-        if self.service.alive:
-            return  # never close a descriptor a stuck reader may still write to
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
     def handle(self, component: str, payload: Any) -> Any:
         if self.verified_hash is not None:
@@ -215,10 +217,8 @@ class Receipt:
         self.part_path = None
 
     def discard(self) -> None:
-        """Remove a partial file; safe to call at any time."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Close the service and remove a partial file; safe to call at any time, from any thread."""
+        self.service.close()  # idempotent; the descriptor follows the reader (see close())
         if self.part_path is not None:
             try:
                 self.part_path.unlink()
@@ -227,6 +227,12 @@ class Receipt:
             self.part_path = None
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _close_fd(self) -> None:
+        """The service's on_stopped: runs once, when no reader can write any more."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def _write(self, offset: int, content: bytes) -> None:
         if self._fd >= 0:
