@@ -24,7 +24,7 @@ from ..errors import GolemWorkError
 from ..yagna.client import YagnaClient
 from .service import GsbService, ServiceFailure
 
-__all__ = ["CHUNK_SIZE", "MAX_CHUNK", "Progress", "FileSource", "BytesSource", "Publication", "Receipt",
+__all__ = ["CHUNK_SIZE", "MAX_CHUNK", "MAX_MEMORY_DOWNLOAD", "REORDER_WINDOW", "Progress", "FileSource", "BytesSource", "Publication", "Receipt",
            "new_name", "gftp_url"]
 
 #: gftp's own chunk size.
@@ -32,6 +32,13 @@ CHUNK_SIZE = 40 * 1024
 #: yagna caps GSB API WebSocket frames at 64 KiB and a bigger frame kills the socket, so a
 #: chunk reply never carries more than this (a provider asking for more gets a short chunk).
 MAX_CHUNK = 60 * 1024
+
+#: Default ``max_size`` of a download received into memory (``download_data``/``download_json``):
+#: the provider must not choose how much the requestor allocates.
+MAX_MEMORY_DOWNLOAD = 64 * 1024 * 1024
+#: How far past the highest byte received so far a chunk may start (providers may send a few
+#: chunks out of order); a chunk further out is refused before anything is allocated or written.
+REORDER_WINDOW = 1024 * 1024
 
 #: ``progress(bytes_done, bytes_total_or_None)``
 Progress = Callable[[int, Optional[int]], None]
@@ -128,8 +135,15 @@ class Receipt:
     sends in ``UploadFinished`` is checked against the bytes received; a mismatch is answered with
     an error, so the provider's transfer command fails too.
 
+    Chunks are refused (answered with an error, so the provider's transfer fails, and kept in
+    ``service.error`` as a :class:`GolemWorkError`) when they reach beyond ``max_size`` or start
+    more than :data:`REORDER_WINDOW` bytes past the highest byte received so far; nothing is
+    allocated or written for them.
+
     Args:
-        max_size: refuse chunks reaching beyond this many bytes (protects memory and disk).
+        max_size: refuse chunks reaching beyond this many bytes (protects memory and disk). For a
+            download into memory ``None`` means :data:`MAX_MEMORY_DOWNLOAD` (64 MiB); into a file,
+            no limit.
     """
 
     def __init__(self, client: YagnaClient, name: str, *, part_path: Optional[Path] = None,
@@ -137,7 +151,7 @@ class Receipt:
         self.name = name
         self.part_path = part_path
         self._progress = progress
-        self._max_size = max_size
+        self._max_size = max_size if max_size is not None or part_path is not None else MAX_MEMORY_DOWNLOAD
         self._fd = -1
         self._buffer = bytearray()
         if part_path is not None:
@@ -186,7 +200,11 @@ class Receipt:
                 raise ServiceFailure(f"bad UploadChunk offset {chunk.get('offset')!r:.40}")
             end = offset + len(content)
             if self._max_size is not None and end > self._max_size:
-                raise ServiceFailure(f"upload exceeds the limit of {self._max_size} bytes")
+                raise GolemWorkError(f"gftp {self.name}: refused a chunk at offset {offset} (+{len(content)} bytes): "
+                                     f"the download would exceed max_size of {self._max_size} bytes")
+            if offset > self.size + REORDER_WINDOW:
+                raise GolemWorkError(f"gftp {self.name}: refused a chunk at offset {offset}: it starts more than "
+                                     f"{REORDER_WINDOW} bytes past the {self.size} bytes received so far")
             self._write(offset, content)
             self.size = max(self.size, end)
             self.received += len(content)

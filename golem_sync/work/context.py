@@ -13,6 +13,7 @@ from ..cancel import CancelToken
 from ..errors import GolemActivityError, GolemConfigError, GolemError, GolemTimeoutError, GolemWorkError
 from ..options import RunOptions, WorkOptions
 from ..vpn import Vpn
+from ..storage.gftp import MAX_MEMORY_DOWNLOAD
 from ..storage.paths import PathLike
 from ..yagna.models import Capture, Command, Deploy, Start, Transfer
 from .batch import Batch
@@ -130,15 +131,19 @@ class WorkContext:
                               timeout).raise_for_error()
 
     def download_data(self, remote_path: str, *, progress: Optional[Progress] = None,
-                      timeout: Optional[float] = None, max_size: Optional[int] = None) -> bytes:
-        """The bytes of ``remote_path`` on the provider (sha3-256 verified)."""
+                      timeout: Optional[float] = None, max_size: Optional[int] = MAX_MEMORY_DOWNLOAD) -> bytes:
+        """The bytes of ``remote_path`` on the provider (sha3-256 verified).
+
+        ``max_size`` (default 64 MiB) caps what is held in memory: a bigger file fails with
+        GolemWorkError (use ``download_file`` for big results, or pass a larger ``max_size``).
+        """
         result = self._run_step(DownloadStep(self._transfers(), remote_path, into="bytes", progress=progress,
                                              max_size=max_size, what="download_data"), timeout)
         return bytes(result.raise_for_error().data)
 
     def download_json(self, remote_path: str, *, timeout: Optional[float] = None,
-                      max_size: Optional[int] = None) -> Any:
-        """``remote_path`` on the provider, parsed as JSON."""
+                      max_size: Optional[int] = MAX_MEMORY_DOWNLOAD) -> Any:
+        """``remote_path`` on the provider, parsed as JSON (at most ``max_size`` bytes, default 64 MiB)."""
         result = self._run_step(DownloadStep(self._transfers(), remote_path, into="json", max_size=max_size,
                                              what="download_json"), timeout)
         return result.raise_for_error().data

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import socket
 from pathlib import Path
@@ -161,10 +162,11 @@ def test_receipt_refuses_a_wrong_or_missing_hash_and_late_chunks(tmp_path):
 def test_receipt_checks_offsets_sizes_and_accepts_integer_vectors():
     receipt = Receipt(NOT_CONNECTED, "n", max_size=10)  # type: ignore[arg-type]
     for bad in ({"chunk": {"offset": -5, "content": b"x"}}, {"chunk": {"offset": 0, "content": "text"}},
-                {"chunk": {"offset": 0, "content": [300]}}, {"chunk": None}, None,
-                {"chunk": {"offset": 8, "content": b"xyz"}}):
+                {"chunk": {"offset": 0, "content": [300]}}, {"chunk": None}, None):
         with pytest.raises(ServiceFailure):
             receipt.handle("UploadChunk", bad)
+    with pytest.raises(GolemWorkError, match="max_size of 10 bytes"):
+        receipt.handle("UploadChunk", {"chunk": {"offset": 8, "content": b"xyz"}})
     receipt.handle("UploadChunk", {"chunk": {"offset": 0, "content": [104, 105]}})  # Vec<u8> without serde_bytes
     receipt.handle("UploadFinished", {"hash": sha3(b"hi")})
     assert receipt.data() == b"hi"
@@ -496,3 +498,44 @@ def test_closing_a_download_while_its_progress_receiver_blocks_removes_the_part_
     release.set()
     reader.join(5)
     assert not reader.is_alive() and receipt._fd == -1  # closed by the reader on its way out
+
+
+# -- in-memory downloads: the provider does not choose how much the requestor allocates (audit #18)
+
+def test_an_in_memory_download_has_a_default_size_limit():
+    from golem_sync.storage.gftp import MAX_MEMORY_DOWNLOAD
+
+    assert MAX_MEMORY_DOWNLOAD == 64 * 1024 * 1024
+    for method in (WorkContext.download_data, WorkContext.download_json):
+        assert inspect.signature(method).parameters["max_size"].default == MAX_MEMORY_DOWNLOAD
+    receipt = Receipt(NOT_CONNECTED, "n")  # type: ignore[arg-type]  # max_size not given
+    with pytest.raises(GolemWorkError, match="max_size"):
+        receipt.handle("UploadChunk", {"chunk": {"offset": MAX_MEMORY_DOWNLOAD, "content": b"x"}})
+    assert len(receipt._buffer) == 0  # refused before anything was allocated
+
+
+def test_a_chunk_far_beyond_the_bytes_received_is_refused_before_allocating():
+    from golem_sync.storage.gftp import REORDER_WINDOW
+
+    receipt = Receipt(NOT_CONNECTED, "n", max_size=1 << 30)  # type: ignore[arg-type]
+    with pytest.raises(GolemWorkError, match="past the 0 bytes received"):
+        receipt.handle("UploadChunk", {"chunk": {"offset": 300_000_000, "content": b"x"}})
+    assert len(receipt._buffer) == 0
+    # Chunks a little out of order (within the window) are still fine.
+    data = os.urandom(3 * 40960)
+    for p in reversed(chunks_of(data, 40960)):
+        receipt.handle("UploadChunk", p)
+    receipt.handle("UploadFinished", {"hash": sha3(data)})
+    assert receipt.data() == data
+    edge = Receipt(NOT_CONNECTED, "n", max_size=1 << 30)  # type: ignore[arg-type]
+    edge.handle("UploadChunk", {"chunk": {"offset": REORDER_WINDOW, "content": b"x"}})  # the window's edge
+    with pytest.raises(GolemWorkError, match="past the"):
+        edge.handle("UploadChunk", {"chunk": {"offset": 2 * REORDER_WINDOW + 2, "content": b"x"}})
+
+
+def test_a_file_download_refuses_a_far_offset_too(tmp_path):
+    receipt = Receipt(NOT_CONNECTED, "n", part_path=tmp_path / ".p")  # type: ignore[arg-type]
+    with pytest.raises(GolemWorkError, match="past the 0 bytes received"):
+        receipt.handle("UploadChunk", {"chunk": {"offset": 1 << 40, "content": b"x"}})
+    assert (tmp_path / ".p").stat().st_size == 0
+    receipt.discard()
