@@ -9,6 +9,9 @@ Threads: :class:`Publication` and :class:`Receipt` are opened and closed by the 
 their ``handle`` methods run on the service's reader thread (see :mod:`.service`). A Receipt's
 state is written by that thread only until ``UploadFinished``; the worker reads it after the
 provider's transfer command has finished, which happens after the reply to ``UploadFinished``.
+The served file (Publication) and the part file's descriptor (Receipt) are closed by the
+service's ``on_stopped`` hook: on the closing thread, or on the reader thread once a slow
+progress callback it was running returns, never while the reader may still use them.
 """
 from __future__ import annotations
 

@@ -58,8 +58,8 @@ class LineStream:
     output) is delivered in pieces of ``max_line`` characters, counted in ``split_lines``.
 
     Threads: the process's reader thread feeds it (``_feed``); ``_end`` may run on any thread (a
-    canceller); one consumer thread reads. The counters are written under the inbox's lock and are
-    safe to read from any thread.
+    canceller); one consumer thread reads. The counters are written under the stream's and the
+    inbox's locks and are safe to read from any thread.
     """
 
     def __init__(self, name: str, token: CancelToken, *, limit: int = BUFFER_LIMIT, label: str = "") -> None:
@@ -213,8 +213,9 @@ class RemoteProcess:
                  timeout: float, *, poll_sec: float = 5.0,
                  on_timeout: Optional[Callable[[], None]] = None, buffer_limit: int = BUFFER_LIMIT,
                  poll_client: Optional["YagnaClient"] = None) -> None:
-        """``poll_client`` is what the watcher polls with (its transport is aborted when the process
-        is done); by default a private abortable copy of the activity's client."""
+        """``poll_client`` is what the watcher polls with; its transport is aborted when the process
+        is done, so give one made with ``Transport(..., abortable=True)``. By default the process
+        makes (and closes) a private abortable copy of the activity's client."""
         self.activity_id = activity.activity_id
         self.batch_id = batch_id
         self._activity = activity
@@ -247,8 +248,14 @@ class RemoteProcess:
                 return  # cancelled while being built: done, stream closed, no thread to start
             self._unregister = unregister
             self._started = True
-        self._reader.start()
-        self._watcher.start()
+        try:
+            self._reader.start()
+            self._watcher.start()
+        except BaseException as exc:  # e.g. no thread can be started: close everything, then raise
+            self._finish(None, exc)
+            if not self._watcher.is_alive():
+                self._close_poll_client()
+            raise
 
     def __repr__(self) -> str:
         return f"<RemoteProcess batch={self.batch_id} returncode={self._returncode}>"
@@ -297,11 +304,10 @@ class RemoteProcess:
 
     def join(self, timeout: float = 5.0) -> bool:
         """Wait for both helper threads to end (after the process is done); True if they did."""
-        if not self._started:
-            return True
-        self._reader.join(timeout)
-        self._watcher.join(timeout)
-        return not (self._reader.is_alive() or self._watcher.is_alive())
+        threads = [t for t in (self._reader, self._watcher) if self._started and t.ident is not None]
+        for thread in threads:
+            thread.join(timeout)
+        return not any(t.is_alive() for t in threads)
 
     # -- the reader thread -------------------------------------------------------------------
 

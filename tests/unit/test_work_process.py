@@ -377,3 +377,23 @@ def test_with_a_real_client_the_watcher_polls_on_its_own_connection_and_close_ab
         server.shutdown()
         server.server_close()
         client.close()
+
+
+def test_a_process_whose_threads_cannot_start_closes_its_stream_and_raises(monkeypatch):
+    activity, stream, token = FakeActivity(), ScriptedStream(), CancelToken()
+    real_start = threading.Thread.start
+
+    def start(self):
+        if self.name.endswith("-watch"):
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    try:
+        with pytest.raises(RuntimeError):
+            RemoteProcess(activity, "batch-1", stream, token, 30.0, poll_sec=0.05)
+        assert stream.closed
+        monkeypatch.setattr(threading.Thread, "start", real_start)
+        token.cancel("later")  # the cancel callback was unregistered: nothing runs, nothing raises
+    finally:
+        activity._blocking.shutdown()
