@@ -27,8 +27,8 @@ from ..errors import GolemWorkError
 from ..yagna.client import YagnaClient
 from .service import GsbService, ServiceFailure
 
-__all__ = ["CHUNK_SIZE", "MAX_CHUNK", "MAX_MEMORY_DOWNLOAD", "REORDER_WINDOW", "Progress", "FileSource", "BytesSource", "Publication", "Receipt",
-           "new_name", "gftp_url"]
+__all__ = ["CHUNK_SIZE", "MAX_CHUNK", "MAX_MEMORY_DOWNLOAD", "REORDER_WINDOW", "Progress", "FileSource",
+           "BytesSource", "Publication", "Receipt", "new_name", "gftp_url"]
 
 #: gftp's own chunk size.
 CHUNK_SIZE = 40 * 1024

@@ -243,11 +243,12 @@ class RemoteProcess:
         self._unregister: Callable[[], None] = lambda: None
         unregister = token.on_cancel(lambda: self._finish(None, GolemCancelledError(token.reason or "cancelled")))
         with self._lock:
-            if self._done.is_set():
-                self._close_poll_client()
-                return  # cancelled while being built: done, stream closed, no thread to start
-            self._unregister = unregister
-            self._started = True
+            self._started = not self._done.is_set()
+            if self._started:
+                self._unregister = unregister
+        if not self._started:  # cancelled while being built: done, stream closed, no thread to start
+            self._close_poll_client()
+            return
         try:
             self._reader.start()
             self._watcher.start()

@@ -539,3 +539,19 @@ def test_a_file_download_refuses_a_far_offset_too(tmp_path):
         receipt.handle("UploadChunk", {"chunk": {"offset": 1 << 40, "content": b"x"}})
     assert (tmp_path / ".p").stat().st_size == 0
     receipt.discard()
+
+
+def test_a_progress_callback_that_closes_its_own_transfer_does_not_deadlock(tmp_path):
+    (tmp_path / "f").write_bytes(b"0123456789")
+    source = FileSource(tmp_path / "f")
+    pub: Optional[Publication] = None
+
+    def progress(done: int, total: Optional[int]) -> None:  # runs on the reader thread
+        assert pub is not None
+        pub.close()
+
+    pub = Publication(UNBIND_ONLY, "n", source, progress)  # type: ignore[arg-type]
+    reader = serve(pub.service, OneRequestWs({"id": "1", "component": "GetChunk",
+                                              "payload": {"offset": 0, "size": 10}}))
+    reader.join(5)
+    assert not reader.is_alive() and source._fd == -1
