@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Callable, Deque, Generic, List, Optional, TypeVar
+from typing import Callable, Deque, Generic, List, Optional, Sequence, TypeVar
 
 from .errors import GolemCancelledError, GolemTimeoutError
 
@@ -117,17 +117,50 @@ class Inbox(Generic[T]):
     """A FIFO that one consumer waits on, woken by new items or by cancellation.
 
     Producers (poller threads) call :meth:`put` from any thread; one consumer calls :meth:`get`.
+
+    Bounded (``limit`` given): every item weighs ``weight(item)`` (1 by default) and when the
+    unread items weigh more than ``limit``, :meth:`put` drops the oldest ones (never the item just
+    put, so one item heavier than the limit is still delivered). ``dropped`` and
+    ``dropped_weight`` count what was lost; ``weight`` is what the unread items weigh now.
+    Unbounded by default.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: Optional[int] = None, weight: Optional[Callable[[T], int]] = None) -> None:
         self._cond = threading.Condition()
         self._items: Deque[T] = deque()
         self._closed: Optional[BaseException] = None
+        self._limit = limit
+        self._weigh: Callable[[T], int] = weight if weight is not None else _one
+        self._weights: Deque[int] = deque()
+        self.weight = 0
+        self.dropped = 0
+        self.dropped_weight = 0
 
-    def put(self, item: T) -> None:
+    def put(self, item: T) -> int:
+        """Append ``item``; returns how many old items this dropped (0 when unbounded)."""
+        return self.put_many((item,))
+
+    def put_many(self, items: Sequence[T]) -> int:
+        """Append ``items`` in order (one wake-up); returns how many old items were dropped."""
+        if not items:
+            return 0
+        dropped = 0
         with self._cond:
-            self._items.append(item)
+            for item in items:
+                size = self._weigh(item)
+                self._items.append(item)
+                self._weights.append(size)
+                self.weight += size
+                if self._limit is not None:
+                    while self.weight > self._limit and len(self._items) > 1:
+                        self._items.popleft()
+                        lost = self._weights.popleft()
+                        self.weight -= lost
+                        self.dropped += 1
+                        self.dropped_weight += lost
+                        dropped += 1
             self._cond.notify_all()
+        return dropped
 
     def close(self, error: BaseException) -> None:
         """Make every current and future :meth:`get` on an empty inbox raise ``error``."""
@@ -147,6 +180,7 @@ class Inbox(Generic[T]):
             with self._cond:
                 while True:
                     if self._items:
+                        self.weight -= self._weights.popleft()
                         return self._items.popleft()
                     token.raise_if_cancelled()
                     if self._closed is not None:
@@ -162,4 +196,10 @@ class Inbox(Generic[T]):
         with self._cond:
             items = list(self._items)
             self._items.clear()
+            self._weights.clear()
+            self.weight = 0
             return items
+
+
+def _one(item: object) -> int:
+    return 1

@@ -9,6 +9,9 @@ Threads: :class:`Publication` and :class:`Receipt` are opened and closed by the 
 their ``handle`` methods run on the service's reader thread (see :mod:`.service`). A Receipt's
 state is written by that thread only until ``UploadFinished``; the worker reads it after the
 provider's transfer command has finished, which happens after the reply to ``UploadFinished``.
+The served file (Publication) and the part file's descriptor (Receipt) are closed by the
+service's ``on_stopped`` hook: on the closing thread, or on the reader thread once a slow
+progress callback it was running returns, never while the reader may still use them.
 """
 from __future__ import annotations
 
@@ -24,14 +27,21 @@ from ..errors import GolemWorkError
 from ..yagna.client import YagnaClient
 from .service import GsbService, ServiceFailure
 
-__all__ = ["CHUNK_SIZE", "MAX_CHUNK", "Progress", "FileSource", "BytesSource", "Publication", "Receipt",
-           "new_name", "gftp_url"]
+__all__ = ["CHUNK_SIZE", "MAX_CHUNK", "MAX_MEMORY_DOWNLOAD", "REORDER_WINDOW", "Progress", "FileSource",
+           "BytesSource", "Publication", "Receipt", "new_name", "gftp_url"]
 
 #: gftp's own chunk size.
 CHUNK_SIZE = 40 * 1024
 #: yagna caps GSB API WebSocket frames at 64 KiB and a bigger frame kills the socket, so a
 #: chunk reply never carries more than this (a provider asking for more gets a short chunk).
 MAX_CHUNK = 60 * 1024
+
+#: Default ``max_size`` of a download received into memory (``download_data``/``download_json``):
+#: the provider must not choose how much the requestor allocates.
+MAX_MEMORY_DOWNLOAD = 64 * 1024 * 1024
+#: How far past the highest byte received so far a chunk may start (providers may send a few
+#: chunks out of order); a chunk further out is refused before anything is allocated or written.
+REORDER_WINDOW = 1024 * 1024
 
 #: ``progress(bytes_done, bytes_total_or_None)``
 Progress = Callable[[int, Optional[int]], None]
@@ -88,17 +98,18 @@ class Publication:
         self.source = source
         self._progress = progress
         self.served = 0  # highest byte offset handed out
-        self.service = GsbService(client, f"/public/gftp/{name}", ["GetMetadata", "GetChunk"], self.handle)
+        # The source is closed once the service is closed and its reader gone (on whichever thread
+        # comes last): never under a reader still using it, and never leaked.
+        self.service = GsbService(client, f"/public/gftp/{name}", ["GetMetadata", "GetChunk"], self.handle,
+                                  on_stopped=source.close)
 
     def open(self) -> "Publication":
         self.service.open()
         return self
 
     def close(self) -> None:
+        """Unbind and close; the source is closed now, or by the reader when a slow callback returns."""
         self.service.close()
-        if self.service.alive:
-            return  # never close a descriptor a stuck reader may still use (its number could be reused)
-        self.source.close()
 
     def handle(self, component: str, payload: Any) -> Any:
         if component == "GetMetadata":
@@ -127,8 +138,15 @@ class Receipt:
     sends in ``UploadFinished`` is checked against the bytes received; a mismatch is answered with
     an error, so the provider's transfer command fails too.
 
+    Chunks are refused (answered with an error, so the provider's transfer fails, and kept in
+    ``service.error`` as a :class:`GolemWorkError`) when they reach beyond ``max_size`` or start
+    more than :data:`REORDER_WINDOW` bytes past the highest byte received so far; nothing is
+    allocated or written for them.
+
     Args:
-        max_size: refuse chunks reaching beyond this many bytes (protects memory and disk).
+        max_size: refuse chunks reaching beyond this many bytes (protects memory and disk). For a
+            download into memory ``None`` means :data:`MAX_MEMORY_DOWNLOAD` (64 MiB); into a file,
+            no limit.
     """
 
     def __init__(self, client: YagnaClient, name: str, *, part_path: Optional[Path] = None,
@@ -136,7 +154,7 @@ class Receipt:
         self.name = name
         self.part_path = part_path
         self._progress = progress
-        self._max_size = max_size
+        self._max_size = max_size if max_size is not None or part_path is not None else MAX_MEMORY_DOWNLOAD
         self._fd = -1
         self._buffer = bytearray()
         if part_path is not None:
@@ -149,7 +167,9 @@ class Receipt:
         self.received = 0
         self.finished = threading.Event()
         self.verified_hash: Optional[str] = None
-        self.service = GsbService(client, f"/public/gftp/{name}", ["UploadChunk", "UploadFinished"], self.handle)
+        # The part file's descriptor is closed once the service is closed and its reader gone.
+        self.service = GsbService(client, f"/public/gftp/{name}", ["UploadChunk", "UploadFinished"], self.handle,
+                                  on_stopped=self._close_fd)
 
     def open(self) -> "Receipt":
         try:
@@ -160,13 +180,12 @@ class Receipt:
         return self
 
     def close(self) -> None:
-        """Unbind and close the socket; the received bytes stay until commit/discard."""
+        """Unbind and close the socket; the received bytes stay until commit/discard.
+
+        The part file's descriptor is closed now, or by the reader thread once a slow progress
+        callback returns (never under a reader that may still write to it).
+        """
         self.service.close()
-        if self.service.alive:
-            return  # never close a descriptor a stuck reader may still write to
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
     def handle(self, component: str, payload: Any) -> Any:
         if self.verified_hash is not None:
@@ -184,7 +203,11 @@ class Receipt:
                 raise ServiceFailure(f"bad UploadChunk offset {chunk.get('offset')!r:.40}")
             end = offset + len(content)
             if self._max_size is not None and end > self._max_size:
-                raise ServiceFailure(f"upload exceeds the limit of {self._max_size} bytes")
+                raise GolemWorkError(f"gftp {self.name}: refused a chunk at offset {offset} (+{len(content)} bytes): "
+                                     f"the download would exceed max_size of {self._max_size} bytes")
+            if offset > self.size + REORDER_WINDOW:
+                raise GolemWorkError(f"gftp {self.name}: refused a chunk at offset {offset}: it starts more than "
+                                     f"{REORDER_WINDOW} bytes past the {self.size} bytes received so far")
             self._write(offset, content)
             self.size = max(self.size, end)
             self.received += len(content)
@@ -215,10 +238,8 @@ class Receipt:
         self.part_path = None
 
     def discard(self) -> None:
-        """Remove a partial file; safe to call at any time."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Close the service and remove a partial file; safe to call at any time, from any thread."""
+        self.service.close()  # idempotent; the descriptor follows the reader (see close())
         if self.part_path is not None:
             try:
                 self.part_path.unlink()
@@ -227,6 +248,12 @@ class Receipt:
             self.part_path = None
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _close_fd(self) -> None:
+        """The service's on_stopped: runs once, when no reader can write any more."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def _write(self, offset: int, content: bytes) -> None:
         if self._fd >= 0:

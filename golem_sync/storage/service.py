@@ -9,7 +9,13 @@ Threads: the caller's thread (a job's worker) opens and closes the service. One
 ``golem-transfer-<name>`` thread is the only reader of the socket: it decodes each request,
 calls ``handler(component, payload)`` and sends the reply, so handlers (and whatever they call,
 e.g. progress callbacks) run on that thread. ``close()`` is idempotent and safe from any thread;
-it always unbinds and closes the socket, and joins the thread (bounded wait).
+it always unbinds and closes the socket, and joins the thread (bounded wait) unless the thread is
+inside a handler: user code (a slow ``progress=`` callback or ``transfer_progress`` receiver, maybe
+one that cancels the job) is never waited for. After ``close()`` no new handler call starts.
+``on_stopped`` (the owner's resource release, e.g. closing the served file) runs exactly once,
+when the service is closed AND its reader is gone: on the closing thread if the reader already
+ended (or never started), else on the reader thread as it exits. So a descriptor is never closed
+under a reader that may still use it, and never leaked either.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 import websocket
 
 from .. import flex
-from ..errors import GolemWorkError, YagnaError, YagnaNotFoundError
+from ..errors import GolemError, GolemWorkError, YagnaError, YagnaNotFoundError
 from ..yagna._base import seg
 from ..yagna.client import YagnaClient
 from ..yagna.net import to_websocket_url
@@ -53,10 +59,13 @@ class GsbService:
         connect_timeout: limit for the WebSocket handshake and for every send.
         idle_timeout: how long the reader waits for the next frame before checking again that it
             was not asked to stop (the normal wake-up is the socket closing).
+        on_stopped: runs once when the service is closed and no reader can touch its resources
+            any more (see the module's Threads paragraph); it must be quick and must not raise.
     """
 
     def __init__(self, client: YagnaClient, address: str, components: Sequence[str], handler: Handler, *,
-                 connect_timeout: float = 10.0, idle_timeout: float = 30.0) -> None:
+                 connect_timeout: float = 10.0, idle_timeout: float = 30.0,
+                 on_stopped: Optional[Callable[[], None]] = None) -> None:
         self._client = client
         self.address = address
         self._components = list(components)
@@ -67,8 +76,12 @@ class GsbService:
         self._ws: Optional[websocket.WebSocket] = None
         self._thread: Optional[threading.Thread] = None
         self._stopping = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the flags below; never held while calling out
         self._closed = False
+        self._in_handler = False  # the reader is inside handler() (maybe user code)
+        self._reader_done = False
+        self._released = False
+        self._on_stopped = on_stopped
         #: The first failure of the socket or a handler, for the caller's error message.
         self.error: Optional[BaseException] = None
         self.requests = 0
@@ -108,7 +121,8 @@ class GsbService:
             if self._closed:
                 return
             self._closed = True
-        self._stopping.set()
+            self._stopping.set()  # under the lock: from now on no handler call starts
+            busy = self._in_handler
         if self.services_id is not None:
             try:
                 self._client.gsb.unbind_services(self.services_id)
@@ -117,7 +131,12 @@ class GsbService:
             except YagnaError as exc:
                 logger.warning("could not unbind GSB services %s: %s", self.address, exc)
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if busy:
+            # Never wait for user code: the reader ends when the handler returns (its reply then
+            # fails on the shut socket) and runs on_stopped on its way out.
+            logger.debug("the GSB API reader for %s is inside a handler; it stops when that returns",
+                         self.address)
+        elif thread is not None and thread is not threading.current_thread():
             thread.join(join_timeout / 2)  # yagna closes the socket after the unbind: the reader ends
             if thread.is_alive():
                 self._shutdown_socket()  # wakes a reader blocked in recv
@@ -125,6 +144,7 @@ class GsbService:
             if thread.is_alive():
                 logger.warning("the GSB API reader for %s did not stop in %.1fs", self.address, join_timeout)
         self._shutdown_socket()
+        self._release()
 
     @property
     def alive(self) -> bool:
@@ -133,6 +153,14 @@ class GsbService:
     # -- the reader thread -----------------------------------------------------------------
 
     def _serve(self) -> None:
+        try:
+            self._serve_frames()
+        finally:
+            with self._lock:
+                self._reader_done = True
+            self._release()
+
+    def _serve_frames(self) -> None:
         ws = self._ws
         assert ws is not None
         ws.settimeout(self._idle_timeout)
@@ -170,16 +198,36 @@ class GsbService:
         if not isinstance(message, dict) or "id" not in message:
             self._fail(GolemWorkError(f"unexpected GSB API message on {self.address}: {message!r:.200}"))
             return None
+        with self._lock:
+            if self._stopping.is_set():
+                return None  # closed: no handler call starts any more
+            self._in_handler = True
         self.requests += 1
         request_id = message["id"]
         try:
             payload = self._handler(str(message.get("component", "")), message.get("payload"))
             return flex.dumps({"id": request_id, "payload": payload})
         except Exception as exc:
-            if not isinstance(exc, ServiceFailure):
+            if not isinstance(exc, (ServiceFailure, GolemError)):  # those are refusals, not bugs
                 logger.exception("GSB handler for %s failed", self.address)
             self._fail(exc)
             return flex.dumps({"id": request_id, "error": {"InternalError": str(exc) or type(exc).__name__}})
+        finally:
+            with self._lock:
+                self._in_handler = False
+
+    def _release(self) -> None:
+        """Run on_stopped once, when closed and no reader is left (either caller may be last)."""
+        with self._lock:
+            reader_gone = self._thread is None or self._reader_done
+            if self._released or not self._closed or not reader_gone:
+                return
+            self._released = True
+        if self._on_stopped is not None:
+            try:
+                self._on_stopped()
+            except Exception:
+                logger.exception("releasing the resources of %s failed", self.address)
 
     def _fail(self, exc: BaseException) -> None:
         if self.error is None:

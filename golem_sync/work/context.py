@@ -13,12 +13,13 @@ from ..cancel import CancelToken
 from ..errors import GolemActivityError, GolemConfigError, GolemError, GolemTimeoutError, GolemWorkError
 from ..options import RunOptions, WorkOptions
 from ..vpn import Vpn
+from ..storage.gftp import MAX_MEMORY_DOWNLOAD
 from ..storage.paths import PathLike
 from ..yagna.models import Capture, Command, Deploy, Start, Transfer
 from .batch import Batch
 from .commands import build_run
 from .costs import CostLedger, usage_by_name
-from .process import RemoteProcess
+from .process import BUFFER_LIMIT, RemoteProcess
 from .result import Result
 from .transfers import DownloadStep, Progress, TransferEnv, TransferStep, UploadStep, json_bytes
 
@@ -130,15 +131,19 @@ class WorkContext:
                               timeout).raise_for_error()
 
     def download_data(self, remote_path: str, *, progress: Optional[Progress] = None,
-                      timeout: Optional[float] = None, max_size: Optional[int] = None) -> bytes:
-        """The bytes of ``remote_path`` on the provider (sha3-256 verified)."""
+                      timeout: Optional[float] = None, max_size: Optional[int] = MAX_MEMORY_DOWNLOAD) -> bytes:
+        """The bytes of ``remote_path`` on the provider (sha3-256 verified).
+
+        ``max_size`` (default 64 MiB) caps what is held in memory: a bigger file fails with
+        GolemWorkError (use ``download_file`` for big results, or pass a larger ``max_size``).
+        """
         result = self._run_step(DownloadStep(self._transfers(), remote_path, into="bytes", progress=progress,
                                              max_size=max_size, what="download_data"), timeout)
         return bytes(result.raise_for_error().data)
 
     def download_json(self, remote_path: str, *, timeout: Optional[float] = None,
-                      max_size: Optional[int] = None) -> Any:
-        """``remote_path`` on the provider, parsed as JSON."""
+                      max_size: Optional[int] = MAX_MEMORY_DOWNLOAD) -> Any:
+        """``remote_path`` on the provider, parsed as JSON (at most ``max_size`` bytes, default 64 MiB)."""
         result = self._run_step(DownloadStep(self._transfers(), remote_path, into="json", max_size=max_size,
                                              what="download_json"), timeout)
         return result.raise_for_error().data
@@ -258,22 +263,36 @@ class WorkContext:
             self._vpn_ip = self._vpn.add_node(self.provider.id)
 
     def run_and_stream(self, command: Union[str, Sequence[str]], args: Optional[Sequence[str]] = None, *,
-                       timeout: Optional[float] = None, env: Optional[Mapping[str, str]] = None) -> RemoteProcess:
+                       timeout: Optional[float] = None, env: Optional[Mapping[str, str]] = None,
+                       buffer_limit: int = BUFFER_LIMIT) -> RemoteProcess:
         """Start one command and return at once; its output arrives line by line while it runs.
 
         ``for line in proc.stdout: ...`` / ``proc.stderr``, then ``proc.wait(timeout)`` for the exit
         code. ``timeout`` (default ``activity.execute_timeout_sec``) bounds the command: past it the
         process ends with GolemTimeoutError and the activity is replaced on the next command.
+        ``buffer_limit`` (default 4 MiB) bounds the unread output kept per stream: past it the
+        oldest lines are dropped and ``proc.stdout.truncated`` is set (see :class:`LineStream`).
+        Raises GolemCancelledError if the job is cancelled while the command is being started.
         """
         self._check_timeout(timeout)
+        if isinstance(buffer_limit, bool) or not isinstance(buffer_limit, int) or buffer_limit <= 0:
+            raise GolemConfigError(f"buffer_limit must be a positive number of characters, got {buffer_limit!r}")
         self._ensure_fresh()
         limit = timeout if timeout is not None else self._activity._options.execute_timeout_sec
         run = build_run(command, args, env=env, capture=Capture.stream())
         batch_id = self._activity.send([run], self._token)
         # Open the stream at once: a real exe-unit does not replay events sent before it is open.
         stream = self._activity.stream(batch_id, read_timeout=max(60.0, limit))
-        process = RemoteProcess(self._activity, batch_id, stream, self._token, limit,
-                                poll_sec=self._activity._options.result_poll_sec, on_timeout=self._stale.set)
+        try:
+            process = RemoteProcess(self._activity, batch_id, stream, self._token, limit,
+                                    poll_sec=self._activity._options.result_poll_sec, on_timeout=self._stale.set,
+                                    buffer_limit=buffer_limit)
+        except BaseException:
+            stream.close()  # yagna never ends it by itself
+            raise
+        if self._token.cancelled:  # landed while sending or opening the stream: the process is done
+            process.close()
+            self._token.raise_if_cancelled()
         self._processes = [p for p in self._processes if not p.done] + [process]
         return process
 

@@ -103,3 +103,15 @@ def test_an_abandoned_call_that_fails_needs_no_cleanup():
     release.set()
     pool.shutdown(wait=True)
     assert cleaned == []
+
+
+def test_a_bounded_inbox_drops_the_oldest_items_and_counts_them():
+    token, inbox = CancelToken(), Inbox(limit=10, weight=len)
+    for word in ("aaaa", "bbbb", "cccc", "dd"):
+        inbox.put(word)
+    # 4+4+4 > 10: "aaaa" went; the newest items are kept in order.
+    assert (inbox.dropped, inbox.dropped_weight, inbox.weight) == (1, 4, 10)
+    assert [inbox.get(token, 1) for _ in range(3)] == ["bbbb", "cccc", "dd"]
+    assert inbox.weight == 0
+    inbox.put("x" * 50)  # a single item above the limit is still delivered
+    assert inbox.get(token, 1) == "x" * 50 and inbox.dropped == 1

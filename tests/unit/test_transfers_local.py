@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import socket
 from pathlib import Path
@@ -161,10 +162,11 @@ def test_receipt_refuses_a_wrong_or_missing_hash_and_late_chunks(tmp_path):
 def test_receipt_checks_offsets_sizes_and_accepts_integer_vectors():
     receipt = Receipt(NOT_CONNECTED, "n", max_size=10)  # type: ignore[arg-type]
     for bad in ({"chunk": {"offset": -5, "content": b"x"}}, {"chunk": {"offset": 0, "content": "text"}},
-                {"chunk": {"offset": 0, "content": [300]}}, {"chunk": None}, None,
-                {"chunk": {"offset": 8, "content": b"xyz"}}):
+                {"chunk": {"offset": 0, "content": [300]}}, {"chunk": None}, None):
         with pytest.raises(ServiceFailure):
             receipt.handle("UploadChunk", bad)
+    with pytest.raises(GolemWorkError, match="max_size of 10 bytes"):
+        receipt.handle("UploadChunk", {"chunk": {"offset": 8, "content": b"xyz"}})
     receipt.handle("UploadChunk", {"chunk": {"offset": 0, "content": [104, 105]}})  # Vec<u8> without serde_bytes
     receipt.handle("UploadFinished", {"hash": sha3(b"hi")})
     assert receipt.data() == b"hi"
@@ -376,3 +378,180 @@ def test_a_batch_with_transfer_steps_cannot_be_streamed():
     with pytest.raises(GolemUserError, match="end_stream"):
         batch.end_stream()
     assert log == [] and activity.executed == []
+
+
+# -- a slow progress receiver on the socket thread: close() neither stalls nor leaks (audit #16) --
+
+import logging
+import threading
+import time
+
+
+class OneRequestWs:
+    """A GSB API WebSocket that delivers ``frames`` and then blocks in recv until shut down."""
+
+    def __init__(self, *frames: Dict[str, Any]) -> None:
+        self.frames = [flex.dumps(f) for f in frames]
+        self.dead = threading.Event()
+        self.sent: List[Any] = []
+        self.sock = None
+
+    def settimeout(self, timeout: float) -> None:
+        pass
+
+    def recv_data(self) -> Any:
+        import websocket
+        if self.frames:
+            return websocket.ABNF.OPCODE_BINARY, self.frames.pop(0)
+        self.dead.wait(30)
+        raise OSError("socket shut down")
+
+    def send(self, data: bytes, opcode: Any = None) -> None:
+        if self.dead.is_set():
+            raise OSError("closed")
+        self.sent.append(flex.loads(data))
+
+    def shutdown(self) -> None:
+        self.dead.set()
+
+
+def serve(service: GsbService, ws: OneRequestWs) -> threading.Thread:
+    """Start ``service``'s reader on ``ws`` as open() would, without yagna."""
+    service.services_id, service._ws = "svc-1", ws  # type: ignore[assignment]
+    service._thread = threading.Thread(target=service._serve, daemon=True)
+    service._thread.start()
+    return service._thread
+
+
+UNBIND_ONLY = SimpleNamespace(gsb=SimpleNamespace(unbind_services=lambda sid: None))
+
+
+def fd_is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def test_closing_an_upload_while_its_progress_receiver_blocks_returns_at_once_and_closes_the_file_later(
+        tmp_path, caplog):
+    (tmp_path / "f").write_bytes(b"0123456789" * 10)
+    inside, release = threading.Event(), threading.Event()
+
+    def progress(done: int, total: Optional[int]) -> None:  # e.g. a transfer_progress receiver calling cancel()
+        inside.set()
+        release.wait(30)
+
+    source = FileSource(tmp_path / "f")
+    fd = source._fd
+    pub = Publication(UNBIND_ONLY, "n", source, progress)  # type: ignore[arg-type]
+    reader = serve(pub.service, OneRequestWs({"id": "1", "component": "GetChunk",
+                                              "payload": {"offset": 0, "size": 10}}))
+    assert inside.wait(5)
+    closer = threading.Thread(target=pub.close)
+    with caplog.at_level(logging.WARNING, logger="golem_sync.storage.service"):
+        closer.start()
+        closer.join(2.5)  # it used to wait 2 x 2.5 s for the reader, then give up
+        assert not closer.is_alive()
+    assert not [r for r in caplog.records if "did not stop" in r.getMessage()]
+    assert fd_is_open(fd)  # the reader may still read from it: not closed under its feet
+    release.set()
+    reader.join(5)
+    assert not reader.is_alive()
+    assert source._fd == -1  # closed by the reader on its way out
+
+
+def test_closing_an_idle_upload_closes_its_file_at_once(tmp_path):
+    (tmp_path / "f").write_bytes(b"abc")
+    source = FileSource(tmp_path / "f")
+    pub = Publication(UNBIND_ONLY, "n", source)  # type: ignore[arg-type]
+    ws = OneRequestWs({"id": "1", "component": "GetMetadata", "payload": None})
+    reader = serve(pub.service, ws)
+    deadline = time.monotonic() + 5
+    while not ws.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ws.sent == [{"id": "1", "payload": {"fileSize": 3}}]
+    pub.close()
+    assert source._fd == -1 and not reader.is_alive()
+
+
+def test_closing_a_download_while_its_progress_receiver_blocks_removes_the_part_file_and_closes_it_later(
+        tmp_path):
+    inside, release = threading.Event(), threading.Event()
+
+    def progress(done: int, total: Optional[int]) -> None:
+        inside.set()
+        release.wait(30)
+
+    part = tmp_path / ".out.part"
+    receipt = Receipt(UNBIND_ONLY, "n", part_path=part, progress=progress)  # type: ignore[arg-type]
+    assert fd_is_open(receipt._fd)
+    reader = serve(receipt.service, OneRequestWs({"id": "1", "component": "UploadChunk",
+                                                  "payload": {"chunk": {"offset": 0, "content": b"abc"}}}))
+    assert inside.wait(5)
+    closer = threading.Thread(target=lambda: (receipt.close(), receipt.discard()))  # DownloadStep.close()
+    closer.start()
+    closer.join(2.5)
+    assert not closer.is_alive()
+    assert not part.exists()  # no partial file is left behind
+    release.set()
+    reader.join(5)
+    assert not reader.is_alive() and receipt._fd == -1  # closed by the reader on its way out
+
+
+# -- in-memory downloads: the provider does not choose how much the requestor allocates (audit #18)
+
+def test_an_in_memory_download_has_a_default_size_limit():
+    from golem_sync.storage.gftp import MAX_MEMORY_DOWNLOAD
+
+    assert MAX_MEMORY_DOWNLOAD == 64 * 1024 * 1024
+    for method in (WorkContext.download_data, WorkContext.download_json):
+        assert inspect.signature(method).parameters["max_size"].default == MAX_MEMORY_DOWNLOAD
+    receipt = Receipt(NOT_CONNECTED, "n")  # type: ignore[arg-type]  # max_size not given
+    with pytest.raises(GolemWorkError, match="max_size"):
+        receipt.handle("UploadChunk", {"chunk": {"offset": MAX_MEMORY_DOWNLOAD, "content": b"x"}})
+    assert len(receipt._buffer) == 0  # refused before anything was allocated
+
+
+def test_a_chunk_far_beyond_the_bytes_received_is_refused_before_allocating():
+    from golem_sync.storage.gftp import REORDER_WINDOW
+
+    receipt = Receipt(NOT_CONNECTED, "n", max_size=1 << 30)  # type: ignore[arg-type]
+    with pytest.raises(GolemWorkError, match="past the 0 bytes received"):
+        receipt.handle("UploadChunk", {"chunk": {"offset": 300_000_000, "content": b"x"}})
+    assert len(receipt._buffer) == 0
+    # Chunks a little out of order (within the window) are still fine.
+    data = os.urandom(3 * 40960)
+    for p in reversed(chunks_of(data, 40960)):
+        receipt.handle("UploadChunk", p)
+    receipt.handle("UploadFinished", {"hash": sha3(data)})
+    assert receipt.data() == data
+    edge = Receipt(NOT_CONNECTED, "n", max_size=1 << 30)  # type: ignore[arg-type]
+    edge.handle("UploadChunk", {"chunk": {"offset": REORDER_WINDOW, "content": b"x"}})  # the window's edge
+    with pytest.raises(GolemWorkError, match="past the"):
+        edge.handle("UploadChunk", {"chunk": {"offset": 2 * REORDER_WINDOW + 2, "content": b"x"}})
+
+
+def test_a_file_download_refuses_a_far_offset_too(tmp_path):
+    receipt = Receipt(NOT_CONNECTED, "n", part_path=tmp_path / ".p")  # type: ignore[arg-type]
+    with pytest.raises(GolemWorkError, match="past the 0 bytes received"):
+        receipt.handle("UploadChunk", {"chunk": {"offset": 1 << 40, "content": b"x"}})
+    assert (tmp_path / ".p").stat().st_size == 0
+    receipt.discard()
+
+
+def test_a_progress_callback_that_closes_its_own_transfer_does_not_deadlock(tmp_path):
+    (tmp_path / "f").write_bytes(b"0123456789")
+    source = FileSource(tmp_path / "f")
+    pub: Optional[Publication] = None
+
+    def progress(done: int, total: Optional[int]) -> None:  # runs on the reader thread
+        assert pub is not None
+        pub.close()
+
+    pub = Publication(UNBIND_ONLY, "n", source, progress)  # type: ignore[arg-type]
+    reader = serve(pub.service, OneRequestWs({"id": "1", "component": "GetChunk",
+                                              "payload": {"offset": 0, "size": 10}}))
+    reader.join(5)
+    assert not reader.is_alive() and source._fd == -1
