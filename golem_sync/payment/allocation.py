@@ -77,6 +77,7 @@ class AllocationKeeper:
         self._expires = 0.0  # monotonic time at which yagna drops the current allocation
         self._replace_asked = False
         self._closing = False
+        self._released = False
         self._retired: List[str] = []  # replaced allocations not yet released
         self._thread: Optional[threading.Thread] = None
         self.renewals = 0
@@ -104,9 +105,9 @@ class AllocationKeeper:
         with self._cond:
             ids = list(self._retired)
             self._retired.clear()
-            if self._allocation is not None:
+            if self._allocation is not None and not self._released:
                 ids.append(self._allocation.allocation_id)
-                self._allocation = None
+            self._released = True  # the last allocation stays readable (``allocation``) for reports
         released = []
         for allocation_id in ids:
             if self._release(allocation_id):
@@ -117,6 +118,7 @@ class AllocationKeeper:
 
     @property
     def allocation(self) -> Any:
+        """The current allocation (after ``close``: the last one, released)."""
         with self._cond:
             return self._allocation
 
@@ -124,8 +126,8 @@ class AllocationKeeper:
     def allocation_id(self) -> str:
         """The id to pay from now (it changes when the allocation is replaced)."""
         with self._cond:
-            if self._allocation is None:
-                raise GolemPaymentError("the network's allocation is closed")
+            if self._allocation is None or self._released:
+                raise GolemPaymentError("the network's allocation is released")
             return str(self._allocation.allocation_id)
 
     @property

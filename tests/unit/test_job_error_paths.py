@@ -102,6 +102,8 @@ def test_every_job_ends_when_any_endpoint_fails_once(golem, fake_yagna, method, 
     assert job.state.value in ("done", "rejected")
     assert timed(g.close) < 5.0
     assert not [a for a, alive in fake_yagna.activities.items() if alive], "an activity was left alive"
+    assert not [a for a, state in fake_yagna.agreements.items() if state in ("Proposal", "Pending", "Approved")], \
+        f"an agreement was left open: {fake_yagna.agreements}"
     assert set(fake_yagna.allocations) <= set(fake_yagna.released)
 
 
