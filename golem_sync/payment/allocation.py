@@ -23,7 +23,8 @@ from decimal import Decimal
 from typing import Any, Callable, List, Optional
 
 from .. import threads
-from ..errors import GolemPaymentError, YagnaError, YagnaNotFoundError
+from ..errors import (GolemPaymentError, YagnaError, YagnaNotFoundError, YagnaTimeoutError,
+                      YagnaUnreachableError)
 from ..options import PaymentOptions
 from ..package import Decorations
 from ..yagna.client import YagnaClient
@@ -34,17 +35,44 @@ logger = logging.getLogger("golem_sync.payment")
 
 
 def create_allocation(client: YagnaClient, options: PaymentOptions, address: str) -> Any:
-    """Reserve ``options.budget`` on the payment platform for this requestor's identity."""
+    """Reserve ``options.budget`` on the payment platform for this requestor's identity.
+
+    yagna's POST has no idempotency key, so when its answer is lost (a client timeout after yagna
+    acted) the allocation is looked up among this identity's allocations by what was asked for
+    (platform, address, amount and the exact expiry sent, which no other request shares) and used.
+    What remains: an answer lost AND the lookup failing too leaves that allocation to expire.
+    """
     timeout = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=options.allocation_expiration_sec)
+    amount = Decimal(str(options.budget))
     try:
         return client.payment.create_allocation(
-            total_amount=Decimal(str(options.budget)), payment_platform=options.platform(),
-            address=address, timeout=timeout)
+            total_amount=amount, payment_platform=options.platform(), address=address, timeout=timeout)
+    except (YagnaTimeoutError, YagnaUnreachableError) as exc:
+        found = _find_created(client, options.platform(), address, amount, timeout)
+        if found is not None:
+            logger.warning("creating the allocation timed out (%s); found it in yagna: %s", exc, found.allocation_id)
+            return found
+        raise GolemPaymentError(f"could not create an allocation of {options.budget:g} on {options.platform()}: "
+                                f"{exc}") from exc
     except YagnaError as exc:
         raise GolemPaymentError(
             f"could not create an allocation of {options.budget:g} on {options.platform()} for {address}: "
             f"{exc.detail or exc}. Is the account funded (`yagna payment status --network "
             f"{options.resolved_network()}`)?") from exc
+
+
+def _find_created(client: YagnaClient, platform: str, address: str, amount: Decimal,
+                  timeout: dt.datetime) -> Any:
+    """The allocation a lost POST made, if yagna lists exactly one that matches the request."""
+    try:
+        allocations = client.payment.list_allocations()
+    except YagnaError:
+        return None
+    matches = [a for a in allocations
+               if a.payment_platform == platform and (a.address or "").lower() == address.lower()
+               and a.total_amount == amount and a.timeout is not None
+               and abs((a.timeout - timeout).total_seconds()) < 1.0]
+    return matches[0] if len(matches) == 1 else None
 
 
 def demand_decorations(client: YagnaClient, allocation_id: str) -> Decorations:

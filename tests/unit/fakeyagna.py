@@ -10,6 +10,7 @@ Threads: route callbacks run on whichever thread made the request; ``lock`` guar
 """
 import datetime as dt, itertools, json, re, threading, time
 from urllib.parse import urlsplit, parse_qs
+import requests
 import responses
 from golem_sync.yagna import YagnaClient, YagnaConfig
 
@@ -53,7 +54,9 @@ class FakeYagna:
         self.max_wait = 2.0
         self.failures = []        # [method, path part, status, remaining, message]
         self.allocation_timeouts = {}  # allocation id -> its timeout as sent
+        self.allocation_amounts = {}   # allocation id -> its total as sent
         self.amend_supported = True
+        self.allocation_answer_lost = 0  # POST /allocations creates, then the answer times out
         self.amended = []         # allocation ids extended by PUT
         self.accepted = {}        # doc id -> allocation id it was accepted from
         self._routes()
@@ -127,8 +130,9 @@ class FakeYagna:
                                           "reason": {"message": message}})
 
     def _allocation(self, aid):
-        body = {"allocationId": aid, "address": "0xreq", "paymentPlatform": PLATFORM, "totalAmount": "5",
-                "spentAmount": "0", "remainingAmount": "5", "timestamp": now()}
+        amount = self.allocation_amounts.get(aid, "5")
+        body = {"allocationId": aid, "address": "0xreq", "paymentPlatform": PLATFORM, "totalAmount": amount,
+                "spentAmount": "0", "remainingAmount": amount, "timestamp": now()}
         if self.allocation_timeouts.get(aid):
             body["timeout"] = self.allocation_timeouts[aid]
         return body
@@ -145,8 +149,14 @@ class FakeYagna:
             self.allocations.append(aid)
             body = json.loads(r.body or b"{}")
             self.allocation_timeouts[aid] = body.get("timeout")
+            self.allocation_amounts[aid] = body.get("totalAmount", "5")
+            if self.allocation_answer_lost:
+                self.allocation_answer_lost -= 1
+                raise requests.exceptions.ReadTimeout("the answer was lost")  # yagna acted, we never hear
             return 201, self._allocation(aid)
         A("POST", P + r"/allocations", alloc)
+        A("GET", P + r"/allocations", lambda r: [self._allocation(a) for a in self.allocations
+                                                  if a not in self.released])
 
         def amend(r, aid):
             if not self.amend_supported:

@@ -430,3 +430,15 @@ def test_the_allocation_is_replaced_where_yagna_cannot_extend_it(golem, fake_yag
     g.close()
     assert fake_yagna.accepted.get("inv-late") == fake_yagna.allocations[1]
     assert set(fake_yagna.released) == set(fake_yagna.allocations)
+
+
+def test_an_allocation_whose_answer_was_lost_is_found_and_used(golem, fake_yagna):
+    """S4: POST /allocations acted but its answer timed out: the allocation is found, used, released."""
+    fake_yagna.allocation_answer_lost = 1
+    g = golem()
+    job = g.create_job()
+    job.start_work(lambda ctx: "ok")
+    assert job.result(timeout=10) == "ok"
+    assert len(fake_yagna.allocations) == 1 and g.allocation_id == fake_yagna.allocations[0]
+    g.close()
+    assert fake_yagna.released == fake_yagna.allocations
