@@ -149,7 +149,7 @@ class StoreBinding:
         record = self.store.get(job_id)
         if record is not None and record.cancel_reason:
             logger.info("job %s: cancel requested through the job store: %s", job_id, record.cancel_reason)
-            job._token.cancel(record.cancel_reason)
+            job._request_cancel(record.cancel_reason)  # a job still queued ends at once
 
     # -- recovery ---------------------------------------------------------------------------
 
