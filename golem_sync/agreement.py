@@ -10,20 +10,22 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from typing import Any, Dict, Optional
+import time
+from typing import Any, Dict, List, Literal, Optional
 
 import attrs
 
 from . import signals
 from .blocking import Blocking
 from .cancel import CancelToken, Deadline
-from .errors import GolemAgreementError, YagnaError, YagnaNotFoundError
+from .errors import (GolemAgreementError, GolemTimeoutError, YagnaAuthError, YagnaError, YagnaNotFoundError,
+                     YagnaRequestError, YagnaTimeoutError)
 from .market.proposals import ProposalView
 from .options import AgreementOptions
 from .pollers import EventPoller
 from .yagna.client import YagnaClient
 
-__all__ = ["AgreementLease", "sign", "release", "AgreementWatcher"]
+__all__ = ["AgreementLease", "sign", "release", "ReleaseOutcome", "AgreementWatcher"]
 
 logger = logging.getLogger("golem_sync.agreement")
 
@@ -100,27 +102,61 @@ def _await_approval(client: YagnaClient, blocking: Blocking, token: CancelToken,
             raise GolemAgreementError(f"provider {who} did not approve agreement {agreement_id} within {limit:g}s")
 
 
-def release(client: YagnaClient, agreement_id: str, message: str, *, success: bool = True) -> str:
-    """End an agreement whatever its state; return what was done (``terminated``, ``cancelled``, ``nothing``).
+#: What :func:`release` did. ``failed`` means the agreement may still be live at the provider (an
+#: ERROR was logged): the caller must not wait for an invoice on it.
+ReleaseOutcome = Literal["terminated", "cancelled", "nothing", "failed"]
 
-    Approved → terminate; Proposal/Pending → cancel; anything else is already over. Errors are
-    logged, not raised: release runs on cleanup paths that must not fail.
+_RELEASE_ATTEMPTS = 5  # reads+actions; with the backoff below about 3 s of sleeping at most
+_RELEASE_BACKOFF_SEC = 0.2  # doubled after each transient failure
+_RELEASE_BUDGET_SEC = 8.0  # no new attempt after this; each call is bounded by the client's timeouts
+
+
+def release(client: YagnaClient, agreement_id: str, message: str, *, success: bool = True) -> ReleaseOutcome:
+    """End an agreement whatever its state; return what was done (see :data:`ReleaseOutcome`).
+
+    Approved → terminate; Proposal/Pending → cancel; anything else (or 404/410) is already over:
+    ``nothing``. After a failed cancel or terminate (409 because the provider approved meanwhile,
+    5xx, timeout, yagna unreachable) the state is read again and the fitting action retried, up to
+    5 attempts with a short backoff and no new attempt after about 8 s. When the agreement still
+    cannot be ended an ERROR names it and ``failed`` is returned. Never raises a YagnaError: release
+    runs on cleanup paths that must not fail. No lock is held; runs on the caller's thread.
     """
-    try:
-        state = str(client.market.get_agreement(agreement_id).state)
-        if state == "Approved":
-            reason = {"message": message, "golem.requestor.code": "Success" if success else "Error"}
-            client.market.terminate_agreement(agreement_id, reason)
-            return "terminated"
-        if state in ("Proposal", "Pending"):
-            client.market.cancel_agreement(agreement_id, {"message": message})
-            return "cancelled"
-        return "nothing"
-    except YagnaNotFoundError:
-        return "nothing"  # gone already (410/404): terminated by the other side meanwhile
-    except YagnaError as exc:
-        logger.warning("could not end agreement %s: %s", agreement_id, exc)
-        return "failed"
+    deadline = Deadline(_RELEASE_BUDGET_SEC)
+    delay = _RELEASE_BACKOFF_SEC
+    last: Optional[BaseException] = None
+    state = "unknown"
+    for attempt in range(1, _RELEASE_ATTEMPTS + 1):
+        try:
+            state = str(client.market.get_agreement(agreement_id).state)
+            if state == "Approved":
+                reason = {"message": message, "golem.requestor.code": "Success" if success else "Error"}
+                client.market.terminate_agreement(agreement_id, reason)
+                return "terminated"
+            if state in ("Proposal", "Pending"):
+                client.market.cancel_agreement(agreement_id, {"message": message})
+                return "cancelled"
+            return "nothing"
+        except YagnaNotFoundError as exc:
+            if state == "unknown" or exc.method == "GET":
+                return "nothing"  # gone already (410/404): ended by the other side meanwhile
+            last = exc  # cancel/terminate said Gone: read the final state to be sure
+        except YagnaAuthError as exc:
+            last = exc
+            break  # a rejected app key does not get better by retrying
+        except YagnaError as exc:
+            last = exc
+            if isinstance(exc, YagnaRequestError) and exc.status == 409:
+                # The state moved under us (typically: approved while we cancelled): re-read at once.
+                logger.debug("ending agreement %s: %s; reading its state again", agreement_id, exc)
+                continue
+        if attempt == _RELEASE_ATTEMPTS or deadline.expired:
+            break
+        logger.debug("ending agreement %s failed (%s); retrying in %.1fs", agreement_id, last, delay)
+        time.sleep(deadline.cap(delay))  # short, bounded backoff on a cleanup path (no token to wait on)
+        delay *= 2
+    logger.error("could not end agreement %s (last seen %s): %s; it stays live at the provider until "
+                 "it expires or the provider ends it", agreement_id, state, last)
+    return "failed"
 
 
 class AgreementWatcher:
