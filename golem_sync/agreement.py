@@ -63,11 +63,14 @@ class AgreementLease:
 
 
 def sign(client: YagnaClient, blocking: Blocking, token: CancelToken, proposal: ProposalView,
-         options: AgreementOptions, app_session_id: str, sender: Any) -> str:
+         options: AgreementOptions, app_session_id: str, sender: Any, *,
+         startup: Optional[Deadline] = None) -> str:
     """Create, confirm and wait for approval of an agreement on ``proposal``; return its id.
 
-    On any failure (rejection, timeout, cancellation) the half-made agreement is cancelled or
-    terminated before the error propagates, so nothing is left pending at the provider.
+    The approval wait lasts up to ``options.approval_timeout_sec``, cut short by ``startup`` (the
+    job's startup deadline): then GolemTimeoutError (phase ``"agreement"``) is raised. On any
+    failure (rejection, timeout, cancellation) the half-made agreement is cancelled or terminated
+    before the error propagates, so nothing is left pending at the provider.
     """
     valid_to = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=options.valid_sec)
     agreement_id = client.market.create_agreement(proposal.proposal_id, valid_to)
@@ -75,7 +78,8 @@ def sign(client: YagnaClient, blocking: Blocking, token: CancelToken, proposal: 
     try:
         client.market.confirm_agreement(agreement_id, app_session_id=app_session_id)
         signals.emit(signals.agreement_confirmed, sender, agreement_id=agreement_id)
-        _await_approval(client, blocking, token, proposal, agreement_id, options.approval_timeout_sec)
+        _await_approval(client, blocking, token, proposal, agreement_id, options.approval_timeout_sec,
+                        startup or Deadline(None))
     except BaseException:
         release(client, agreement_id, "Agreement not approved in time" if not token.cancelled else "Cancelled")
         raise
@@ -84,14 +88,21 @@ def sign(client: YagnaClient, blocking: Blocking, token: CancelToken, proposal: 
 
 
 def _await_approval(client: YagnaClient, blocking: Blocking, token: CancelToken, proposal: ProposalView,
-                    agreement_id: str, limit: float) -> None:
-    """Wait (in slices, so a cancel is heard) until the provider approves, refuses, or ``limit`` runs out."""
+                    agreement_id: str, limit: float, startup: Deadline) -> None:
+    """Wait (in slices, so a cancel is heard) until the provider approves, refuses, or a limit runs out.
+
+    ``limit`` is the approval timeout (GolemAgreementError when it runs out); ``startup`` the job's
+    startup deadline (GolemTimeoutError, phase ``"agreement"``, when it runs out first).
+    """
     who = proposal.provider_name or proposal.issuer_id
     deadline = Deadline(limit)
     while True:
+        if startup.expired:
+            raise GolemTimeoutError(f"startup timeout ({startup.seconds:g}s) reached while waiting for {who} to "
+                                    f"approve agreement {agreement_id}", phase="agreement")
         try:
             state = blocking.call(token, client.market.wait_for_approval, agreement_id,
-                                  max(0.1, deadline.cap(limit)))
+                                  max(0.1, startup.cap(deadline.cap(limit))))
         except YagnaError as exc:
             raise GolemAgreementError(f"waiting for {who} to approve agreement {agreement_id} failed: {exc}") from exc
         if state == "Approved":

@@ -73,7 +73,7 @@ class Negotiator:
                     continue
                 for event in events:
                     self._on_event(demand_id, event)
-                signed, failures = self._try_drafts(token)
+                signed, failures = self._try_drafts(token, deadline)
                 if signed is not None:
                     return signed
                 if failures and not self._drafts:
@@ -152,19 +152,24 @@ class Negotiator:
         signals.emit(signals.proposal_rejected, self._sender, proposal_id=proposal.proposal_id,
                      reason=reason, by="requestor")
 
-    def _try_drafts(self, token: CancelToken) -> "tuple[Optional[Signed], int]":
+    def _try_drafts(self, token: CancelToken, deadline: Deadline) -> "tuple[Optional[Signed], int]":
         """Try the drafts best score first; a provider that fails to approve is excluded from now on.
 
-        Returns the signed agreement (or None) and how many providers failed.
+        Returns the signed agreement (or None) and how many providers failed. Stops once the startup
+        ``deadline`` has expired: each approval wait is capped by it, and GolemTimeoutError (phase
+        ``"agreement"``) is raised when it cut one short.
         """
         failures = 0
-        while self._drafts:
+        while self._drafts and not deadline.expired:
             ranked: List[ProposalView] = sorted(self._drafts.values(), key=self._scorer, reverse=True)
             best = ranked[0]
             del self._drafts[best.issuer_id]
             try:
                 agreement_id = sign(self._client, self._blocking, token, best, self._agreement,
-                                    self._app_session_id, self._sender)
+                                    self._app_session_id, self._sender, startup=deadline)
+            except GolemTimeoutError as exc:
+                logger.info("agreement with %s: %s", best.provider_name or best.issuer_id, exc)
+                raise self._timeout(deadline) from exc  # the startup deadline, not the provider's fault
             except (GolemAgreementError, YagnaError) as exc:
                 logger.info("agreement with %s failed: %s", best.provider_name or best.issuer_id, exc)
                 self._excluded.add(best.issuer_id)

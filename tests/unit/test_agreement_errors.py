@@ -107,3 +107,34 @@ def test_release_of_an_ended_agreement_does_nothing():
     market = ScriptedMarket({"a6": "Terminated"})
     assert release(client_of(market), "a6", "Finished") == "nothing"
     assert market.calls == ["get"]
+
+
+# -- #11: startup_timeout_sec bounds signing -------------------------------------------------------
+
+def test_startup_timeout_bounds_signing_with_providers_that_never_approve(fake_yagna, golem):
+    from golem_sync.errors import GolemTimeoutError
+
+    fake_yagna.providers = ["0xp1", "0xp2", "0xp3", "0xp4"]
+    fake_yagna.approve, fake_yagna.max_wait = False, 5.0
+    job = golem().create_job()
+    started = time.monotonic()
+    job.start_work(lambda ctx: None, job={"startup_timeout_sec": 1}, agreement={"approval_timeout_sec": 1.5})
+    with pytest.raises(GolemTimeoutError) as caught:
+        job.result(timeout=30)
+    elapsed = time.monotonic() - started
+    assert caught.value.phase == "agreement"
+    assert elapsed < 3.0, f"startup took {elapsed:.1f}s against a 1 s startup_timeout_sec (4 x 1.5 s before)"
+    # The half-made agreement was released, not left pending.
+    assert all(state != "Pending" for state in fake_yagna.agreements.values()), fake_yagna.agreements
+
+
+# -- S8: every proposal is answered ---------------------------------------------------------------
+
+def test_drafts_not_chosen_are_rejected_once_an_agreement_is_signed(fake_yagna, golem):
+    fake_yagna.providers = ["0xp1", "0xp2", "0xp3"]
+    job = golem().create_job()
+    job.start_work(lambda ctx: job.agreement_id)
+    agreement_id = job.result(timeout=30)
+    drafts = [p for p in fake_yagna.calls("POST", "/reject") if "/proposals/draft-" in p]
+    assert len(drafts) == 2, fake_yagna.calls("POST", "/proposals/")
+    assert fake_yagna.agreements[agreement_id] == "Terminated"
