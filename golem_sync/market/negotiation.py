@@ -39,6 +39,8 @@ class Signed:
 class Negotiator:
     """One negotiation on behalf of one job attempt."""
 
+    _LEFTOVER_BUDGET_SEC = 2.0  # how long rejecting the drafts not chosen may delay agree()
+
     def __init__(self, client: YagnaClient, blocking: Blocking, demand: DemandSpec, market: MarketOptions,
                  agreement: AgreementOptions, app_session_id: str, sender: Any,
                  excluded_providers: Optional[Set[str]] = None) -> None:
@@ -75,6 +77,7 @@ class Negotiator:
                     self._on_event(demand_id, event)
                 signed, failures = self._try_drafts(token, deadline)
                 if signed is not None:
+                    self._reject_leftovers(demand_id)
                     return signed
                 if failures and not self._drafts:
                     # Every candidate failed, and the others may have been rejected already (by a
@@ -151,6 +154,18 @@ class Negotiator:
             logger.debug("rejecting proposal %s failed: %s", proposal.proposal_id, exc)
         signals.emit(signals.proposal_rejected, self._sender, proposal_id=proposal.proposal_id,
                      reason=reason, by="requestor")
+
+    def _reject_leftovers(self, demand_id: str) -> None:
+        """Answer the drafts not chosen (every proposal is answered). After signing, so the signed
+        agreement does not wait for them; errors are logged; stops after a couple of seconds (the
+        demand is unsubscribed next, which ends the rest in yagna)."""
+        budget = Deadline(self._LEFTOVER_BUDGET_SEC)
+        leftovers, self._drafts = list(self._drafts.values()), {}
+        for index, proposal in enumerate(leftovers):
+            if budget.expired:
+                logger.debug("%d draft(s) left unanswered: out of time", len(leftovers) - index)
+                return
+            self._reject(demand_id, proposal, "another provider was chosen")
 
     def _try_drafts(self, token: CancelToken, deadline: Deadline) -> "tuple[Optional[Signed], int]":
         """Try the drafts best score first; a provider that fails to approve is excluded from now on.
