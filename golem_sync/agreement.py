@@ -64,13 +64,15 @@ class AgreementLease:
 
 def sign(client: YagnaClient, blocking: Blocking, token: CancelToken, proposal: ProposalView,
          options: AgreementOptions, app_session_id: str, sender: Any, *,
-         startup: Optional[Deadline] = None) -> str:
+         startup: Optional[Deadline] = None, reads: Optional[YagnaClient] = None) -> str:
     """Create, confirm and wait for approval of an agreement on ``proposal``; return its id.
 
     The approval wait lasts up to ``options.approval_timeout_sec``, cut short by ``startup`` (the
     job's startup deadline): then GolemTimeoutError (phase ``"agreement"``) is raised. On any
     failure (rejection, timeout, cancellation) the half-made agreement is cancelled or terminated
-    before the error propagates, so nothing is left pending at the provider.
+    before the error propagates, so nothing is left pending at the provider. ``reads`` (default
+    ``client``) carries the approval wait: pass an :func:`~golem_sync.blocking.abortable_reads`
+    client so a cancel also ends the abandoned wait.
     """
     valid_to = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=options.valid_sec)
     agreement_id = client.market.create_agreement(proposal.proposal_id, valid_to)
@@ -78,8 +80,8 @@ def sign(client: YagnaClient, blocking: Blocking, token: CancelToken, proposal: 
     try:
         client.market.confirm_agreement(agreement_id, app_session_id=app_session_id)
         signals.emit(signals.agreement_confirmed, sender, agreement_id=agreement_id)
-        _await_approval(client, blocking, token, proposal, agreement_id, options.approval_timeout_sec,
-                        startup or Deadline(None))
+        _await_approval(reads or client, blocking, token, proposal, agreement_id,
+                        options.approval_timeout_sec, startup or Deadline(None))
     except BaseException:
         release(client, agreement_id, "Agreement not approved in time" if not token.cancelled else "Cancelled")
         raise

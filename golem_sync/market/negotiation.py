@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Set
 
 from .. import signals
 from ..agreement import sign
-from ..blocking import Blocking
+from ..blocking import Blocking, abortable_reads
 from ..cancel import CancelToken, Deadline
 from ..errors import (GolemAgreementError, GolemTimeoutError, YagnaError, YagnaNotFoundError)
 from ..options import AgreementOptions, MarketOptions
@@ -57,34 +57,39 @@ class Negotiator:
         self.proposals_seen = 0
 
     def agree(self, token: CancelToken, deadline: Deadline) -> Signed:
-        """Block until an agreement is approved; raise GolemTimeoutError naming the phase on timeout."""
+        """Block until an agreement is approved; raise GolemTimeoutError naming the phase on timeout.
+
+        The long polls (demand events, approval waits) go through a private abortable client, so a
+        cancel ends them at once instead of leaving them to hold a pool thread.
+        """
         demand_id = self._subscribe()
         try:
-            while True:
-                token.raise_if_cancelled()
-                if deadline.expired:
-                    raise self._timeout(deadline)
-                try:
-                    events = self._blocking.call(
-                        token, self._client.market.collect_demand_events, demand_id,
-                        timeout=deadline.cap(self._market.offer_poll_sec),
-                        max_events=self._market.max_offer_events)
-                except YagnaNotFoundError:
-                    logger.info("demand %s expired or vanished; publishing it again", demand_id)
-                    demand_id = self._subscribe()
-                    continue
-                for event in events:
-                    self._on_event(demand_id, event)
-                signed, failures = self._try_drafts(token, deadline)
-                if signed is not None:
-                    self._reject_leftovers(demand_id)
-                    return signed
-                if failures and not self._drafts:
-                    # Every candidate failed, and the others may have been rejected already (by a
-                    # filter, or for being worse): publish the demand anew so every provider but the
-                    # failed ones gets a fresh chance.
-                    self._unsubscribe(demand_id)
-                    demand_id = self._subscribe()
+            with abortable_reads(self._client, token) as reads:
+                while True:
+                    token.raise_if_cancelled()
+                    if deadline.expired:
+                        raise self._timeout(deadline)
+                    try:
+                        events = self._blocking.call(
+                            token, reads.market.collect_demand_events, demand_id,
+                            timeout=deadline.cap(self._market.offer_poll_sec),
+                            max_events=self._market.max_offer_events)
+                    except YagnaNotFoundError:
+                        logger.info("demand %s expired or vanished; publishing it again", demand_id)
+                        demand_id = self._subscribe()
+                        continue
+                    for event in events:
+                        self._on_event(demand_id, event)
+                    signed, failures = self._try_drafts(token, deadline, reads)
+                    if signed is not None:
+                        self._reject_leftovers(demand_id)
+                        return signed
+                    if failures and not self._drafts:
+                        # Every candidate failed, and the others may have been rejected already (by a
+                        # filter, or for being worse): publish the demand anew so every provider but
+                        # the failed ones gets a fresh chance.
+                        self._unsubscribe(demand_id)
+                        demand_id = self._subscribe()
         finally:
             self._unsubscribe(demand_id)
 
@@ -167,7 +172,8 @@ class Negotiator:
                 return
             self._reject(demand_id, proposal, "another provider was chosen")
 
-    def _try_drafts(self, token: CancelToken, deadline: Deadline) -> "tuple[Optional[Signed], int]":
+    def _try_drafts(self, token: CancelToken, deadline: Deadline,
+                    reads: YagnaClient) -> "tuple[Optional[Signed], int]":
         """Try the drafts best score first; a provider that fails to approve is excluded from now on.
 
         Returns the signed agreement (or None) and how many providers failed. Stops once the startup
@@ -181,7 +187,7 @@ class Negotiator:
             del self._drafts[best.issuer_id]
             try:
                 agreement_id = sign(self._client, self._blocking, token, best, self._agreement,
-                                    self._app_session_id, self._sender, startup=deadline)
+                                    self._app_session_id, self._sender, startup=deadline, reads=reads)
             except GolemTimeoutError as exc:
                 logger.info("agreement with %s: %s", best.provider_name or best.issuer_id, exc)
                 raise self._timeout(deadline) from exc  # the startup deadline, not the provider's fault

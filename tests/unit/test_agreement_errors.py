@@ -138,3 +138,26 @@ def test_drafts_not_chosen_are_rejected_once_an_agreement_is_signed(fake_yagna, 
     drafts = [p for p in fake_yagna.calls("POST", "/reject") if "/proposals/draft-" in p]
     assert len(drafts) == 2, fake_yagna.calls("POST", "/proposals/")
     assert fake_yagna.agreements[agreement_id] == "Terminated"
+
+
+# -- #12: close() does not wait out an abandoned approval wait -----------------------------------
+
+def test_close_after_a_cancel_during_approval_does_not_wait_out_the_approval_poll(fake_yagna, golem):
+    fake_yagna.approve, fake_yagna.max_wait = False, 5.0  # the provider takes its time
+    network = golem()
+    job = network.create_job()
+    job.start_work(lambda ctx: None, agreement={"approval_timeout_sec": 15})
+    time.sleep(0.5)
+    assert fake_yagna.calls("POST", "/wait"), "the job should be waiting for approval by now"
+    job.cancel()
+    started = time.monotonic()
+    network.close()
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0, f"close() took {elapsed:.1f}s after a cancel (it waited out the 5 s poll before)"
+    assert job.state.value == "cancelled"
+    assert all(state == "Cancelled" for state in fake_yagna.agreements.values()), fake_yagna.agreements
+    # The fake answers in-process (``responses``), so its held poll cannot be aborted like a socket:
+    # let that thread finish before the fixture checks that no golem_sync thread survives.
+    for thread in threading.enumerate():
+        if thread.name.startswith("golem-io"):
+            thread.join(10)
