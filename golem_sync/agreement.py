@@ -19,11 +19,13 @@ from . import signals
 from .blocking import Blocking
 from .cancel import CancelToken, Deadline
 from .errors import (GolemAgreementError, GolemTimeoutError, YagnaAuthError, YagnaError, YagnaNotFoundError,
-                     YagnaRequestError, YagnaTimeoutError)
+                     YagnaProtocolError, YagnaRequestError, YagnaServerError, YagnaTimeoutError,
+                     YagnaUnreachableError)
 from .market.proposals import ProposalView
 from .options import AgreementOptions
 from .pollers import EventPoller
 from .yagna.client import YagnaClient
+from .yagna.models import format_datetime
 
 __all__ = ["AgreementLease", "sign", "release", "ReleaseOutcome", "AgreementWatcher"]
 
@@ -64,18 +66,32 @@ class AgreementLease:
 
 def sign(client: YagnaClient, blocking: Blocking, token: CancelToken, proposal: ProposalView,
          options: AgreementOptions, app_session_id: str, sender: Any, *,
-         startup: Optional[Deadline] = None, reads: Optional[YagnaClient] = None) -> str:
+         startup: Optional[Deadline] = None, reads: Optional[YagnaClient] = None,
+         demand_id: Optional[str] = None) -> str:
     """Create, confirm and wait for approval of an agreement on ``proposal``; return its id.
 
     The approval wait lasts up to ``options.approval_timeout_sec``, cut short by ``startup`` (the
     job's startup deadline): then GolemTimeoutError (phase ``"agreement"``) is raised. On any
     failure (rejection, timeout, cancellation) the half-made agreement is cancelled or terminated
-    before the error propagates, so nothing is left pending at the provider. ``reads`` (default
+    before the error propagates, so nothing is left pending at the provider. When the create POST
+    fails without an answer (timeout, 5xx, connection lost) the agreement yagna may have made
+    anyway is looked up (ListAgreements since our start, matched by ``demand_id``, the demand
+    the proposal answers, and the provider) and cancelled; without ``demand_id`` it is not. The
+    window that remains: yagna commits it only after that lookup, or the lookup fails too; such an
+    agreement was never confirmed, so the provider never saw it, and it expires at ``validTo``
+    (``options.valid_sec``). A confirm that times out needs no lookup: its id is known and it is
+    released like any other failure. ``reads`` (default
     ``client``) carries the approval wait: pass an :func:`~golem_sync.blocking.abortable_reads`
     client so a cancel also ends the abandoned wait.
     """
-    valid_to = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=options.valid_sec)
-    agreement_id = client.market.create_agreement(proposal.proposal_id, valid_to)
+    started = dt.datetime.now(dt.timezone.utc)
+    valid_to = started + dt.timedelta(seconds=options.valid_sec)
+    try:
+        agreement_id = client.market.create_agreement(proposal.proposal_id, valid_to)
+    except (YagnaTimeoutError, YagnaServerError, YagnaUnreachableError, YagnaProtocolError):
+        if demand_id is not None:  # yagna may have created it and only the answer was lost
+            _release_lost(client, proposal, demand_id, started)
+        raise
     signals.emit(signals.agreement_created, sender, agreement_id=agreement_id, provider=proposal.provider_name)
     try:
         client.market.confirm_agreement(agreement_id, app_session_id=app_session_id)
@@ -113,6 +129,40 @@ def _await_approval(client: YagnaClient, blocking: Blocking, token: CancelToken,
             raise GolemAgreementError(f"provider {who} did not approve agreement {agreement_id}: {state}")
         if deadline.expired:
             raise GolemAgreementError(f"provider {who} did not approve agreement {agreement_id} within {limit:g}s")
+
+
+_LOOKUP_SLACK_SEC = 5.0  # yagna's clock may lag ours a little: look a bit further back
+
+
+def _release_lost(client: YagnaClient, proposal: ProposalView, demand_id: str, since: dt.datetime) -> List[str]:
+    """End the agreements with ``proposal``'s provider on ``demand_id`` created since ``since``.
+
+    For a create POST whose answer was lost; returns the ids found. ListAgreements filters by
+    creation date only and an agreement names its demand and provider, not the proposal, so only
+    agreements on this negotiation's own demand with this provider are touched (a negotiation signs
+    one at a time). Errors are logged, not raised.
+    """
+    after = since - dt.timedelta(seconds=_LOOKUP_SLACK_SEC)
+    found: List[str] = []
+    try:
+        # ListAgreements has no MarketApi method (yet): the transport is the client's public seam.
+        rows = client.transport.request("GET", "market", "/agreements",
+                                        params={"afterDate": format_datetime(after)})
+        for row in rows if isinstance(rows, list) else []:
+            agreement_id = row.get("id") if isinstance(row, dict) else None
+            if not isinstance(agreement_id, str) or row.get("role", "Requestor") != "Requestor":
+                continue
+            agreement = client.market.get_agreement(agreement_id)
+            if agreement.demand.demand_id == demand_id and agreement.provider_id == proposal.issuer_id:
+                found.append(agreement_id)
+    except YagnaError as exc:
+        logger.warning("could not look for an agreement with %s after its create call failed: %s; if yagna "
+                       "made one it expires unconfirmed at its validTo", proposal.issuer_id, exc)
+    for agreement_id in found:
+        logger.info("agreement %s with %s was created although its create call failed; ending it",
+                    agreement_id, proposal.issuer_id)
+        release(client, agreement_id, "Agreement creation failed")
+    return found
 
 
 #: What :func:`release` did. ``failed`` means the agreement may still be live at the provider (an

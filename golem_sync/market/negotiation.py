@@ -80,7 +80,7 @@ class Negotiator:
                         continue
                     for event in events:
                         self._on_event(demand_id, event)
-                    signed, failures = self._try_drafts(token, deadline, reads)
+                    signed, failures = self._try_drafts(token, deadline, reads, demand_id)
                     if signed is not None:
                         self._reject_leftovers(demand_id)
                         return signed
@@ -172,8 +172,8 @@ class Negotiator:
                 return
             self._reject(demand_id, proposal, "another provider was chosen")
 
-    def _try_drafts(self, token: CancelToken, deadline: Deadline,
-                    reads: YagnaClient) -> "tuple[Optional[Signed], int]":
+    def _try_drafts(self, token: CancelToken, deadline: Deadline, reads: YagnaClient,
+                    demand_id: str) -> "tuple[Optional[Signed], int]":
         """Try the drafts best score first; a provider that fails to approve is excluded from now on.
 
         Returns the signed agreement (or None) and how many providers failed. Stops once the startup
@@ -187,7 +187,8 @@ class Negotiator:
             del self._drafts[best.issuer_id]
             try:
                 agreement_id = sign(self._client, self._blocking, token, best, self._agreement,
-                                    self._app_session_id, self._sender, startup=deadline, reads=reads)
+                                    self._app_session_id, self._sender, startup=deadline, reads=reads,
+                                    demand_id=demand_id)
             except GolemTimeoutError as exc:
                 logger.info("agreement with %s: %s", best.provider_name or best.issuer_id, exc)
                 raise self._timeout(deadline) from exc  # the startup deadline, not the provider's fault

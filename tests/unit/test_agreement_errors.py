@@ -161,3 +161,27 @@ def test_close_after_a_cancel_during_approval_does_not_wait_out_the_approval_pol
     for thread in threading.enumerate():
         if thread.name.startswith("golem-io"):
             thread.join(10)
+
+
+# -- S4: an agreement whose create POST timed out is found again and released ---------------------
+
+def test_an_agreement_created_by_a_timed_out_post_is_found_and_cancelled(fake_yagna, golem):
+    fake_yagna.providers = ["0xp1", "0xp2"]
+    network = golem()
+    real_create = network.client.market.create_agreement
+    lost: List[str] = []
+
+    def create_then_lose_the_answer(proposal_id: str, valid_to: Any) -> str:
+        agreement_id = real_create(proposal_id, valid_to)
+        if not lost:  # yagna created it, but the answer never reached us
+            lost.append(agreement_id)
+            raise YagnaTimeoutError("yagna did not answer POST /agreements within 30s", method="POST",
+                                    path="/agreements")
+        return agreement_id
+
+    network.client.market.create_agreement = create_then_lose_the_answer
+    job = network.create_job()
+    job.start_work(lambda ctx: job.agreement_id)
+    signed = job.result(timeout=30)
+    assert lost and signed != lost[0]
+    assert fake_yagna.agreements[lost[0]] == "Cancelled", fake_yagna.agreements
