@@ -1,6 +1,10 @@
 """Agreements: sign one from a provider's draft, end it on every path, hear when the provider ends it.
 
-Threads: :func:`sign` and :func:`release` run on the job's thread. :class:`AgreementWatcher` owns one
+:func:`release` reports what it did (:data:`ReleaseOutcome`); ``failed`` means the agreement may
+still be live, so nobody should wait for its invoice.
+
+Threads: :func:`sign` and :func:`release` run on the job's thread and hold no lock; the approval
+wait runs on a :class:`~golem_sync.blocking.Blocking` thread. :class:`AgreementWatcher` owns one
 poller thread per network that reads agreement events for the network's app session and tells the
 :class:`AgreementLease` of a provider-side termination (which cancels the lease's token, so
 whatever the job is waiting on wakes up at once).

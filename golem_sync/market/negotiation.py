@@ -5,8 +5,10 @@ Collection is continuous: every proposal that arrives while no agreement is sign
 published again.
 
 Threads: a :class:`Negotiator` lives on one job's thread for one attempt. Long polls go through
-:class:`~golem_sync.blocking.Blocking` so a cancel ends the wait at once; the demand is always
-unsubscribed before :meth:`Negotiator.agree` returns or raises.
+:class:`~golem_sync.blocking.Blocking` on the attempt's own :func:`~golem_sync.blocking.abortable_reads`
+client, so a cancel ends the wait AND the HTTP request at once; the startup deadline bounds the whole
+negotiation, signing included. The drafts not chosen are rejected once an agreement is signed, and
+the demand is always unsubscribed before :meth:`Negotiator.agree` returns or raises.
 """
 from __future__ import annotations
 
