@@ -5,8 +5,10 @@ Collection is continuous: every proposal that arrives while no agreement is sign
 published again.
 
 Threads: a :class:`Negotiator` lives on one job's thread for one attempt. Long polls go through
-:class:`~golem_sync.blocking.Blocking` so a cancel ends the wait at once; the demand is always
-unsubscribed before :meth:`Negotiator.agree` returns or raises.
+:class:`~golem_sync.blocking.Blocking` on the attempt's own :func:`~golem_sync.blocking.abortable_reads`
+client, so a cancel ends the wait AND the HTTP request at once; the startup deadline bounds the whole
+negotiation, signing included. The drafts not chosen are rejected once an agreement is signed, and
+the demand is always unsubscribed before :meth:`Negotiator.agree` returns or raises.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Set
 
 from .. import signals
 from ..agreement import sign
-from ..blocking import Blocking
+from ..blocking import Blocking, abortable_reads
 from ..cancel import CancelToken, Deadline
 from ..errors import (GolemAgreementError, GolemTimeoutError, YagnaError, YagnaNotFoundError)
 from ..options import AgreementOptions, MarketOptions
@@ -39,6 +41,8 @@ class Signed:
 class Negotiator:
     """One negotiation on behalf of one job attempt."""
 
+    _LEFTOVER_BUDGET_SEC = 2.0  # how long rejecting the drafts not chosen may delay agree()
+
     def __init__(self, client: YagnaClient, blocking: Blocking, demand: DemandSpec, market: MarketOptions,
                  agreement: AgreementOptions, app_session_id: str, sender: Any,
                  excluded_providers: Optional[Set[str]] = None) -> None:
@@ -55,33 +59,39 @@ class Negotiator:
         self.proposals_seen = 0
 
     def agree(self, token: CancelToken, deadline: Deadline) -> Signed:
-        """Block until an agreement is approved; raise GolemTimeoutError naming the phase on timeout."""
+        """Block until an agreement is approved; raise GolemTimeoutError naming the phase on timeout.
+
+        The long polls (demand events, approval waits) go through a private abortable client, so a
+        cancel ends them at once instead of leaving them to hold a pool thread.
+        """
         demand_id = self._subscribe()
         try:
-            while True:
-                token.raise_if_cancelled()
-                if deadline.expired:
-                    raise self._timeout(deadline)
-                try:
-                    events = self._blocking.call(
-                        token, self._client.market.collect_demand_events, demand_id,
-                        timeout=deadline.cap(self._market.offer_poll_sec),
-                        max_events=self._market.max_offer_events)
-                except YagnaNotFoundError:
-                    logger.info("demand %s expired or vanished; publishing it again", demand_id)
-                    demand_id = self._subscribe()
-                    continue
-                for event in events:
-                    self._on_event(demand_id, event)
-                signed, failures = self._try_drafts(token)
-                if signed is not None:
-                    return signed
-                if failures and not self._drafts:
-                    # Every candidate failed, and the others may have been rejected already (by a
-                    # filter, or for being worse): publish the demand anew so every provider but the
-                    # failed ones gets a fresh chance.
-                    self._unsubscribe(demand_id)
-                    demand_id = self._subscribe()
+            with abortable_reads(self._client, token) as reads:
+                while True:
+                    token.raise_if_cancelled()
+                    if deadline.expired:
+                        raise self._timeout(deadline)
+                    try:
+                        events = self._blocking.call(
+                            token, reads.market.collect_demand_events, demand_id,
+                            timeout=deadline.cap(self._market.offer_poll_sec),
+                            max_events=self._market.max_offer_events)
+                    except YagnaNotFoundError:
+                        logger.info("demand %s expired or vanished; publishing it again", demand_id)
+                        demand_id = self._subscribe()
+                        continue
+                    for event in events:
+                        self._on_event(demand_id, event)
+                    signed, failures = self._try_drafts(token, deadline, reads, demand_id)
+                    if signed is not None:
+                        self._reject_leftovers(demand_id)
+                        return signed
+                    if failures and not self._drafts:
+                        # Every candidate failed, and the others may have been rejected already (by a
+                        # filter, or for being worse): publish the demand anew so every provider but
+                        # the failed ones gets a fresh chance.
+                        self._unsubscribe(demand_id)
+                        demand_id = self._subscribe()
         finally:
             self._unsubscribe(demand_id)
 
@@ -152,19 +162,38 @@ class Negotiator:
         signals.emit(signals.proposal_rejected, self._sender, proposal_id=proposal.proposal_id,
                      reason=reason, by="requestor")
 
-    def _try_drafts(self, token: CancelToken) -> "tuple[Optional[Signed], int]":
+    def _reject_leftovers(self, demand_id: str) -> None:
+        """Answer the drafts not chosen (every proposal is answered). After signing, so the signed
+        agreement does not wait for them; errors are logged; stops after a couple of seconds (the
+        demand is unsubscribed next, which ends the rest in yagna)."""
+        budget = Deadline(self._LEFTOVER_BUDGET_SEC)
+        leftovers, self._drafts = list(self._drafts.values()), {}
+        for index, proposal in enumerate(leftovers):
+            if budget.expired:
+                logger.debug("%d draft(s) left unanswered: out of time", len(leftovers) - index)
+                return
+            self._reject(demand_id, proposal, "another provider was chosen")
+
+    def _try_drafts(self, token: CancelToken, deadline: Deadline, reads: YagnaClient,
+                    demand_id: str) -> "tuple[Optional[Signed], int]":
         """Try the drafts best score first; a provider that fails to approve is excluded from now on.
 
-        Returns the signed agreement (or None) and how many providers failed.
+        Returns the signed agreement (or None) and how many providers failed. Stops once the startup
+        ``deadline`` has expired: each approval wait is capped by it, and GolemTimeoutError (phase
+        ``"agreement"``) is raised when it cut one short.
         """
         failures = 0
-        while self._drafts:
+        while self._drafts and not deadline.expired:
             ranked: List[ProposalView] = sorted(self._drafts.values(), key=self._scorer, reverse=True)
             best = ranked[0]
             del self._drafts[best.issuer_id]
             try:
                 agreement_id = sign(self._client, self._blocking, token, best, self._agreement,
-                                    self._app_session_id, self._sender)
+                                    self._app_session_id, self._sender, startup=deadline, reads=reads,
+                                    demand_id=demand_id)
+            except GolemTimeoutError as exc:
+                logger.info("agreement with %s: %s", best.provider_name or best.issuer_id, exc)
+                raise self._timeout(deadline) from exc  # the startup deadline, not the provider's fault
             except (GolemAgreementError, YagnaError) as exc:
                 logger.info("agreement with %s failed: %s", best.provider_name or best.issuer_id, exc)
                 self._excluded.add(best.issuer_id)

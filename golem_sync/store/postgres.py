@@ -57,22 +57,36 @@ class PostgresJobStore(SqlJobStore):
         self._conninfo = conninfo
         self._stopping = threading.Event()
         self._listen_db: Optional[psycopg.Connection[Any]] = None
+        db: Optional[psycopg.Connection[Any]] = None
+        locked = False
         try:
-            self._db = psycopg.connect(conninfo, autocommit=True)
-            self._db.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK_KEY,))
+            db = psycopg.connect(conninfo, autocommit=True)
+            db.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK_KEY,))
+            locked = True
             for statement in self._schema():
-                self._db.execute(statement)
-            self._db.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,))
+                db.execute(statement)
+            db.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,))
+            locked = False
             self._listen_db = self._connect_listener()
-        except psycopg.Error as exc:
-            raise GolemStoreError(f"cannot open the PostgreSQL job store: {exc}") from exc
+        except BaseException as exc:
+            # Leave nothing behind: other processes would block on the schema lock until this
+            # session ended (when the garbage collector closed the connection).
+            _close_quietly(db, unlock=_SCHEMA_LOCK_KEY if locked else None)
+            if isinstance(exc, psycopg.Error):
+                raise GolemStoreError(f"cannot open the PostgreSQL job store: {exc}") from exc
+            raise
+        self._db = db
         self._thread = threading.Thread(target=self._listen, name="golem-store-listen", daemon=True)
         self._thread.start()
 
     def _connect_listener(self) -> "psycopg.Connection[Any]":
         conn = psycopg.connect(self._conninfo, autocommit=True)
-        conn.execute("SELECT pg_advisory_lock(%s)", (self._key,))
-        conn.execute(f"LISTEN {self.channel}")
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (self._key,))
+            conn.execute(f"LISTEN {self.channel}")
+        except BaseException:
+            _close_quietly(conn)  # its session, and the liveness lock with it, end now
+            raise
         return conn
 
     def __repr__(self) -> str:
@@ -188,3 +202,18 @@ class PostgresJobStore(SqlJobStore):
             self._db.close()
         if self._listen_db is not None:
             self._listen_db.close()  # ends the listener's session: our advisory lock goes with it
+
+
+def _close_quietly(conn: "Optional[psycopg.Connection[Any]]", unlock: Optional[int] = None) -> None:
+    """Release ``unlock`` (an advisory lock key) if given, then close ``conn``; errors are ignored."""
+    if conn is None:
+        return
+    if unlock is not None and not (conn.closed or conn.broken):
+        try:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (unlock,))
+        except psycopg.Error:
+            pass  # closing the session below releases it anyway
+    try:
+        conn.close()
+    except psycopg.Error:
+        pass

@@ -39,6 +39,7 @@ class FakeYagna:
         self.poll_sleep = poll_sleep
         self.ids = itertools.count(1)
         self.agreements = {}      # id -> state
+        self.agreement_info = {}  # id -> (demand id, provider id, creation timestamp)
         self.activities = {}      # id -> alive
         self.batches = {}         # batch id -> n commands
         self.demand_events = {}   # demand id -> list of pending events
@@ -218,8 +219,17 @@ class FakeYagna:
         def create_agreement(r):
             aid = f"agr-{next(self.ids)}"
             self.agreements[aid] = "Proposal"
+            pid = json.loads(r.body)["proposalId"]  # "draft-<demand id>-<provider id>"
+            demand_id, provider = pid[len("draft-"):].rsplit("-", 1) if pid.startswith("draft-") else ("d", "0xprov")
+            self.agreement_info[aid] = (demand_id, provider, now())
             return 201, aid
         A("POST", M + r"/agreements", create_agreement)
+
+        def list_agreements(r):  # ListAgreements: afterDate filter only
+            after = parse_qs(urlsplit(r.url).query).get("afterDate", [""])[0]
+            return [{"id": aid, "timestamp": ts, "role": "Requestor"}
+                    for aid, (_, _, ts) in list(self.agreement_info.items()) if ts > after]
+        A("GET", M + r"/agreements", list_agreements)
 
         def confirm(r, aid):
             self.agreements[aid] = "Pending"; return 204, None
@@ -234,10 +244,11 @@ class FakeYagna:
         A("POST", M + r"/agreements/([^/?]+)/wait", wait)
 
         def get_agreement(r, aid):
+            demand_id, provider, _ = self.agreement_info.get(aid, ("d", "0xprov", None))
             return {"agreementId": aid, "state": self.agreements.get(aid, "Terminated"), "timestamp": now(),
-                    "validTo": now(), "demand": {"demandId": "d", "requestorId": "0xreq", "properties": {},
+                    "validTo": now(), "demand": {"demandId": demand_id, "requestorId": "0xreq", "properties": {},
                                                   "constraints": "()", "timestamp": now()},
-                    "offer": {"offerId": "o", "providerId": "0xprov", "properties": {}, "constraints": "()",
+                    "offer": {"offerId": "o", "providerId": provider, "properties": {}, "constraints": "()",
                               "timestamp": now()}}
         A("GET", M + r"/agreements/([^/?]+)", get_agreement)
 

@@ -1,0 +1,108 @@
+"""Blocking: cancelled calls never run late, close() does not wait out abandoned read-only calls
+(audit #12), and an abortable_reads client frees the abandoned call's thread at once."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from golem_sync.blocking import Blocking
+from golem_sync.cancel import CancelToken
+from golem_sync.errors import GolemCancelledError, YagnaUnreachableError
+from golem_sync.yagna import YagnaClient, YagnaConfig
+
+
+def test_a_queued_call_withdrawn_by_cancel_never_runs():
+    blocking = Blocking(1)
+    gate = threading.Event()
+    ran = []
+    busy = threading.Thread(target=blocking.call, args=(CancelToken(), gate.wait, 10))
+    busy.start()  # occupies the only worker
+    time.sleep(0.1)
+    token = CancelToken()
+    threading.Timer(0.1, token.cancel).start()
+    with pytest.raises(GolemCancelledError):
+        blocking.call(token, ran.append, "late")
+    gate.set()
+    busy.join(5)
+    blocking.shutdown()
+    time.sleep(0.1)
+    assert ran == []
+
+
+def test_shutdown_does_not_wait_for_an_abandoned_read_only_call():
+    blocking = Blocking(2)
+    release = threading.Event()
+    token = CancelToken()
+    threading.Timer(0.1, token.cancel).start()
+    with pytest.raises(GolemCancelledError):
+        blocking.call(token, release.wait, 10)  # a long poll nobody can abort
+    started = time.monotonic()
+    blocking.shutdown(wait=True)
+    elapsed = time.monotonic() - started
+    release.set()
+    assert elapsed < 1.0, f"shutdown waited {elapsed:.1f}s for an abandoned read-only call"
+
+
+def test_shutdown_waits_for_the_cleanup_of_an_abandoned_call_that_creates_something():
+    blocking = Blocking(2)
+    cleaned = []
+    token = CancelToken()
+
+    def create() -> str:
+        time.sleep(0.5)
+        return "act-1"
+
+    threading.Timer(0.1, token.cancel).start()
+    with pytest.raises(GolemCancelledError):
+        blocking.call(token, create, on_abandon=cleaned.append)
+    assert blocking.shutdown(wait=True, cleanup_timeout=10)
+    assert cleaned == ["act-1"]
+
+
+def test_shutdown_calls_abort_and_bounds_the_cleanup_wait():
+    aborted = []
+    blocking = Blocking(2, abort=lambda: aborted.append(True))
+    gate = threading.Event()
+    token = CancelToken()
+    threading.Timer(0.1, token.cancel).start()
+    with pytest.raises(GolemCancelledError):
+        blocking.call(token, gate.wait, 10, on_abandon=lambda _: None)
+    started = time.monotonic()
+    assert blocking.shutdown(wait=True, cleanup_timeout=0.3) is False
+    assert time.monotonic() - started < 3.0
+    assert aborted == [True]
+    gate.set()
+
+
+def test_cancel_aborts_a_long_poll_made_through_abortable_reads(server):
+    from golem_sync.blocking import abortable_reads
+
+    server.script((0, None))  # yagna holds the approval wait and never answers
+    client = YagnaClient(YagnaConfig(app_key="k", api_url=server.url, retries=0))
+    blocking = Blocking(2)
+    token = CancelToken()
+    calls = []
+    ended = threading.Event()
+
+    def wait_for_approval(reads: YagnaClient) -> str:
+        started = time.monotonic()
+        try:
+            return reads.market.wait_for_approval("agr-1", 30)
+        except Exception as exc:  # noqa: BLE001 - the type is asserted below
+            calls.append(exc)
+            raise
+        finally:
+            calls.append(time.monotonic() - started)
+            ended.set()
+
+    with abortable_reads(client, token) as reads:
+        threading.Timer(0.3, token.cancel).start()
+        with pytest.raises(GolemCancelledError):
+            blocking.call(token, wait_for_approval, reads)
+    assert blocking.shutdown(wait=True)
+    assert ended.wait(5), "the abandoned approval wait still holds its pool thread"
+    assert isinstance(calls[0], YagnaUnreachableError)
+    assert calls[1] < 3.0, f"the abandoned approval wait held its thread {calls[1]:.1f}s"
+    client.close()
