@@ -29,7 +29,6 @@ from .market.proposals import ProposalView
 from .options import AgreementOptions
 from .pollers import EventPoller
 from .yagna.client import YagnaClient
-from .yagna.models import format_datetime
 
 __all__ = ["AgreementLease", "sign", "release", "ReleaseOutcome", "AgreementWatcher"]
 
@@ -149,13 +148,7 @@ def _release_lost(client: YagnaClient, proposal: ProposalView, demand_id: str, s
     after = since - dt.timedelta(seconds=_LOOKUP_SLACK_SEC)
     found: List[str] = []
     try:
-        # ListAgreements has no MarketApi method (yet): the transport is the client's public seam.
-        rows = client.transport.request("GET", "market", "/agreements",
-                                        params={"afterDate": format_datetime(after)})
-        for row in rows if isinstance(rows, list) else []:
-            agreement_id = row.get("id") if isinstance(row, dict) else None
-            if not isinstance(agreement_id, str) or row.get("role", "Requestor") != "Requestor":
-                continue
+        for agreement_id in client.market.list_agreements(after_date=after):
             agreement = client.market.get_agreement(agreement_id)
             if agreement.demand.demand_id == demand_id and agreement.provider_id == proposal.issuer_id:
                 found.append(agreement_id)

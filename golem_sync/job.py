@@ -125,14 +125,10 @@ class _Attempt:
             outcome = _step("ending the agreement", release, services.client, lease.agreement_id, message,
                             success=success)
             _step("forgetting the agreement", services.watcher.forget, lease.agreement_id)
-            if outcome == "failed":
-                # Still Approved after retries: no invoice can come while it is, so close() must not
-                # wait for one; yagna ends it at its validTo.
-                logger.error("agreement %s could not be ended; it expires at its validTo", lease.agreement_id)
-                _step("closing the agreement's account", services.payments.agreement_ended, lease.agreement_id,
-                      invoice_expected=False)
-            else:
-                _step("closing the agreement's account", services.payments.agreement_ended, lease.agreement_id)
+            # "failed": still live after retries (release logged it; yagna ends it at its validTo) and
+            # "cancelled": never approved. Either way no invoice can come, so close() must not wait.
+            _step("closing the agreement's account", services.payments.agreement_ended, lease.agreement_id,
+                  invoice_expected=outcome not in ("failed", "cancelled"))
 
 
 def _step(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

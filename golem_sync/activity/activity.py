@@ -10,7 +10,7 @@ import time
 from typing import Any, Iterator, List, Optional, Sequence
 
 from .. import signals
-from ..blocking import Blocking
+from ..blocking import Blocking, abortable_reads
 from ..cancel import CancelToken, Deadline
 from ..errors import (GolemActivityError, GolemTimeoutError, YagnaError, YagnaNotFoundError, YagnaServerError,
                       YagnaTimeoutError, YagnaUnreachableError)
@@ -108,26 +108,29 @@ class Activity:
         limit = timeout if timeout is not None else self._options.execute_timeout_sec
         deadline = Deadline(limit)
         seen = 0
-        while True:
-            if deadline.expired:
-                raise GolemTimeoutError(
-                    f"batch {batch_id} on activity {self.activity_id} did not finish within {limit:g}s",
-                    phase="batch")
-            try:
-                results = self._blocking.call(
-                    token, self._client.activity.get_batch_results, self.activity_id, batch_id,
-                    timeout=max(0.1, deadline.cap(self._options.result_poll_sec)), command_index=seen)
-            except YagnaTimeoutError:
-                continue  # yagna's 408: command ``seen`` is not finished yet
-            except YagnaError as exc:
-                raise GolemActivityError(
-                    f"reading results of batch {batch_id} on activity {self.activity_id} failed: "
-                    f"{exc}{self._state_hint()}") from exc
-            for result in results[seen:]:
-                seen += 1
-                yield result
-                if result.is_batch_finished or seen >= size:
-                    return
+        # The polls go through a private abortable client: a cancel ends the HTTP request itself,
+        # so the helper pool thread (and close()) never waits out an abandoned poll.
+        with abortable_reads(self._client, token) as reads:
+            while True:
+                if deadline.expired:
+                    raise GolemTimeoutError(
+                        f"batch {batch_id} on activity {self.activity_id} did not finish within {limit:g}s",
+                        phase="batch")
+                try:
+                    results = self._blocking.call(
+                        token, reads.activity.get_batch_results, self.activity_id, batch_id,
+                        timeout=max(0.1, deadline.cap(self._options.result_poll_sec)), command_index=seen)
+                except YagnaTimeoutError:
+                    continue  # yagna's 408: command ``seen`` is not finished yet
+                except YagnaError as exc:
+                    raise GolemActivityError(
+                        f"reading results of batch {batch_id} on activity {self.activity_id} failed: "
+                        f"{exc}{self._state_hint()}") from exc
+                for result in results[seen:]:
+                    seen += 1
+                    yield result
+                    if result.is_batch_finished or seen >= size:
+                        return
 
     def stream(self, batch_id: str, read_timeout: float) -> BatchStream:
         """Open the batch's SSE event stream (the caller must close it)."""

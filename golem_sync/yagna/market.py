@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from typing import Any, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 from ..errors import YagnaNotFoundError, YagnaTimeoutError
 from ._base import ApiBase, Reason, reason_body, seg
@@ -83,6 +83,24 @@ class MarketApi(ApiBase):
         """The agreement, with both sides' properties and its state."""
         path = f"/agreements/{seg(agreement_id)}"
         return self._obj(self._call("GET", path), Agreement.from_json, "GET", path)
+
+    def list_agreements(self, *, after_date: Optional[_dt.datetime] = None,
+                        before_date: Optional[_dt.datetime] = None, state: Optional[str] = None,
+                        app_session_id: Optional[str] = None, role: Optional[str] = "Requestor") -> List[str]:
+        """Ids of this node's agreements matching the filters (``role=None``: both sides')."""
+        params: Dict[str, str] = {}
+        if after_date is not None:
+            params["afterDate"] = format_datetime(after_date)
+        if before_date is not None:
+            params["beforeDate"] = format_datetime(before_date)
+        if state is not None:
+            params["state"] = state
+        if app_session_id is not None:
+            params["appSessionId"] = app_session_id
+        path = "/agreements"
+        rows = self._list(self._call("GET", path, params=params), _list_entry, "GET", path)
+        return [agreement_id for agreement_id, entry_role in rows
+                if agreement_id and (role is None or entry_role in (None, role))]
 
     def confirm_agreement(self, agreement_id: str, app_session_id: Optional[str] = None) -> None:
         """Sign the agreement and send it to the provider."""
@@ -198,3 +216,11 @@ class MarketApi(ApiBase):
                 raise
             return True
         return False
+
+
+def _list_entry(row: Any) -> "tuple[str, Optional[str]]":
+    """One row of ListAgreements: (id, role)."""
+    if not isinstance(row, Mapping) or not isinstance(row.get("id"), str):
+        return "", None
+    role = row.get("role")
+    return row["id"], role if isinstance(role, str) else None
