@@ -80,3 +80,26 @@ def test_a_poller_stopped_mid_poll_ends_quietly(silent_server, caplog):
     poller.join(5)
     assert not poller.alive and time.monotonic() - started < 2.0
     assert [r for r in caplog.records if r.levelname == "WARNING"] == []
+
+
+def test_abort_also_ends_the_retries_of_the_aborted_call(silent_server):
+    """An aborted GET does not sleep through its retry backoff (it kept a pool thread ~1 s past close)."""
+    transport = Transport(YagnaConfig(app_key="k", api_url=silent_server, retries=3, backoff=1.0),
+                          abortable=True)
+    outcome = {}
+
+    def poll():
+        started = time.monotonic()
+        try:
+            transport.request("GET", "market", "/demands/d/events", long_poll=30)
+        except Exception as exc:  # noqa: BLE001 - the type is asserted below
+            outcome["error"] = exc
+        outcome["elapsed"] = time.monotonic() - started
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.3)
+    transport.abort()
+    thread.join(10)
+    assert isinstance(outcome["error"], YagnaUnreachableError)
+    assert outcome["elapsed"] < 1.0  # without the fix: 0.3 s + backoffs of 1, 2, 4 s
