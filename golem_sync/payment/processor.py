@@ -32,6 +32,7 @@ import re
 import threading
 import time
 from decimal import Decimal
+from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 import attrs
@@ -53,6 +54,9 @@ from ..yagna.models import Rejection
 __all__ = ["PaymentProcessor", "PaymentRetry"]
 
 logger = logging.getLogger("golem_sync.payment")
+
+#: How many documents of unknown agreements are remembered (so re-deliveries are not answered twice).
+UNKNOWN_DOCUMENTS_KEPT = 1000
 
 #: The allocation to accept from: its id, or a zero-argument callable returning the current id.
 AllocationSource = Union[str, Callable[[], str]]
@@ -111,6 +115,8 @@ class _AgreementAccount:
     invoiced: bool = False
     accepted_debit: Decimal = Decimal(0)
     invoice_amount: Optional[Decimal] = None
+    # (kind, id) of every document seen for this agreement: re-delivered events are ignored.
+    documents: Set[Tuple[str, str]] = attrs.Factory(set)
 
     def too_many_debit_notes(self, now: float) -> Optional[str]:
         """Count one more debit note; say why if the provider bills more often than agreed.
@@ -138,6 +144,7 @@ class _Task:
     doc_id: str
     doc: Any = None                      # the fetched document (None until the GET succeeds)
     decided: bool = False                # rules applied and ``received`` emitted
+    duplicate: bool = False              # already seen: nothing to answer
     reason: Optional[str] = None         # why to reject; None: accept
     unknown: bool = False                # rejected because the agreement is unknown
     sender: Any = None
@@ -192,6 +199,7 @@ class PaymentProcessor:
         self._cond = threading.Condition(self._lock)        # announces settled invoices
         self._retry_cond = threading.Condition(self._lock)  # wakes the retry thread
         self._accounts: Dict[str, _AgreementAccount] = {}
+        self._unknown_documents: "OrderedDict[Tuple[str, str], None]" = OrderedDict()  # LRU
         # Documents between their event and their answer, and the retry queue (due, seq, task).
         self._in_flight: Dict[Tuple[str, str], _Task] = {}
         self._queue: List[Tuple[float, int, _Task]] = []
@@ -345,6 +353,8 @@ class PaymentProcessor:
             task.doc = getattr(self._client.payment, f"get_{task.kind.name}")(task.doc_id)
         if not task.decided:
             self._decide(task)
+        if task.duplicate:
+            return
         if task.reason is not None:
             self._reject(task)
         else:
@@ -355,6 +365,11 @@ class PaymentProcessor:
         kind, doc = task.kind, task.doc
         with self._lock:
             account = self._accounts.get(doc.agreement_id)
+            task.duplicate = self._seen_locked(task.key, account)
+        if task.duplicate:
+            logger.debug("%s %s was already handled; ignoring the repeated event", kind.label, task.doc_id)
+            task.decided = True
+            return
         task.sender = account.sender if account else self._network
         amount: Decimal = getattr(doc, kind.amount_field)
         signals.emit(kind.received, task.sender, **{kind.name: doc})
@@ -363,6 +378,19 @@ class PaymentProcessor:
         task.decided = True
         if task.reason:
             logger.info("rejecting %s %s: %s", kind.label, task.doc_id, task.reason)
+
+    def _seen_locked(self, key: Tuple[str, str], account: Optional[_AgreementAccount]) -> bool:
+        """Whether this document was seen before; remember it either way."""
+        if account is not None:
+            seen = key in account.documents
+            account.documents.add(key)
+            return seen
+        seen = key in self._unknown_documents
+        self._unknown_documents[key] = None
+        self._unknown_documents.move_to_end(key)
+        while len(self._unknown_documents) > UNKNOWN_DOCUMENTS_KEPT:
+            self._unknown_documents.popitem(last=False)
+        return seen
 
     def _accept(self, task: _Task) -> None:
         kind, doc = task.kind, task.doc
@@ -493,8 +521,14 @@ class PaymentProcessor:
         if limit is not None and amount > Decimal(str(limit)):
             return f"amount {amount} exceeds max_{kind.name}_amount {limit}"
         accept_filter = getattr(self._options, f"{kind.name}_filter")
-        if accept_filter is not None and not accept_filter(doc):
-            return f"rejected by {kind.name}_filter"
+        if accept_filter is not None:
+            try:
+                accepted = accept_filter(doc)
+            except Exception as exc:  # user code: answer the document anyway
+                logger.exception("%s_filter raised on %s %s", kind.name, kind.label, getattr(doc, kind.id_field))
+                return f"{kind.name}_filter raised {type(exc).__name__}: {exc}"
+            if not accepted:
+                return f"rejected by {kind.name}_filter"
         return None
 
     def _record(self, agreement_id: str, amount: Optional[Decimal], *, invoiced: bool) -> None:

@@ -293,6 +293,65 @@ def test_the_allocation_id_is_read_at_every_accept(setup):
     assert [c[3] for c in payment.calls if c[0] == "accept"] == ["al-1", "al-9"]
 
 
+# -- 3. re-delivered events are handled once ----------------------------------------------------------
+
+
+def test_a_redelivered_debit_note_is_accepted_once_and_counted_once(setup):
+    payment, make = setup
+    processor = make()
+    violations = []
+    processor.register("a1", sender="job", debit_note_interval=120, on_violation=violations.append)
+    deliver(processor, payment, note("d1", "a1", "0.1"))
+    deliver(processor, payment, note("d1", "a1", "0.1"))  # the same event, seen again
+    assert [c[:2] for c in payment.calls if c[0] != "get"] == [("accept", "d1")]
+    assert violations == []
+
+
+def test_an_event_redelivered_while_its_document_is_retried_is_ignored(setup):
+    payment, make = setup
+    processor = make()
+    processor.register("a1", sender="job")
+    processor.agreement_ended("a1")
+    payment.fail[("accept", "i1")] = [server_error()]
+    deliver(processor, payment, invoice("i1", "a1"))
+    deliver(processor, payment, invoice("i1", "a1"))
+    assert processor.wait_for_invoices(5) is True
+    deliver(processor, payment, invoice("i1", "a1"))  # and once it is settled
+    processor.close(5)
+    assert len(payment.of("accept", "i1")) == 2 and payment.of("reject", "i1") == []
+
+
+def test_a_redelivered_note_of_an_unknown_agreement_is_rejected_once(setup):
+    payment, make = setup
+    processor = make()
+    for _ in range(3):
+        deliver(processor, payment, note("d1", "stranger"))
+    assert len(payment.of("reject", "d1")) == 1
+
+
+# -- 4. a raising filter is isolated ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["debit_note", "invoice"])
+def test_a_raising_filter_rejects_the_document_naming_the_filter_and_the_error(setup, caplog, kind):
+    payment, make = setup
+
+    def broken_filter(doc):
+        raise KeyError("golem.com.usage.vector")
+
+    processor = make(options={f"{kind}_filter": broken_filter})
+    processor.register("a1", sender="job")
+    doc = note("x1", "a1") if kind == "debit_note" else invoice("x1", "a1")
+    with caplog.at_level(logging.ERROR, logger="golem_sync.payment"):
+        deliver(processor, payment, doc)
+    (call,) = payment.of("reject", "x1")
+    assert f"{kind}_filter" in call[2] and "KeyError" in call[2] and "golem.com.usage.vector" in call[2]
+    assert any(r.exc_info and r.exc_info[0] is KeyError for r in caplog.records)
+    if kind == "invoice":
+        processor.agreement_ended("a1")
+        assert processor.outstanding() == 0  # the rejected invoice settles the agreement
+
+
 # -- whole jobs against the fake yagna -------------------------------------------------------------
 
 
