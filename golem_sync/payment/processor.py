@@ -31,9 +31,10 @@ import logging
 import re
 import threading
 import time
-from decimal import Decimal
+import weakref
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
+from decimal import Decimal
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, Union
 
 import attrs
 
@@ -57,6 +58,10 @@ logger = logging.getLogger("golem_sync.payment")
 
 #: How many documents of unknown agreements are remembered (so re-deliveries are not answered twice).
 UNKNOWN_DOCUMENTS_KEPT = 1000
+
+#: How many settled agreements keep their row in ``account_totals()`` (older ones only count in
+#: ``accepted_total()``).
+SETTLED_AGREEMENTS_KEPT = 1000
 
 #: The allocation to accept from: its id, or a zero-argument callable returning the current id.
 AllocationSource = Union[str, Callable[[], str]]
@@ -104,13 +109,24 @@ def is_allocation_gone(exc: YagnaError) -> bool:
     return exc.status is not None and bool(_ALLOCATION_GONE.search(_error_text(exc)))
 
 
+def _hold(sender: Any) -> Callable[[], Any]:
+    """A weak reference to ``sender`` when it allows one (a Job), else a strong one."""
+    try:
+        return weakref.ref(sender)
+    except TypeError:
+        return lambda: sender
+
+
 @attrs.define
 class _AgreementAccount:
-    sender: Any
+    """A live agreement's bookkeeping; it holds its job only weakly (a finished job may go)."""
+
+    sender_ref: Callable[[], Any]
     debit_note_interval: Optional[float] = None
     on_violation: Optional[Callable[[str], None]] = None
     started: float = attrs.field(factory=time.monotonic)
     debit_notes: int = 0
+    activities: int = 0
     ended: bool = False
     invoiced: bool = False
     accepted_debit: Decimal = Decimal(0)
@@ -129,11 +145,24 @@ class _AgreementAccount:
         if not interval:
             return None
         elapsed = now - self.started
-        allowed = 1 + int((elapsed + max(5.0, 0.1 * interval)) / interval)
+        # Notes come per activity: each activity after the first may add its own final note.
+        allowed = 1 + int((elapsed + max(5.0, 0.1 * interval)) / interval) + max(0, self.activities - 1)
         if self.debit_notes <= allowed:
             return None
         return (f"debit notes arrive more often than the agreed interval of {interval:g}s "
                 f"({self.debit_notes} in {elapsed:.1f}s)")
+
+    @property
+    def total(self) -> Decimal:
+        return self.invoice_amount if self.invoice_amount is not None else self.accepted_debit
+
+
+@attrs.frozen
+class _Settled:
+    """What stays of an ended and invoiced agreement: its total and the documents it had."""
+
+    total: Decimal
+    documents: FrozenSet[Tuple[str, str]]
 
 
 @attrs.define(eq=False)
@@ -169,6 +198,13 @@ class _Task:
 class PaymentProcessor:
     """Accepts or rejects the network's debit notes and invoices, retrying failed calls.
 
+    Memory: an agreement's account lives from ``register`` until it is ended and its invoice
+    settled (accepted, rejected or given up); it holds its job only through a weak reference.
+    What stays after that is bounded: the totals and document ids of the ``keep_settled`` most
+    recently settled agreements (for ``account_totals``), a running total of older ones (for
+    ``accepted_total``), and the ids of the last ``UNKNOWN_DOCUMENTS_KEPT`` documents of
+    unknown agreements.
+
     Args:
         client: handles the notes (GET, accept, reject).
         options: the network's payment options (limits, filters, poll length).
@@ -181,12 +217,13 @@ class PaymentProcessor:
             an accept fails because the allocation is gone; the retry then reads the allocation
             id again. It may block (e.g. to create a new allocation).
         retry: the backoff of failed calls.
+        keep_settled: how many settled agreements keep their row in ``account_totals``.
     """
 
     def __init__(self, client: YagnaClient, options: PaymentOptions, allocation_id: AllocationSource,
                  app_session_id: str, network_sender: Any, *, poll_client: Optional[YagnaClient] = None,
                  on_allocation_error: Optional[Callable[[YagnaError], None]] = None,
-                 retry: PaymentRetry = PaymentRetry()) -> None:
+                 retry: PaymentRetry = PaymentRetry(), keep_settled: int = SETTLED_AGREEMENTS_KEPT) -> None:
         self._client = client
         poller_client = poll_client or client
         self._options = options
@@ -200,6 +237,9 @@ class PaymentProcessor:
         self._retry_cond = threading.Condition(self._lock)  # wakes the retry thread
         self._accounts: Dict[str, _AgreementAccount] = {}
         self._unknown_documents: "OrderedDict[Tuple[str, str], None]" = OrderedDict()  # LRU
+        self._settled: "OrderedDict[str, _Settled]" = OrderedDict()  # the most recent keep_settled
+        self._keep_settled = keep_settled
+        self._earlier_total = Decimal(0)  # accepted on settled agreements dropped from _settled
         # Documents between their event and their answer, and the retry queue (due, seq, task).
         self._in_flight: Dict[Tuple[str, str], _Task] = {}
         self._queue: List[Tuple[float, int, _Task]] = []
@@ -264,7 +304,18 @@ class PaymentProcessor:
         cancel a token).
         """
         with self._lock:
-            self._accounts[agreement_id] = _AgreementAccount(sender, debit_note_interval, on_violation)
+            self._accounts[agreement_id] = _AgreementAccount(_hold(sender), debit_note_interval, on_violation)
+
+    def activity_started(self, agreement_id: str) -> None:
+        """An activity started on the agreement; each one after the first allows one extra note.
+
+        (Providers bill per activity: a replaced activity may send its final note on top of the
+        agreed pace.)
+        """
+        with self._lock:
+            account = self._accounts.get(agreement_id)
+            if account is not None:
+                account.activities += 1
 
     def agreement_ended(self, agreement_id: str) -> None:
         """The agreement is over; its invoice is now expected."""
@@ -272,6 +323,7 @@ class PaymentProcessor:
             account = self._accounts.get(agreement_id)
             if account is not None:
                 account.ended = True
+                self._settle_locked(agreement_id)
 
     def outstanding(self) -> int:
         """How many agreements still wait for their invoice to be settled.
@@ -304,10 +356,32 @@ class PaymentProcessor:
         return True
 
     def account_totals(self) -> Dict[str, Decimal]:
-        """Accepted amounts by agreement (invoice amount where invoiced, else accepted debit notes)."""
+        """Accepted amounts by agreement (invoice amount where invoiced, else accepted debit notes).
+
+        Live agreements and the ``keep_settled`` most recently settled ones.
+        """
         with self._lock:
-            return {aid: (a.invoice_amount if a.invoice_amount is not None else a.accepted_debit)
-                    for aid, a in self._accounts.items()}
+            totals = {aid: s.total for aid, s in self._settled.items()}
+            totals.update((aid, a.total) for aid, a in self._accounts.items())
+            return totals
+
+    def accepted_total(self) -> Decimal:
+        """Everything accepted over the processor's life, every agreement included."""
+        with self._lock:
+            return (self._earlier_total + sum((s.total for s in self._settled.values()), Decimal(0))
+                    + sum((a.total for a in self._accounts.values()), Decimal(0)))
+
+    def _settle_locked(self, agreement_id: str) -> None:
+        """Drop an ended, invoiced agreement without a pending document; keep its bounded summary."""
+        account = self._accounts.get(agreement_id)
+        if account is None or not (account.ended and account.invoiced):
+            return
+        if any(task.agreement_id == agreement_id for task in self._in_flight.values()):
+            return  # _finish settles it
+        del self._accounts[agreement_id]
+        self._settled[agreement_id] = _Settled(account.total, frozenset(account.documents))
+        while len(self._settled) > self._keep_settled:
+            self._earlier_total += self._settled.popitem(last=False)[1].total
 
     # -- handlers (poller threads) -------------------------------------------------------------
 
@@ -365,16 +439,24 @@ class PaymentProcessor:
         kind, doc = task.kind, task.doc
         with self._lock:
             account = self._accounts.get(doc.agreement_id)
-            task.duplicate = self._seen_locked(task.key, account)
+            settled = self._settled.get(doc.agreement_id) if account is None else None
+            if settled is not None:
+                task.duplicate = task.key in settled.documents
+            else:
+                task.duplicate = self._seen_locked(task.key, account)
         if task.duplicate:
             logger.debug("%s %s was already handled; ignoring the repeated event", kind.label, task.doc_id)
             task.decided = True
             return
-        task.sender = account.sender if account else self._network
+        sender = account.sender_ref() if account is not None else None
+        task.sender = self._network if sender is None else sender
         amount: Decimal = getattr(doc, kind.amount_field)
         signals.emit(kind.received, task.sender, **{kind.name: doc})
-        task.reason = self._problem(kind, doc, amount, account)
-        task.unknown = account is None
+        if settled is not None:
+            task.reason = "the agreement is already invoiced"
+        else:
+            task.reason = self._problem(kind, doc, amount, account)
+            task.unknown = account is None
         task.decided = True
         if task.reason:
             logger.info("rejecting %s %s: %s", kind.label, task.doc_id, task.reason)
@@ -480,6 +562,8 @@ class PaymentProcessor:
     def _finish(self, task: _Task) -> None:
         with self._lock:
             self._in_flight.pop(task.key, None)
+            if task.agreement_id is not None:
+                self._settle_locked(task.agreement_id)
             self._cond.notify_all()
 
     def _retry_loop(self) -> None:
@@ -541,6 +625,7 @@ class PaymentProcessor:
                     account.invoice_amount = amount
                 elif amount is not None:
                     account.accepted_debit = max(account.accepted_debit, amount)
+                self._settle_locked(agreement_id)
             self._cond.notify_all()
 
 

@@ -352,6 +352,94 @@ def test_a_raising_filter_rejects_the_document_naming_the_filter_and_the_error(s
         assert processor.outstanding() == 0  # the rejected invoice settles the agreement
 
 
+# -- 5. memory is bounded by what is live ---------------------------------------------------------------
+
+
+class FakeJob:
+    """Stands for a Job holding a big result."""
+
+    def __init__(self):
+        self.results = "x" * 1000
+
+
+def test_an_account_does_not_keep_its_job_alive_and_falls_back_to_the_network_as_sender(setup):
+    payment, make = setup
+    processor = make()
+    job = FakeJob()
+    ref = weakref.ref(job)
+    processor.register("a1", sender=job)
+    del job
+    gc.collect()
+    assert ref() is None
+    senders = []
+    receiver = lambda sender, **kw: senders.append(sender)
+    signals.debit_note_accepted.connect(receiver)
+    try:
+        deliver(processor, payment, note("d1", "a1"))
+    finally:
+        signals.debit_note_accepted.disconnect(receiver)
+    assert senders == ["network"]
+
+
+def test_an_ended_and_invoiced_agreement_leaves_the_table_and_only_bounded_totals_stay(setup):
+    payment, make = setup
+    processor = make(keep_settled=2)
+    for n in range(5):
+        processor.register(f"a{n}", sender=FakeJob())
+        deliver(processor, payment, note(f"d{n}", f"a{n}", "0.1"))
+        if n % 2:
+            processor.agreement_ended(f"a{n}")  # ended first, then invoiced
+            deliver(processor, payment, invoice(f"i{n}", f"a{n}", "1"))
+        else:
+            deliver(processor, payment, invoice(f"i{n}", f"a{n}", "1"))
+            processor.agreement_ended(f"a{n}")  # invoiced first, then ended
+    assert processor._accounts == {}
+    assert processor.account_totals() == {"a3": Decimal("1"), "a4": Decimal("1")}
+    assert processor.accepted_total() == Decimal("5")
+    assert processor.wait_for_invoices(0) is True
+
+
+def test_documents_of_a_settled_agreement_are_not_answered_as_unknown(setup):
+    payment, make = setup
+    processor = make()
+    processor.register("a1", sender="job")
+    processor.agreement_ended("a1")
+    deliver(processor, payment, invoice("i1", "a1", "1"))
+    deliver(processor, payment, invoice("i1", "a1", "1"))   # re-delivered: ignored
+    deliver(processor, payment, note("d5", "a1", "0.1"))    # a late note: rejected, not as unsolicited
+    assert len(payment.of("accept", "i1")) == 1 and payment.of("reject", "i1") == []
+    assert [c[2] for c in payment.of("reject", "d5")] == ["the agreement is already invoiced"]
+
+
+def test_an_agreement_with_a_live_retry_is_kept_until_it_is_settled(setup):
+    payment, make = setup
+    processor = make()
+    processor.register("a1", sender="job")
+    processor.agreement_ended("a1")
+    payment.fail[("accept", "i1")] = [server_error()]
+    deliver(processor, payment, invoice("i1", "a1", "1"))
+    assert "a1" in processor._accounts
+    assert processor.wait_for_invoices(5) is True
+    assert processor._accounts == {} and processor.account_totals() == {"a1": Decimal("1")}
+
+
+# -- 6. S5: notes come per activity ---------------------------------------------------------------------
+
+
+def test_each_extra_activity_on_an_agreement_allows_one_extra_debit_note(setup):
+    payment, make = setup
+    processor = make()
+    violations = []
+    processor.register("a1", sender="job", debit_note_interval=120, on_violation=violations.append)
+    processor.activity_started("a1")
+    processor.activity_started("a1")  # the first activity was replaced: its final note may come too
+    deliver(processor, payment, note("d1", "a1"))
+    deliver(processor, payment, note("d2", "a1"))
+    assert violations == [] and len(payment.of("accept", "d2")) == 1
+    deliver(processor, payment, note("d3", "a1"))
+    assert len(violations) == 1 and len(payment.of("reject", "d3")) == 1
+
+
 # -- whole jobs against the fake yagna -------------------------------------------------------------
 
 
@@ -384,3 +472,24 @@ def test_a_job_survives_one_failed_debit_note_accept_and_its_invoice_is_paid_bef
     assert len(fake_yagna.calls("POST", "/debitNotes/dn-1/accept")) == 2
     assert len(fake_yagna.calls("POST", "/invoices/inv-1/accept")) == 2
     assert took < 10.0  # the invoice was paid by a retry, not given up on at payment_timeout_sec
+
+
+def test_finished_invoiced_jobs_leave_the_payment_tables_and_memory(golem, fake_yagna):
+    from golem_sync.store import MemoryJobStore, Retention
+
+    network = golem(job_store=MemoryJobStore(retention=Retention(max_finished=2, every_sec=0)))
+    refs = []
+    for n in range(8):
+        job = network.create_job()
+        job.start_work(lambda ctx: ("x" * 100_000, ctx.agreement_id))
+        _, agreement = job.result(timeout=20)
+        fake_yagna.push_invoice(f"inv-{n}", agreement, amount="0.5")
+        refs.append(weakref.ref(job))
+        del job
+    payments = network._services_obj.payments
+    assert payments.wait_for_invoices(10) is True
+    gc.collect()
+    assert len(payments._accounts) == 0
+    assert sum(r() is not None for r in refs) == 0
+    assert payments.accepted_total() == Decimal("4.0")
+    _stop(network)
