@@ -179,6 +179,7 @@ class _Task:
     sender: Any = None
     failures: int = 0
     allocation_error: Optional[YagnaError] = None  # tell the hook before the next try
+    allocation_used: Optional[str] = None          # the allocation of the last accept attempt
 
     @property
     def key(self) -> Tuple[str, str]:
@@ -215,7 +216,9 @@ class PaymentProcessor:
         poll_client: reads the event streams (default ``client``).
         on_allocation_error: called with the error, on the retry thread and holding no lock, when
             an accept fails because the allocation is gone; the retry then reads the allocation
-            id again. It may block (e.g. to create a new allocation).
+            id again. It may block (e.g. to create a new allocation). It is not called for a
+            failure whose allocation id is no longer the current one (already replaced), so
+            several documents failing together call it once. An exception from it is logged.
         retry: the backoff of failed calls.
         keep_settled: how many settled agreements keep their row in ``account_totals``.
     """
@@ -422,7 +425,8 @@ class PaymentProcessor:
         """GET, decide, answer; raises the YagnaError of the step that failed."""
         if task.allocation_error is not None:
             error, task.allocation_error = task.allocation_error, None
-            self._tell_allocation_error(error)
+            if self._allocation_id() == task.allocation_used:  # not replaced since: say so
+                self._tell_allocation_error(error)
         if task.doc is None:
             task.doc = getattr(self._client.payment, f"get_{task.kind.name}")(task.doc_id)
         if not task.decided:
@@ -477,8 +481,9 @@ class PaymentProcessor:
     def _accept(self, task: _Task) -> None:
         kind, doc = task.kind, task.doc
         amount: Decimal = getattr(doc, kind.amount_field)
+        task.allocation_used = allocation = self._allocation_id()
         try:
-            getattr(self._client.payment, f"accept_{kind.name}")(task.doc_id, amount, self._allocation_id())
+            getattr(self._client.payment, f"accept_{kind.name}")(task.doc_id, amount, allocation)
         except YagnaError as exc:
             if not is_already_settled(exc):
                 raise

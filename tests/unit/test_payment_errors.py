@@ -493,3 +493,24 @@ def test_finished_invoiced_jobs_leave_the_payment_tables_and_memory(golem, fake_
     assert sum(r() is not None for r in refs) == 0
     assert payments.accepted_total() == Decimal("4.0")
     _stop(network)
+
+
+def test_documents_failing_on_the_same_gone_allocation_ask_for_a_new_one_once(setup):
+    payment, make = setup
+    current = ["al-1"]
+    renewals = []
+    gone = YagnaRequestError("bad", status=400, method="POST", detail="Allocation al-1 not found")
+    payment.failing = lambda name, doc_id, *rest: gone if name == "accept" and rest[-1] == "al-1" else None
+
+    def renew(exc):
+        renewals.append(exc)
+        current[0] = f"al-{len(renewals) + 1}"
+
+    processor = make(allocation=lambda: current[0], on_allocation_error=renew)
+    for n in range(3):
+        processor.register(f"a{n}", sender="job")
+        processor.agreement_ended(f"a{n}")
+        deliver(processor, payment, invoice(f"i{n}", f"a{n}"))
+    assert processor.wait_for_invoices(5) is True
+    assert len(renewals) == 1
+    assert sorted(c[1] for c in payment.calls if c[0] == "accept" and c[3] == "al-2") == ["i0", "i1", "i2"]
