@@ -81,6 +81,8 @@ class _Services:
                                              self.app_session_id, network, poll_client=self.poll_client,
                                              on_allocation_error=self.keeper.replace_soon)
             self.watcher = AgreementWatcher(self.poll_client, self.app_session_id, poll_sec=payment.event_poll_sec)
+            # Providers bill per activity: each activity after an agreement's first allows one more note.
+            signals.activity_created.connect(self._on_activity_created, weak=False)
             self.payments.start()
             self.watcher.start()
         except BaseException:
@@ -94,6 +96,10 @@ class _Services:
     def allocation_id(self) -> str:
         return self.keeper.allocation_id
 
+    def _on_activity_created(self, sender: Any, agreement_id: Optional[str] = None, **_: Any) -> None:
+        if agreement_id is not None:
+            self.payments.activity_started(agreement_id)  # agreements of other networks are ignored
+
     def demand_for(self, options: RunOptions) -> DemandSpec:
         """The demand for a run (package resolutions are cached: one registry call per image)."""
         with self._lock:
@@ -106,6 +112,7 @@ class _Services:
 
     def stop_pollers(self) -> None:
         """Stop the three pollers together: each may be inside one long poll, so join them in parallel."""
+        signals.activity_created.disconnect(self._on_activity_created)
         pollers = [*self.payments.pollers, self.watcher.poller]
         for poller in pollers:
             poller.request_stop()
@@ -419,6 +426,7 @@ class GolemNetwork:
 
     def _job_finished(self, job: Job[Any]) -> None:
         """Hook for stores and statistics: a finished job leaves memory with a store or a retention."""
+        self.costs.job_finished(job.id)  # its cost rows may now age out (see CostLedger)
         if self._store is not None:
             self._store.job_finished(job)
             with self._lock:  # the store has it now: memory stays flat however many jobs end

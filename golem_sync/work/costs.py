@@ -3,13 +3,18 @@
 The estimate is ``start + sum(coefficient × counter)`` per activity (as the provider computes its
 debit notes); ``accepted`` is what this network actually accepted (invoice, else debit notes).
 
+Memory: rows stay while their job runs; after ``job_finished`` they stay among the most recent
+``keep_finished`` finished agreements (default 1000), and older ones only add to running totals.
+
 Threads: one :class:`CostLedger` per network. Jobs' threads record into it and any thread reads
-it; one lock guards its tables. Reading a live activity's usage is a REST call made by the reader.
+it; one lock guards its tables. Reading a live activity's usage is a REST call made by the reader,
+outside the lock.
 """
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from decimal import Decimal
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -48,21 +53,38 @@ class AgreementCost:
 
 @attrs.frozen
 class CostSummary:
-    """Per-agreement costs of a network, with totals; ``str()`` gives the table logged at close."""
+    """Per-agreement costs of a network, with totals; ``str()`` gives the table logged at close.
+
+    ``rows`` are the live agreements and the most recently finished ones; agreements dropped
+    from the ledger (see :class:`CostLedger`) count only in the totals: ``earlier_agreements``,
+    ``earlier_estimated`` and ``earlier_by_provider``. ``accepted_overall``, when known (the
+    payment processor's running total), is the accepted total over every agreement.
+    """
 
     rows: Sequence[AgreementCost]
+    earlier_agreements: int = 0
+    earlier_estimated: float = 0.0
+    earlier_by_provider: Mapping[str, float] = attrs.Factory(dict)
+    accepted_overall: Optional[Decimal] = None
+
+    @property
+    def agreements(self) -> int:
+        """How many agreements the totals cover (rows and earlier ones)."""
+        return len(self.rows) + self.earlier_agreements
 
     @property
     def estimated_total(self) -> float:
-        return sum(row.estimated for row in self.rows)
+        return self.earlier_estimated + sum(row.estimated for row in self.rows)
 
     @property
     def accepted_total(self) -> Decimal:
+        if self.accepted_overall is not None:
+            return self.accepted_overall
         return sum((row.accepted for row in self.rows if row.accepted is not None), Decimal(0))
 
     def by_provider(self) -> Dict[str, float]:
         """Estimated cost by provider name (id when unnamed)."""
-        totals: Dict[str, float] = {}
+        totals: Dict[str, float] = dict(self.earlier_by_provider)
         for row in self.rows:
             key = row.provider_name or row.provider_id
             totals[key] = totals.get(key, 0.0) + row.estimated
@@ -77,7 +99,10 @@ class CostSummary:
                 f"{(row.provider_name or row.provider_id)[:20]:<20} {row.agreement_id[:12] + '..':<14} "
                 f"{row.usage.get('golem.usage.duration_sec', 0.0):>10.1f} "
                 f"{row.usage.get('golem.usage.cpu_sec', 0.0):>8.2f} {row.estimated:>12.6f} {accepted:>12}")
-        lines.append(f"{len(self.rows)} agreement(s); estimated {self.estimated_total:.6f}, "
+        if self.earlier_agreements:
+            lines.append(f"(+ {self.earlier_agreements} earlier agreement(s), estimated "
+                         f"{self.earlier_estimated:.6f})")
+        lines.append(f"{self.agreements} agreement(s); estimated {self.estimated_total:.6f}, "
                      f"accepted {self.accepted_total:.6f}")
         return "\n".join(lines)
 
@@ -97,14 +122,31 @@ class _AgreementEntry:
     pricing: Optional[Pricing]
     vector: List[str]
     activities: Dict[str, _ActivityEntry] = attrs.Factory(dict)
+    finished: bool = False  # its job has finished (see CostLedger.job_finished)
+
+
+#: How many agreements of finished jobs keep their row by default.
+FINISHED_AGREEMENTS_KEPT = 1000
 
 
 class CostLedger:
-    """Usage and prices of every agreement a network's jobs signed."""
+    """Usage and prices of the agreements a network's jobs signed.
 
-    def __init__(self) -> None:
+    Memory: an agreement's row stays while its job runs, so ``job_cost`` of a live job is exact.
+    Once :meth:`job_finished` is called for its job, the row joins the ``keep_finished`` most
+    recent finished agreements; older ones are dropped from the rows and only add to the
+    summary's totals (count, estimate, and estimate per provider: one number per provider), so
+    memory does not grow with the number of jobs. ``job_cost`` of a dropped job is 0.0.
+    """
+
+    def __init__(self, *, keep_finished: int = FINISHED_AGREEMENTS_KEPT) -> None:
         self._lock = threading.Lock()
         self._agreements: Dict[str, _AgreementEntry] = {}
+        self._keep_finished = keep_finished
+        self._finished: "OrderedDict[str, None]" = OrderedDict()  # finished agreement ids, oldest first
+        self._earlier_count = 0
+        self._earlier_estimated = 0.0
+        self._earlier_by_provider: Dict[str, float] = {}
 
     def agreement(self, agreement_id: str, *, job_id: str, provider_id: str, provider_name: str,
                   pricing: Optional[Pricing], vector: Sequence[str]) -> None:
@@ -130,6 +172,25 @@ class CostLedger:
             if final:
                 act.live = None
 
+    def job_finished(self, job_id: str) -> None:
+        """The job is over: stop reading its usage live, and let its rows age out (see class doc)."""
+        with self._lock:
+            for agreement_id, entry in self._agreements.items():
+                if entry.job_id == job_id and not entry.finished:
+                    entry.finished = True
+                    for act in entry.activities.values():
+                        act.live = None
+                    self._finished[agreement_id] = None
+            while len(self._finished) > self._keep_finished:
+                old_id, _ = self._finished.popitem(last=False)
+                old = self._agreements.pop(old_id, None)
+                if old is not None:
+                    estimate = _estimate(old)
+                    key = old.provider_name or old.provider_id
+                    self._earlier_count += 1
+                    self._earlier_estimated += estimate
+                    self._earlier_by_provider[key] = self._earlier_by_provider.get(key, 0.0) + estimate
+
     def cost_of(self, agreement_id: str, usage: Mapping[str, float]) -> float:
         """The linear price of one activity's usage on this agreement (0.0 if unpriced)."""
         with self._lock:
@@ -152,8 +213,13 @@ class CostLedger:
             entry = self._agreements.get(agreement_id)
             return _estimate(entry) if entry is not None else 0.0
 
-    def summary(self, accepted: Optional[Mapping[str, Decimal]] = None, *, refresh: bool = True) -> CostSummary:
-        """One row per agreement; ``accepted`` are the payment processor's accepted amounts."""
+    def summary(self, accepted: Optional[Mapping[str, Decimal]] = None, *, refresh: bool = True,
+                accepted_total: Optional[Decimal] = None) -> CostSummary:
+        """One row per kept agreement, with totals over all of them.
+
+        ``accepted`` are the payment processor's accepted amounts by agreement, and
+        ``accepted_total`` its running total over every agreement (rows dropped included).
+        """
         if refresh:
             self._refresh(lambda e: True)
         accepted = accepted or {}
@@ -167,7 +233,8 @@ class CostLedger:
                 rows.append(AgreementCost(agreement_id, entry.job_id, entry.provider_id, entry.provider_name,
                                           len(entry.activities), total, _estimate(entry),
                                           accepted.get(agreement_id), entry.pricing))
-        return CostSummary(rows)
+            return CostSummary(rows, self._earlier_count, self._earlier_estimated,
+                               dict(self._earlier_by_provider), accepted_total)
 
     def _refresh(self, wanted: Callable[[_AgreementEntry], bool]) -> None:
         with self._lock:

@@ -302,7 +302,7 @@ def test_twenty_concurrent_jobs_with_as_completed(golem):
 
 def test_close_from_inside_a_worker_is_refused_not_deadlocked(golem):
     def worker(ctx):
-        with pytest.raises(GolemUserError, match="close\\(\\) from inside a job's worker"):
+        with pytest.raises(GolemUserError, match="close\\(\\) on golem_sync's thread 'golem-job"):
             golem.close()
         return "still fine"
 

@@ -164,7 +164,7 @@ def test_failed_download_raises_and_leaves_no_partial_file(clean_transfers, tmp_
         with pytest.raises(GolemWorkError, match="not JSON"):
             ctx.download_json("/golem/input/bad.json")
         ctx.upload_data(b"x" * 100, "/golem/input/hundred")
-        with pytest.raises(GolemWorkError, match="exceeds the limit of 10 bytes"):
+        with pytest.raises(GolemWorkError, match="exceed max_size of 10 bytes"):
             ctx.download_data("/golem/input/hundred", max_size=10)
         results = ctx.begin_batch().download_data("/golem/nothing-here").run("echo never").end()
         return [r.ok for r in results]
