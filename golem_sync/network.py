@@ -335,8 +335,10 @@ class GolemNetwork:
     def cost_summary(self) -> CostSummary:
         """Per-agreement usage, estimated cost (linear pricing × usage) and accepted amounts."""
         services = self._services_obj
-        accepted = services.payments.account_totals() if services is not None else {}
-        return self.costs.summary(accepted, refresh=not self._closing)
+        if services is None:
+            return self.costs.summary({}, refresh=not self._closing)
+        return self.costs.summary(services.payments.account_totals(), refresh=not self._closing,
+                                  accepted_total=services.payments.accepted_total())
 
     def _log_cost_summary(self) -> None:
         summary = self.cost_summary()

@@ -502,7 +502,10 @@ def test_documents_failing_on_the_same_gone_allocation_ask_for_a_new_one_once(se
     gone = YagnaRequestError("bad", status=400, method="POST", detail="Allocation al-1 not found")
     payment.failing = lambda name, doc_id, *rest: gone if name == "accept" and rest[-1] == "al-1" else None
 
+    release = threading.Event()
+
     def renew(exc):
+        assert release.wait(5)  # the renewal takes a while: every document fails on al-1 meanwhile
         renewals.append(exc)
         current[0] = f"al-{len(renewals) + 1}"
 
@@ -511,6 +514,8 @@ def test_documents_failing_on_the_same_gone_allocation_ask_for_a_new_one_once(se
         processor.register(f"a{n}", sender="job")
         processor.agreement_ended(f"a{n}")
         deliver(processor, payment, invoice(f"i{n}", f"a{n}"))
+    assert [c[3] for c in payment.calls if c[0] == "accept"] == ["al-1"] * 3
+    release.set()
     assert processor.wait_for_invoices(5) is True
     assert len(renewals) == 1
     assert sorted(c[1] for c in payment.calls if c[0] == "accept" and c[3] == "al-2") == ["i0", "i1", "i2"]
