@@ -506,9 +506,12 @@ class PaymentProcessor:
             getattr(self._client.payment, f"reject_{kind.name}")(
                 task.doc_id, Rejection(reason=code, message=task.reason))
         except YagnaError as exc:
-            if not is_already_settled(exc):
+            if exc.status == 501:  # yagna (0.17) cannot reject debit notes: the note stays unanswered
+                logger.info("yagna cannot reject %s %s (%s); leaving it unaccepted", kind.label, task.doc_id, exc)
+            elif not is_already_settled(exc):
                 raise
-            logger.info("%s %s was already settled: %s", kind.label, task.doc_id, exc)
+            else:
+                logger.info("%s %s was already settled: %s", kind.label, task.doc_id, exc)
         if kind is _INVOICE:
             self._record(doc.agreement_id, None, invoiced=True)
         signals.emit(kind.rejected, task.sender, reason=task.reason, **{kind.name: doc})

@@ -519,3 +519,24 @@ def test_documents_failing_on_the_same_gone_allocation_ask_for_a_new_one_once(se
     assert processor.wait_for_invoices(5) is True
     assert len(renewals) == 1
     assert sorted(c[1] for c in payment.calls if c[0] == "accept" and c[3] == "al-2") == ["i0", "i1", "i2"]
+
+
+def test_a_reject_yagna_does_not_implement_is_not_retried(golem, fake_yagna):
+    """yagna 0.17.6 answers 501 to a debit-note reject: that is final, not a transient failure."""
+    from golem_sync.cancel import CancelToken
+
+    fake_yagna.fail_next("POST", "/reject", status=501, times=10, message="not implemented")
+    rejected = []
+    receiver = lambda sender, **kw: rejected.append(kw["reason"])  # noqa: E731
+    signals.debit_note_rejected.connect(receiver, weak=False)
+    try:
+        g = golem()
+        g._services(CancelToken())  # the pollers start with the shared services
+        fake_yagna.push_debit_note("dn-x", "agr-unknown")
+        deadline = time.monotonic() + 5
+        while not rejected and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        signals.debit_note_rejected.disconnect(receiver)
+    assert rejected and "unknown agreement" in rejected[0]
+    assert len(fake_yagna.calls("POST", "/debitNotes/dn-x/reject")) == 1
