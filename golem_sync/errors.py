@@ -12,6 +12,9 @@ from typing import Optional
 
 __all__ = [
     "GolemError",
+    "GolemStoreError",
+    "GolemInterruptedError",
+    "GolemRemoteJobError",
     "GolemConfigError",
     "GolemUserError",
     "GolemTimeoutError",
@@ -135,3 +138,22 @@ class YagnaServerError(YagnaError):
 
 class YagnaProtocolError(YagnaError):
     """yagna answered with a body golem_sync cannot understand (malformed JSON, wrong shape)."""
+
+
+class GolemStoreError(GolemError):
+    """The job store failed, or a stored value cannot be used (e.g. a result that could not be saved)."""
+
+
+class GolemInterruptedError(GolemError):
+    """The process running the job ended before the job did; the job was recovered as ``rejected``."""
+
+
+class GolemRemoteJobError(GolemError):
+    """A job run by another process failed with an error this process cannot rebuild.
+
+    ``type_name`` is the original exception's class name; the message is its text.
+    """
+
+    def __init__(self, message: str, *, type_name: str = "") -> None:
+        super().__init__(message)
+        self.type_name = type_name

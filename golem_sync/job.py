@@ -20,7 +20,6 @@ on a thread of its own, and the wait ends when the waiting job is cancelled or t
 """
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 from concurrent.futures import Future
@@ -31,11 +30,12 @@ from . import signals, threads
 from .activity import Activity
 from .agreement import AgreementLease, release
 from .cancel import CancelToken, Deadline
-from .errors import (GolemActivityError, GolemAgreementError, GolemCancelledError, GolemError,
-                     GolemTimeoutError, GolemUserError)
+from .errors import (GolemActivityError, GolemAgreementError, GolemCancelledError, GolemTimeoutError,
+                     GolemUserError)
 from .market.negotiation import Negotiator
 from .options import OptionLayer, RunOptions, merge_layers
 from .package import check_package
+from .state import JobState
 from .work import ProviderInfo, WorkContext
 
 if TYPE_CHECKING:
@@ -46,19 +46,6 @@ __all__ = ["Job", "JobState"]
 logger = logging.getLogger("golem_sync.job")
 
 T = TypeVar("T")
-
-
-class JobState(str, enum.Enum):
-    """Where a job is. ``pending`` covers finding a provider and running the worker."""
-
-    NEW = "new"
-    PENDING = "pending"
-    DONE = "done"
-    REJECTED = "rejected"
-    CANCELLED = "cancelled"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class _Attempt:

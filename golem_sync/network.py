@@ -37,7 +37,7 @@ from .options import OptionLayer, PaymentOptions, RunOptions, parse_section
 from .package import Decorations, resolve_package
 from .payment import AllocationKeeper, PaymentProcessor
 from .store.base import Retention
-from .store.binding import StoreBinding, StoreSpec
+from .persistence import StoreBinding, StoreSpec
 from .store.handle import StoredJob
 from .work.costs import CostLedger, CostSummary
 from .yagna.client import YagnaClient

@@ -14,7 +14,6 @@ on that thread (they must be quick).
 from __future__ import annotations
 
 import abc
-import enum
 import json
 import logging
 import os
@@ -25,7 +24,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Seque
 import attrs
 
 from ..cancel import Deadline
-from ..errors import GolemConfigError, GolemError, GolemUserError
+from ..errors import (GolemConfigError, GolemInterruptedError, GolemRemoteJobError,  # noqa: F401 (re-exported)
+                      GolemStoreError, GolemUserError)
 
 __all__ = ["JobRecord", "JobStore", "Retention", "Serializer", "JsonSerializer", "GolemStoreError",
            "GolemInterruptedError", "GolemRemoteJobError", "ACTIVE_STATES", "FINAL_STATES"]
@@ -47,25 +47,6 @@ RECHECK_SEC = 5.0
 FIELDS = ("job_id", "state", "owner", "created_at", "updated_at", "ended_at", "error", "error_type",
           "result", "result_error", "agreement_id", "activity_id", "allocation_id", "provider",
           "cancel_reason")
-
-
-class GolemStoreError(GolemError):
-    """The job store failed, or a stored value cannot be used (e.g. a result that could not be saved)."""
-
-
-class GolemInterruptedError(GolemError):
-    """The process running the job ended before the job did; the job was recovered as ``rejected``."""
-
-
-class GolemRemoteJobError(GolemError):
-    """A job run by another process failed with an error this process cannot rebuild.
-
-    ``type_name`` is the original exception's class name; the message is its text.
-    """
-
-    def __init__(self, message: str, *, type_name: str = "") -> None:
-        super().__init__(message)
-        self.type_name = type_name
 
 
 @attrs.frozen

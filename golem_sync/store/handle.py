@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from ..cancel import Deadline
 from ..errors import GolemTimeoutError, GolemUserError
-from ..job import JobState
+from ..state import JobState
 from .base import RECHECK_SEC, GolemInterruptedError, GolemStoreError, JobRecord, JobStore, rebuild_error
 
 __all__ = ["StoredJob"]

@@ -266,7 +266,7 @@ def test_an_allocation_error_calls_the_hook_then_retries_with_the_current_alloca
     seen = []
 
     def renew(exc):
-        lock_free = processor._lock.acquire(blocking=False)
+        lock_free = processor._lock.acquire(timeout=2)  # would time out if the caller held it
         if lock_free:
             processor._lock.release()
         seen.append((exc, threading.current_thread().name, lock_free))

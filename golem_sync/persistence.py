@@ -1,38 +1,36 @@
 """How a GolemNetwork uses its job store: record its jobs, hear cancel requests, recover orphans.
 
+This is the glue above :mod:`golem_sync.store` (which only persists, and imports neither the job
+layer nor the yagna client).
+
 - Records: a job's row is created with the job; its state, agreement, activity and allocation are
   written as they change (agreement and activity ids as soon as yagna returns them, through the
   ``agreement_created``/``activity_created`` signals, so a crash right after never loses them), and
   its end state, error text and serialized result when it ends (after cleanup).
 - Cancel from another process: a store notification for a job this network runs, whose record
   carries a ``cancel_reason``, cancels the job's token (on the store's listener thread: prompt).
-- Recovery (at ``init``): jobs recorded as new/pending by a process that is gone are claimed
-  atomically (so two starting processes never both recover one job), marked ``rejected`` with a
-  :class:`GolemInterruptedError`, and their activity destroyed, agreement terminated and allocation
-  released through yagna; the invoices the providers then send for the work done are accepted in
-  the background (:mod:`golem_sync.store.settle`), so nothing stays open or unpaid.
+- Recovery (at ``init``): jobs of processes that are gone are rejected and what they held in
+  yagna freed, and the providers' final invoices paid (:mod:`golem_sync.recovery`).
 
 Threads: signal receivers run on job threads, the cancel listener on the store's listener thread;
 everything here is a short store write or read.
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
-from .. import signals
-from ..agreement import release
-from ..errors import GolemError, YagnaError, YagnaNotFoundError
-from ..job import Job, JobState
-from .base import ACTIVE_STATES, GolemStoreError, JobStore, describe_error
-from .handle import StoredJob
-from .settle import POLL_SEC, RecoveredPayments
+from . import signals
+from .errors import GolemError
+from .job import Job, JobState
+from .recovery import POLL_SEC, RecoveredPayments, recover
+from .store.base import JobStore, describe_error
+from .store.handle import StoredJob
 
 if TYPE_CHECKING:
-    from ..network import GolemNetwork
-    from ..yagna.client import YagnaClient
+    from .network import GolemNetwork
+    from .yagna.client import YagnaClient
 
 __all__ = ["StoreBinding", "StoreSpec"]
 
@@ -49,7 +47,7 @@ class StoreBinding:
         if isinstance(spec, JobStore):
             self.store, self.owns_store = spec, False
         elif isinstance(spec, (str, os.PathLike)):
-            from . import open_store
+            from .store import open_store
 
             self.store, self.owns_store = open_store(spec), True
         else:
@@ -68,7 +66,7 @@ class StoreBinding:
             signal.connect(handler, weak=False)
             self._receivers.append((signal, handler))
         self._remove_listener = self.store.add_listener(self._on_store_change)
-        recovered = self.recover(client)
+        recovered, self.settler = recover(self.store, client, self.network._payment, self.network.requestor_id)
         self.store.evict(force=True)
         return recovered
 
@@ -82,7 +80,7 @@ class StoreBinding:
             except GolemError as exc:
                 logger.warning("job %s: could not write to the job store: %s", job.id, exc)
         if self.settler is not None:  # give recovered agreements' invoices their time, as close() does
-            self.settler.wait(self.network._payment.payment_timeout_sec + POLL_SEC + 5.0)
+            self.settler.wait(self.network._payment.payment_timeout_sec + POLL_SEC)
             self.settler.stop()
         for signal, handler in self._receivers:
             signal.disconnect(handler)
@@ -150,56 +148,6 @@ class StoreBinding:
         if record is not None and record.cancel_reason:
             logger.info("job %s: cancel requested through the job store: %s", job_id, record.cancel_reason)
             job._request_cancel(record.cancel_reason)  # a job still queued ends at once
-
-    # -- recovery ---------------------------------------------------------------------------
-
-    def recover(self, client: "YagnaClient") -> List[str]:
-        """Reject the jobs of dead processes and free what they held in yagna."""
-        recovered: List[str] = []
-        allocations: Set[str] = set()
-        terminated: List[str] = []
-        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)  # invoices come after this
-        for record in self.store.running():
-            if record.owner == self.store.owner or record.owner is None or self.store.owner_alive(record.owner):
-                continue
-            message = (f"interrupted: the process that ran job {record.job_id} ({record.owner}) ended "
-                       f"before the job did")
-            try:
-                claimed = self.store.update(record.job_id, expect_states=ACTIVE_STATES, expect_owner=record.owner,
-                                            owner=self.store.owner, state="rejected", error=message,
-                                            error_type="GolemInterruptedError")
-            except GolemStoreError as exc:
-                logger.warning("could not recover job %s: %s", record.job_id, exc)
-                continue
-            if not claimed:
-                continue  # another process recovered it first
-            logger.warning("job %s: %s; freeing its activity %s and agreement %s", record.job_id, message,
-                           record.activity_id, record.agreement_id)
-            if record.activity_id:
-                try:
-                    client.activity.destroy_activity(record.activity_id, timeout=5.0)
-                except YagnaNotFoundError:
-                    pass
-                except YagnaError as exc:
-                    logger.warning("could not destroy activity %s: %s", record.activity_id, exc)
-            if record.agreement_id:
-                if release(client, record.agreement_id, "Requestor process interrupted", success=False) == "terminated":
-                    terminated.append(record.agreement_id)
-            if record.allocation_id:
-                allocations.add(record.allocation_id)
-            recovered.append(record.job_id)
-        for allocation_id in allocations:
-            try:
-                client.payment.release_allocation(allocation_id)
-            except YagnaNotFoundError:
-                pass
-            except YagnaError as exc:
-                logger.warning("could not release allocation %s: %s", allocation_id, exc)
-        if terminated and self.network.requestor_id:
-            self.settler = RecoveredPayments(client, self.network._payment, self.network.requestor_id,
-                                             terminated, since).start()
-        return recovered
-
 
 def _known(job: Job[Any]) -> Dict[str, Any]:
     """The job's resource ids that are set: a ``None`` must not erase what the signals recorded."""
