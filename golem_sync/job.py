@@ -24,107 +24,23 @@ import logging
 import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, Set, Tuple, TypeVar
+from typing import Any, Callable, Generic, Optional, Tuple, TypeVar
 
 from . import signals, threads
-from .activity import Activity
-from .agreement import AgreementLease, release
 from .cancel import CancelToken, Deadline
-from .errors import (GolemActivityError, GolemAgreementError, GolemCancelledError, GolemTimeoutError,
-                     GolemUserError)
-from .market.negotiation import Negotiator
+from .errors import GolemCancelledError, GolemTimeoutError, GolemUserError
 from .options import OptionLayer, RunOptions, merge_layers
 from .package import check_package
-from .state import JobState
+from .run import execute
+from .runtime import JobRuntime
+from .state import FINAL, JobState
 from .work import ProviderInfo, WorkContext
-
-if TYPE_CHECKING:
-    from .network import GolemNetwork
 
 __all__ = ["Job", "JobState"]
 
 logger = logging.getLogger("golem_sync.job")
 
 T = TypeVar("T")
-
-
-class _Attempt:
-    """One try on one provider; owns the lease and the activity until ``cleanup``."""
-
-    def __init__(self, job: "Job[Any]", options: RunOptions, token: CancelToken) -> None:
-        self.job = job
-        self.options = options
-        self.token = token
-        self.lease: Optional[AgreementLease] = None
-        self.activity: Optional[Activity] = None
-        self.ctx: Optional[WorkContext] = None
-
-    def run(self, worker: Callable[[WorkContext], Any], startup: Deadline, excluded: Set[str]) -> Any:
-        self.token.raise_if_cancelled()
-        services = self.job._network._services(self.token)
-        demand = services.demand_for(self.options)
-        negotiator = Negotiator(services.client, services.blocking, demand, self.options.market,
-                                self.options.agreement, services.app_session_id, self.job,
-                                excluded_providers=excluded)
-        signed = negotiator.agree(self.token, startup)
-        self.lease = AgreementLease(signed.agreement_id, signed.proposal, self.token)
-        services.watcher.watch(self.lease, self.job)
-        services.payments.register(signed.agreement_id, self.job, on_violation=self.lease.broken,
-                                   debit_note_interval=_debit_note_interval(signed.proposal, self.options))
-        self.token.raise_if_cancelled()
-        provider = ProviderInfo(signed.proposal.issuer_id, signed.proposal.provider_name,
-                                signed.proposal.wallet(demand.platform))
-        self.job.provider = provider
-        self.job.agreement_id = signed.agreement_id
-        self.job._emit_started(signed.agreement_id, provider)
-        self.activity = Activity.create(services.client, services.blocking, signed.agreement_id,
-                                        self.options.activity, self.job, self.token)
-        self.job.activity_id = self.activity.activity_id
-        self.ctx = WorkContext(self.activity, provider, self.token, self.options.work, job=self.job)
-        self.ctx._attach(self.options, requestor_id=services.requestor_id, proposal=signed.proposal,
-                         ledger=self.job._network.costs)  # costs bookkeeping, opt-in VPN
-        self.ctx._prepare()
-        return worker(self.ctx)
-
-    @property
-    def provider_id(self) -> Optional[str]:
-        return self.lease.provider_id if self.lease else None
-
-    def cleanup(self, success: bool) -> None:
-        """Teardown, destroy the activity, end the agreement. Never raises, never creates anything.
-
-        Each step is isolated: one that fails is logged and the next still runs.
-        """
-        services = self.job._network._services_if_created()
-        cancelled = self.token.cancelled
-        if self.ctx is not None and self.activity is not None and not cancelled:
-            _step("teardown", self.ctx._teardown)
-        if self.ctx is not None:
-            # streams closed, final usage read, its (possibly replaced) activity destroyed, VPN removed
-            _step("closing the work context", self.ctx._close)
-        if self.activity is not None:
-            _step("destroying the activity", self.activity.destroy)
-        if self.lease is not None and services is not None:
-            lease = self.lease
-            lease.released = True
-            message = ("Finished" if success else lease.violation
-                       or ("Cancelled" if self.job._token.cancelled else "Failed"))
-            outcome = _step("ending the agreement", release, services.client, lease.agreement_id, message,
-                            success=success)
-            _step("forgetting the agreement", services.watcher.forget, lease.agreement_id)
-            # "failed": still live after retries (release logged it; yagna ends it at its validTo) and
-            # "cancelled": never approved. Either way no invoice can come, so close() must not wait.
-            _step("closing the agreement's account", services.payments.agreement_ended, lease.agreement_id,
-                  invoice_expected=outcome not in ("failed", "cancelled"))
-
-
-def _step(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run one cleanup step; log and swallow what it raises (cleanup must reach its end)."""
-    try:
-        return fn(*args, **kwargs)
-    except Exception:
-        logger.exception("cleanup: %s failed", what)
-        return None
 
 
 class _Running(threading.local):
@@ -174,9 +90,9 @@ class _JobFuture(Future):  # type: ignore[type-arg]
 class Job(Generic[T]):
     """A unit of work; create it with :meth:`GolemNetwork.create_job`."""
 
-    def __init__(self, network: "GolemNetwork", job_id: str, layer: OptionLayer) -> None:
+    def __init__(self, runtime: JobRuntime, job_id: str, layer: OptionLayer) -> None:
         self.id = job_id
-        self._network = network
+        self._runtime = runtime
         self._layer = layer
         self._lock = threading.Lock()
         self._ended = threading.Condition(self._lock)  # notified once the future is complete
@@ -218,7 +134,7 @@ class Job(Generic[T]):
         """
         if not callable(worker):
             raise TypeError(f"worker must be callable (a function taking a WorkContext), got {type(worker).__name__}")
-        run_options = merge_layers(self._network._layer, self._layer, OptionLayer.parse(options, where="start_work"))
+        run_options = merge_layers(self._runtime.defaults, self._layer, OptionLayer.parse(options, where="start_work"))
         check_package(run_options.package)
         with self._lock:
             if self._state is JobState.PENDING:
@@ -227,7 +143,7 @@ class Job(Generic[T]):
                 raise GolemUserError(f"job {self.id} has already ended ({self._state}); create a new job")
             # The open check and the state change are one step for close(): it either refuses this
             # job here or sees it pending and cancels it.
-            self._network._admit(self._become_pending)
+            self._runtime.admit(self._become_pending)
             self._run_args = (worker, run_options)
         self._persist()
         self._announcer = threading.get_ident()  # receivers of job_created run here: "own thread"
@@ -239,7 +155,7 @@ class Job(Generic[T]):
             self._end_unstarted()
             return
         try:
-            self._task = self._network._submit(self._run)
+            self._task = self._runtime.submit(self._run)
         except RuntimeError as exc:  # the pool shut down meanwhile: close() is ending the network
             self._end_unstarted()
             raise GolemUserError("this GolemNetwork is closed; create a new one") from exc
@@ -261,13 +177,17 @@ class Job(Generic[T]):
         with self._lock:
             if self._state is not JobState.PENDING:
                 raise GolemUserError(f"job {self.id} is not running (state: {self._state})")
-        self._request_cancel("cancelled by the user")
+        self.request_cancel("cancelled by the user")
         if self._on_own_thread() or threads.owned():
             return  # waiting here could wait for the very thread we run on
         self._wait_done(timeout, "cancel")
 
-    def _request_cancel(self, reason: str) -> None:
-        """Cancel the token; a job not yet taken by a pool thread ends here and now."""
+    def request_cancel(self, reason: str = "cancelled by the user") -> None:
+        """Ask the job to stop and return at once (``cancel()`` also waits for the end).
+
+        A job still queued behind busy pool threads ends here and now, on the calling thread.
+        A job not running is left as it is.
+        """
         self._token.cancel(reason)
         task = self._task
         if task is not None and task.cancel():
@@ -292,7 +212,7 @@ class Job(Generic[T]):
     @property
     def cost(self) -> float:
         """Estimated cost so far: linear pricing × usage of every activity of this job (a REST read while running)."""
-        return self._network.costs.job_cost(self.id)
+        return self._runtime.costs.job_cost(self.id)
 
     # -- Future side -------------------------------------------------------------------------
 
@@ -328,7 +248,7 @@ class Job(Generic[T]):
             return None
         if self._on_own_thread():
             with self._lock:
-                if self._state in (JobState.DONE, JobState.REJECTED, JobState.CANCELLED):
+                if self._state in FINAL:
                     return self.results, self.error
             raise GolemUserError(f"waiting for job {self.id} from its own worker or signal receiver would wait "
                                  "forever; return from the worker instead")
@@ -337,7 +257,7 @@ class Job(Generic[T]):
             raise GolemUserError(f"waiting for job {self.id} on golem_sync's thread {threads.name()!r} (a signal "
                                  "receiver or callback) would block it; wait from your own thread")
         if waiter is not None:
-            self._network._run_queued_now(self)  # a child must not need the pool thread its parent holds
+            self._run_elsewhere()  # a child must not need the pool thread its parent holds
         self._wait_done(timeout, "wait", token=waiter._token if waiter is not None else None)
         return None
 
@@ -364,6 +284,12 @@ class Job(Generic[T]):
 
     # -- the run (pool thread) ---------------------------------------------------------------
 
+    def _run_elsewhere(self) -> None:
+        """Still queued: take the task back from the pool and run it on a thread of its own."""
+        task = self._task
+        if task is not None and task.cancel():
+            self._runtime.spawn(self._run)
+
     def _claim(self) -> bool:
         """Take the job for a run or a direct end; exactly one caller ever gets True."""
         with self._lock:
@@ -387,7 +313,7 @@ class Job(Generic[T]):
                 timer.daemon = True
                 timer.start()
             try:
-                state, result, error = self._execute(worker, options)
+                state, result, error = execute(self, worker, options, self._runtime.providers, self._runtime.costs)
             except BaseException as unexpected:  # a bug in golem_sync itself: never leave the job pending
                 logger.exception("job %s: internal error", self.id)
                 state, result, error = JobState.REJECTED, None, unexpected
@@ -404,62 +330,29 @@ class Job(Generic[T]):
         self._timed_out = True
         self._token.cancel(f"job timeout of {seconds:g}s")
 
-    def _execute(self, worker: Callable[[WorkContext], T],
-                 options: RunOptions) -> Tuple[JobState, Optional[T], Optional[BaseException]]:
-        """Attempts until one succeeds, fails for good or is cancelled; each is cleaned up."""
-        startup = Deadline(options.job.startup_timeout_sec)
-        excluded: Set[str] = set()
-        tries = 0
-        while True:
-            attempt = _Attempt(self, options, self._token.child())
-            try:
-                result = attempt.run(worker, startup, excluded)
-            except BaseException as raw:
-                error = self._classify(raw, attempt, options)
-                if (_provider_failure(error) and tries < options.job.max_retries
-                        and not self._token.cancelled):
-                    tries += 1
-                    logger.info("job %s: provider failed (%s); retry %d of %d on another provider",
-                                self.id, error, tries, options.job.max_retries)
-                    attempt.cleanup(success=False)
-                    if attempt.provider_id:
-                        excluded.add(attempt.provider_id)
-                    startup = Deadline(options.job.startup_timeout_sec)
-                    continue
-                if isinstance(error, GolemCancelledError):
-                    signals.emit(signals.job_cancelled, self, reason=self._token.reason)
-                    attempt.cleanup(success=False)
-                    return JobState.CANCELLED, None, error
-                signals.emit(signals.job_failed, self, error=error)
-                attempt.cleanup(success=False)
-                return JobState.REJECTED, None, error
-            signals.emit(signals.job_succeeded, self, result=result)
-            attempt.cleanup(success=True)
-            return JobState.DONE, result, None
+    # -- for the run (golem_sync.run), like Future's methods "for Executor implementations" --
 
-    def _classify(self, raw: BaseException, attempt: _Attempt, options: RunOptions) -> BaseException:
-        """Turn a cancelled wait into the error it stands for (user cancel, job timeout, provider gone)."""
-        if not isinstance(raw, GolemCancelledError):
-            return raw
-        if self._token.cancelled:
-            if self._timed_out:
-                return GolemTimeoutError(f"job {self.id} did not finish within {options.job.timeout_sec:g}s",
-                                         phase="job")
-            return raw
-        if attempt.lease is not None and attempt.lease.violation is not None:
-            who = attempt.lease.provider_name or attempt.lease.provider_id
-            return GolemAgreementError(f"provider {who} broke agreement {attempt.lease.agreement_id}: "
-                                       f"{attempt.lease.violation}")
-        if attempt.lease is not None and attempt.lease.provider_reason is not None:
-            who = attempt.lease.provider_name or attempt.lease.provider_id
-            return GolemAgreementError(f"provider {who} terminated agreement {attempt.lease.agreement_id}: "
-                                       f"{attempt.lease.provider_reason}")
-        return raw
+    @property
+    def cancel_token(self) -> CancelToken:
+        """The job's cancellation token; the run's waits observe it (and children of it)."""
+        return self._token
 
-    def _emit_started(self, agreement_id: str, provider: ProviderInfo) -> None:
+    @property
+    def timed_out(self) -> bool:
+        """True once ``job.timeout_sec`` ran out (the token's cancel then means a timeout)."""
+        return self._timed_out
+
+    def mark_started(self, agreement_id: str, provider: ProviderInfo) -> None:
+        """A provider is signed: record it and send ``job_started`` (once per job)."""
+        self.provider = provider
+        self.agreement_id = agreement_id
         if not self._started_emitted:
             self._started_emitted = True
             signals.emit(signals.job_started, self, agreement_id=agreement_id, provider=provider)
+
+    def mark_activity(self, activity_id: str) -> None:
+        """The run works on this activity now."""
+        self.activity_id = activity_id
 
     def _end_unstarted(self) -> None:
         """End a job that never ran (cancelled while queued, or before it was submitted)."""
@@ -476,7 +369,7 @@ class Job(Generic[T]):
             self.results = result
             self.error = error
         try:
-            self._network._job_finished(self)
+            self._runtime.job_finished(self)
         except Exception:
             logger.exception("job %s: recording its end failed", self.id)
         previous, self._runner = self._runner, threading.get_ident()  # job_ended receivers: "own thread"
@@ -492,18 +385,4 @@ class Job(Generic[T]):
 
     def _persist(self) -> None:
         """Record a state change in the network's job store (a no-op without one)."""
-        self._network._persist_job(self)
-
-
-def _debit_note_interval(proposal: Any, options: RunOptions) -> float:
-    """The debit-note interval both sides agreed on: the provider's echo, else what we demanded."""
-    value = proposal.properties.get("golem.com.scheme.payu.debit-note.interval-sec?")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return float(options.market.debit_note_interval_sec)
-
-
-def _provider_failure(error: BaseException) -> bool:
-    """Failures of the provider (retryable on another one), as opposed to the worker's own errors."""
-    return isinstance(error, (GolemActivityError, GolemAgreementError)) and not isinstance(error, GolemTimeoutError)
-
+        self._runtime.persist(self)

@@ -21,107 +21,32 @@ import time
 import uuid
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 import attrs
-import requests
 
 from . import signals, threads
-from .agreement import AgreementWatcher
 from .blocking import Blocking
-from .cancel import CancelToken, Deadline
+from .cancel import CancelToken
 from .errors import (GolemCancelledError, GolemConfigError, GolemError, GolemTimeoutError, GolemUserError)
 from .job import Job, JobState
-from .market.demand import DemandSpec, build_demand
-from .options import OptionLayer, PaymentOptions, RunOptions, parse_section
-from .package import Decorations, resolve_package
-from .payment import AllocationKeeper, PaymentProcessor
+from .leases import FreshAgreements
+from .options import OptionLayer, PaymentOptions, parse_section
+from .runtime import JobRuntime, ProviderSource
+from .services import SharedServices
 from .store.base import Retention
 from .persistence import StoreBinding, StoreSpec
 from .store.handle import StoredJob
 from .work.costs import CostLedger, CostSummary
 from .yagna.client import YagnaClient
 from .yagna.config import YagnaConfig
-from .yagna.transport import Transport
 
 __all__ = ["GolemNetwork", "MIN_YAGNA_VERSION"]
 
 logger = logging.getLogger("golem_sync.network")
 
 MIN_YAGNA_VERSION = (0, 13, 2)
-
-
-class _Services:
-    """What jobs share: created once per network on first use, torn down by ``close``.
-
-    Built by one job thread, outside the network's lock; if any step fails, what the earlier
-    steps made (the allocation, started pollers) is released before the error propagates.
-    """
-
-    def __init__(self, network: "GolemNetwork", payment: PaymentOptions) -> None:
-        self.client = network.client
-        self.blocking = network._blocking
-        self.app_session_id = network.app_session_id
-        self.requestor_id = network.requestor_id or ""
-        self.platform = payment.platform()
-        self._packages: Dict[Any, Decorations] = {}
-        self._lock = threading.Lock()
-        self._registry_session = requests.Session()
-        self.keeper = AllocationKeeper(self.client, payment, self.requestor_id,
-                                       on_change=lambda allocation: signals.emit(
-                                           signals.allocation_created, network, allocation=allocation))
-        self.allocation = self.keeper.open()
-        try:
-            signals.emit(signals.allocation_created, network, allocation=self.allocation)
-            # The pollers read through their own abortable transport, so close() ends their long polls
-            # at once instead of waiting them out; no retries there, the poll loop backs off by itself.
-            self.poll_client = YagnaClient(transport=Transport(
-                attrs.evolve(self.client.config, retries=0, pool_size=4), abortable=True))
-            self.payments = PaymentProcessor(self.client, payment, lambda: self.keeper.allocation_id,
-                                             self.app_session_id, network, poll_client=self.poll_client,
-                                             on_allocation_error=self.keeper.replace_soon)
-            self.watcher = AgreementWatcher(self.poll_client, self.app_session_id, poll_sec=payment.event_poll_sec)
-            # Providers bill per activity: each activity after an agreement's first allows one more note.
-            signals.activity_created.connect(self._on_activity_created, weak=False)
-            self.payments.start()
-            self.watcher.start()
-        except BaseException:
-            if hasattr(self, "watcher"):
-                self.stop_pollers()
-            self.keeper.close()
-            self._registry_session.close()
-            raise
-
-    @property
-    def allocation_id(self) -> str:
-        return self.keeper.allocation_id
-
-    def _on_activity_created(self, sender: Any, agreement_id: Optional[str] = None, **_: Any) -> None:
-        if agreement_id is not None:
-            self.payments.activity_started(agreement_id)  # agreements of other networks are ignored
-
-    def demand_for(self, options: RunOptions) -> DemandSpec:
-        """The demand for a run (package resolutions are cached: one registry call per image)."""
-        with self._lock:
-            package = self._packages.get(options.package)
-        if package is None:
-            package = resolve_package(options.package, session=self._registry_session)
-            with self._lock:
-                self._packages[options.package] = package
-        return build_demand(package, self.keeper.decorations, options.market, self.platform)
-
-    def stop_pollers(self) -> None:
-        """Stop the three pollers together: each may be inside one long poll, so join them in parallel."""
-        signals.activity_created.disconnect(self._on_activity_created)
-        pollers = [*self.payments.pollers, self.watcher.poller]
-        for poller in pollers:
-            poller.request_stop()
-        self.poll_client.transport.abort()
-        for poller in pollers:
-            poller.join()
-        self.payments.close()
-        self.poll_client.close()
-        self._registry_session.close()
 
 
 class GolemNetwork:
@@ -174,8 +99,8 @@ class GolemNetwork:
         self._jobs: Dict[str, Job[Any]] = {}
         self._retention = retention
         self._finished: "OrderedDict[str, float]" = OrderedDict()  # without a store: end times, oldest first
-        self._services_obj: Optional[_Services] = None
-        self._services_pending: "Optional[Future[_Services]]" = None
+        self._services_obj: Optional[SharedServices] = None
+        self._services_pending: "Optional[Future[SharedServices]]" = None
         self._services_failure: Optional[Tuple[BaseException, float]] = None
         self._side_threads: List[threading.Thread] = []  # jobs run off the pool (a waiting parent's child)
         self._initialized = False
@@ -184,6 +109,7 @@ class GolemNetwork:
         self._close_done: Set[str] = set()
         #: Usage and estimated cost of every agreement of this network's jobs (see cost_summary()).
         self.costs = CostLedger()
+        self._runtime = _NetworkRuntime(self)
         self._store = StoreBinding(self, job_store) if job_store is not None else None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -203,7 +129,7 @@ class GolemNetwork:
                                  f"{'.'.join(map(str, MIN_YAGNA_VERSION))} or newer")
             self.requestor_id = self.client.identity.me().identity
             if self._store is not None:
-                self._store.start(self.client)
+                self._store.start(self.client, self._payment, self.requestor_id)
             with self._lock:
                 self._initialized = True
             logger.info("connected to yagna %s as %s", self.yagna_version, self.requestor_id)
@@ -259,12 +185,10 @@ class GolemNetwork:
         with self._lock:
             running = [job for job in self._jobs.values() if job.is_running()]
         for job in running:
-            job._request_cancel("the network is closing")
-        deadline = Deadline(JOB_END_GRACE_SEC)
+            job.request_cancel("the network is closing")
+        _, late = futures_wait([job.future for job in running], timeout=JOB_END_GRACE_SEC)
         for job in running:
-            try:
-                job._wait_done(deadline.remaining(), "close")
-            except GolemTimeoutError:
+            if job.future in late:
                 logger.error("job %s did not end within %.0fs of close(); leaving it", job.id, JOB_END_GRACE_SEC)
 
     def _stop_pool(self) -> None:
@@ -275,12 +199,12 @@ class GolemNetwork:
         for thread in side:
             thread.join(JOB_END_GRACE_SEC if not still else 0.1)
 
-    def _wait_for_invoices(self, services: _Services, wait: float) -> None:
+    def _wait_for_invoices(self, services: SharedServices, wait: float) -> None:
         if not services.payments.wait_for_invoices(wait):
             logger.warning("%d agreement(s) still without an invoice after %.0fs",
                            services.payments.outstanding(), wait)
 
-    def _release_allocations(self, services: _Services) -> None:
+    def _release_allocations(self, services: SharedServices) -> None:
         for allocation_id in services.keeper.close():
             signals.emit(signals.allocation_released, self, allocation_id=allocation_id)
 
@@ -297,7 +221,7 @@ class GolemNetwork:
         layer = OptionLayer.parse(options, where="create_job")
         with self._lock:
             self._ensure_open()
-            job: Job[Any] = Job(self, str(uuid.uuid4()), layer)
+            job: Job[Any] = Job(self._runtime, str(uuid.uuid4()), layer)
             self._jobs[job.id] = job
         if self._store is not None:
             self._store.job_created(job)
@@ -353,30 +277,7 @@ class GolemNetwork:
         if not self._initialized:
             raise GolemUserError("GolemNetwork is not initialized: call init() or use it as a context manager")
 
-    def _admit(self, become_pending: Callable[[], None]) -> None:
-        """Check the network is open and make the job pending, atomically with respect to close()."""
-        with self._lock:
-            self._ensure_open()
-            become_pending()
-
-    def _submit(self, fn: Callable[[], None]) -> "Future[None]":
-        return self._executor.submit(fn)
-
-    def _run_queued_now(self, job: Job[Any]) -> None:
-        """A job's worker waits for ``job``: if it is still queued, run it on a thread of its own.
-
-        Otherwise a parent holding a pool thread could wait forever for a child queued behind it.
-        """
-        task = job._task
-        if task is None or not task.cancel():
-            return  # running already, or ended
-        thread = threading.Thread(target=job._run, name=f"{threads.PREFIX}job-nested", daemon=True)
-        with self._lock:
-            self._side_threads = [t for t in self._side_threads if t.is_alive()]
-            self._side_threads.append(thread)
-        thread.start()
-
-    def _services(self, token: CancelToken) -> _Services:
+    def _services(self, token: CancelToken) -> SharedServices:
         """The shared services, created by the first job that needs them (outside the lock).
 
         Jobs arriving while another creates them wait for it (a cancel ends the wait). A failure is
@@ -396,7 +297,8 @@ class GolemNetwork:
                 pending = self._services_pending = Future()
         if creator:
             try:
-                services = _Services(self, self._payment)
+                services = SharedServices(self.client, self._blocking, self.app_session_id, self.requestor_id or "",
+                                          self._payment, self)
             except BaseException as exc:
                 with self._lock:
                     self._services_pending = None
@@ -422,12 +324,12 @@ class GolemNetwork:
         except BaseException as exc:
             raise _again(exc) from None
 
-    def _services_if_created(self) -> Optional[_Services]:
+    def _services_if_created(self) -> Optional[SharedServices]:
         """The shared services if they exist (cleanup must never create them)."""
         return self._services_obj
 
     def _job_finished(self, job: Job[Any]) -> None:
-        """Hook for stores and statistics: a finished job leaves memory with a store or a retention."""
+        """A finished job leaves memory with a store or a retention."""
         self.costs.job_finished(job.id)  # its cost rows may now age out (see CostLedger)
         if self._store is not None:
             self._store.job_finished(job)
@@ -452,10 +354,50 @@ class GolemNetwork:
             else:
                 break
 
-    def _persist_job(self, job: Job[Any]) -> None:
-        """Write a job's state change to the store, if there is one."""
-        if self._store is not None:
-            self._store.persist(job)
+
+class _NetworkRuntime(JobRuntime):
+    """What a network gives its jobs (see :mod:`golem_sync.runtime`); a separate object, so the
+    runtime-side methods stay off the network's public surface."""
+
+    def __init__(self, network: GolemNetwork) -> None:
+        self._network = network
+        self._providers = FreshAgreements(network._services, network._services_if_created)
+
+    @property
+    def defaults(self) -> OptionLayer:
+        return self._network._layer
+
+    @property
+    def costs(self) -> CostLedger:
+        return self._network.costs
+
+    @property
+    def providers(self) -> ProviderSource:
+        return self._providers
+
+    def admit(self, become_pending: Callable[[], None]) -> None:
+        network = self._network
+        with network._lock:
+            network._ensure_open()
+            become_pending()
+
+    def submit(self, fn: Callable[[], None]) -> "Future[None]":
+        return self._network._executor.submit(fn)
+
+    def spawn(self, fn: Callable[[], None]) -> None:
+        network = self._network
+        thread = threading.Thread(target=fn, name=f"{threads.PREFIX}job-nested", daemon=True)
+        with network._lock:
+            network._side_threads = [t for t in network._side_threads if t.is_alive()]
+            network._side_threads.append(thread)
+        thread.start()
+
+    def persist(self, job: Job[Any]) -> None:
+        if self._network._store is not None:
+            self._network._store.persist(job)
+
+    def job_finished(self, job: Job[Any]) -> None:
+        self._network._job_finished(job)
 
 
 #: How long close() waits for running jobs to end after cancelling them (their cleanup is bounded).

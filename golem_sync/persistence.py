@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Union
 
 from . import signals
 from .errors import GolemError
@@ -29,7 +29,7 @@ from .store.base import JobStore, describe_error
 from .store.handle import StoredJob
 
 if TYPE_CHECKING:
-    from .network import GolemNetwork
+    from .options import PaymentOptions
     from .yagna.client import YagnaClient
 
 __all__ = ["StoreBinding", "StoreSpec"]
@@ -39,11 +39,21 @@ logger = logging.getLogger("golem_sync.store")
 StoreSpec = Union[JobStore, str, "os.PathLike[str]", None]
 
 
+class StoreHost(Protocol):
+    """What the binding reads of the network it serves."""
+
+    @property
+    def allocation_id(self) -> Optional[str]: ...
+
+    def jobs(self, state: Optional[JobState] = None) -> List[Job[Any]]: ...
+
+
 class StoreBinding:
     """One network's use of one store; ``owns_store`` when the network opened it from a path."""
 
-    def __init__(self, network: "GolemNetwork", spec: StoreSpec) -> None:
+    def __init__(self, network: StoreHost, spec: StoreSpec) -> None:
         self.network = network
+        self._payment_wait = 0.0
         if isinstance(spec, JobStore):
             self.store, self.owns_store = spec, False
         elif isinstance(spec, (str, os.PathLike)):
@@ -59,14 +69,15 @@ class StoreBinding:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self, client: "YagnaClient") -> List[str]:
+    def start(self, client: "YagnaClient", payment: "PaymentOptions", requestor_id: Optional[str]) -> List[str]:
         """Connect the hooks, recover orphaned jobs, evict old ones; returns the recovered job ids."""
         for signal, handler in ((signals.agreement_created, self._on_agreement),
                                 (signals.activity_created, self._on_activity)):
             signal.connect(handler, weak=False)
             self._receivers.append((signal, handler))
         self._remove_listener = self.store.add_listener(self._on_store_change)
-        recovered, self.settler = recover(self.store, client, self.network._payment, self.network.requestor_id)
+        self._payment_wait = payment.payment_timeout_sec
+        recovered, self.settler = recover(self.store, client, payment, requestor_id)
         self.store.evict(force=True)
         return recovered
 
@@ -80,7 +91,7 @@ class StoreBinding:
             except GolemError as exc:
                 logger.warning("job %s: could not write to the job store: %s", job.id, exc)
         if self.settler is not None:  # give recovered agreements' invoices their time, as close() does
-            self.settler.wait(self.network._payment.payment_timeout_sec + POLL_SEC)
+            self.settler.wait(self._payment_wait + POLL_SEC)
             self.settler.stop()
         for signal, handler in self._receivers:
             signal.disconnect(handler)
@@ -129,7 +140,7 @@ class StoreBinding:
     # -- hooks ------------------------------------------------------------------------------
 
     def _mine(self, sender: Any) -> bool:
-        return isinstance(sender, Job) and sender._network is self.network
+        return isinstance(sender, Job) and any(job is sender for job in self.network.jobs(JobState.PENDING))
 
     def _on_agreement(self, sender: Any, **kwargs: Any) -> None:
         if self._mine(sender):
@@ -141,13 +152,13 @@ class StoreBinding:
             self._write(sender, activity_id=kwargs.get("activity_id"))
 
     def _on_store_change(self, job_id: str) -> None:
-        job = self.network._local_job(job_id)
+        job = next((j for j in self.network.jobs(JobState.PENDING) if j.id == job_id), None)
         if job is None or not job.is_running():
             return
         record = self.store.get(job_id)
         if record is not None and record.cancel_reason:
             logger.info("job %s: cancel requested through the job store: %s", job_id, record.cancel_reason)
-            job._request_cancel(record.cancel_reason)  # a job still queued ends at once
+            job.request_cancel(record.cancel_reason)  # a job still queued ends at once
 
 def _known(job: Job[Any]) -> Dict[str, Any]:
     """The job's resource ids that are set: a ``None`` must not erase what the signals recorded."""
