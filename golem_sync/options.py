@@ -6,11 +6,18 @@ attrs class or as a plain dict. Layers merge field by field, later ones winning:
 ``GolemNetwork(...)`` < ``create_job(...)`` < ``start_work(...)`` — so a job that sets only
 ``package={"min_mem_gib": 2}`` keeps the network's ``image_tag``.
 
+What a layer sets is what the caller gave: the keys of a dict, or the keyword arguments an attrs
+section was constructed with (``MarketOptions(offer_poll_sec=5.0)`` sets ``offer_poll_sec`` at its
+layer even though 5.0 is the default, and nothing else). A section made by ``attrs.evolve`` is a
+complete value (evolve passes every field), so it sets every field; a copy or an unpickled section
+sets what the original set. Equality and hashing ignore which fields were given.
+
 Every bad value raises :class:`~golem_sync.GolemConfigError` naming ``section.option``.
 """
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from decimal import Decimal
@@ -26,6 +33,31 @@ __all__ = [
 ]
 
 _O = TypeVar("_O")
+_C = TypeVar("_C", bound=type)
+
+
+def _records_given(cls: _C) -> _C:
+    """Make ``cls`` (a dict-backed attrs class) remember which fields its constructor was given.
+
+    They are kept in the instance's ``__dict__`` as ``_given``, outside the attrs fields, so
+    ``==``, ``hash``, ``repr`` and ``attrs.asdict`` are unchanged; copies and pickles keep them.
+    """
+    attrs_init: Callable[..., None] = getattr(cls, "__init__")
+
+    @functools.wraps(attrs_init)
+    def __init__(self: Any, **kwargs: Any) -> None:
+        attrs_init(self, **kwargs)
+        object.__setattr__(self, "_given", frozenset(kwargs))
+
+    setattr(cls, "__init__", __init__)
+    return cls
+
+
+def _given_fields(section: Any) -> Tuple[str, ...]:
+    """The fields ``section`` (an instance of a :func:`_records_given` class) was constructed with."""
+    names = [f.name for f in attrs.fields(type(section)) if f.init]
+    given = vars(section).get("_given")
+    return tuple(names) if given is None else tuple(name for name in names if name in given)
 
 
 def _where(inst: Any, attribute: "attrs.Attribute[Any]") -> str:
@@ -101,7 +133,8 @@ def _regex(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
         raise GolemConfigError(f"{_where(inst, attribute)} is not a valid regular expression: {exc}") from None
 
 
-@attrs.frozen(kw_only=True)
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class PackageOptions:
     """What the provider must run and on what hardware. One of image_tag/image_hash/manifest is required."""
 
@@ -123,7 +156,8 @@ class PackageOptions:
     use_https: bool = attrs.field(default=False, validator=_bool)
 
 
-@attrs.frozen(kw_only=True)
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class MarketOptions:
     """The demand and the choice of provider."""
 
@@ -151,7 +185,8 @@ class MarketOptions:
         return self.subnet_tag or os.environ.get("YAGNA_SUBNET") or "public"
 
 
-@attrs.frozen(kw_only=True)
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class AgreementOptions:
     """Signing agreements."""
 
@@ -160,7 +195,8 @@ class AgreementOptions:
     valid_sec: int = attrs.field(default=3600, validator=_number(integer=True))
 
 
-@attrs.frozen(kw_only=True)
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class ActivityOptions:
     """Creating activities and executing batches on them."""
 
@@ -185,7 +221,8 @@ def _env_dict(value: Any) -> Any:
     return dict(value) if isinstance(value, Mapping) else value
 
 
-@attrs.frozen(kw_only=True)
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class WorkOptions:
     """The worker's context."""
 
@@ -211,7 +248,8 @@ def _network_cidr(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> N
         raise GolemConfigError(f"{_where(inst, attribute)}: {value} is too small for a requestor and a provider")
 
 
-@attrs.frozen(kw_only=True)
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class VpnOptions:
     """An opt-in VPN per job attempt: ``vpn={"enabled": True}`` (the provider must support VPN).
 
@@ -225,7 +263,8 @@ class VpnOptions:
     ip: str = attrs.field(default="192.168.0.0/24", validator=_network_cidr)
 
 
-@attrs.frozen(kw_only=True)
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class JobOptions:
     """Limits of a whole job.
 
@@ -242,7 +281,8 @@ class JobOptions:
     max_retries: int = attrs.field(default=0, validator=_number(strict=False, integer=True))
 
 
-@attrs.frozen(kw_only=True)
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class PaymentOptions:
     """The network-wide allocation and how debit notes and invoices are accepted."""
 
@@ -292,13 +332,16 @@ class RunOptions:
 
 
 def _partial(cls: Type[Any], value: Any) -> Dict[str, Any]:
-    """The explicitly set fields of one section, validated now (so errors point at the caller)."""
+    """The explicitly set fields of one section, validated now (so errors point at the caller).
+
+    For a dict, its keys; for an instance, the keyword arguments it was constructed with (a field
+    given equal to its default is still given).
+    """
     section = cls.section
     if value is None:
         return {}
     if isinstance(value, cls):
-        return {f.name: getattr(value, f.name) for f in attrs.fields(cls)
-                if getattr(value, f.name) != _default_of(f)}
+        return {name: getattr(value, name) for name in _given_fields(value)}
     if not isinstance(value, Mapping):
         raise GolemConfigError(f"{section} options must be a dict or {cls.__name__}, got {type(value).__name__}")
     names = [f.name for f in attrs.fields(cls)]
@@ -309,13 +352,6 @@ def _partial(cls: Type[Any], value: Any) -> Dict[str, Any]:
             raise GolemConfigError(f"unknown option {section}.{key}{suggestion}")
     cls(**value)  # validate now, with defaults for what is not given
     return dict(value)
-
-
-def _default_of(field: "attrs.Attribute[Any]") -> Any:
-    default: Any = field.default
-    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-        return default.factory()
-    return default
 
 
 @attrs.frozen

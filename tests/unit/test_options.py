@@ -63,3 +63,62 @@ def test_network_rejects_a_yagna_argument_of_the_wrong_type():
         GolemNetwork({"app_key": "k"}, max_workers=0)
     with pytest.raises(GolemConfigError, match="unknown yagna option"):
         GolemNetwork({"app_key": "k", "apikey": "x"})
+
+
+# -- a field given at a layer wins there, whether or not it equals the default ------------------
+
+LAYER_NAMES = ("GolemNetwork", "create_job", "start_work")
+
+
+def _layers(position, section):
+    """The three layers with ``section`` as the market options at ``position``; every layer before
+    it sets ``offer_poll_sec=1.0`` and ``subnet_tag="below"``."""
+    below = {"offer_poll_sec": 1.0, "subnet_tag": "below"}
+    return [OptionLayer.parse({"market": section if index == position else below} if index <= position else {},
+                              where=name)
+            for index, name in enumerate(LAYER_NAMES)]
+
+
+@pytest.mark.parametrize("position", [0, 1, 2], ids=LAYER_NAMES)
+@pytest.mark.parametrize("form", ["dict", "attrs"])
+def test_a_field_given_equal_to_its_default_still_counts_as_given(form, position):
+    default = MarketOptions().offer_poll_sec
+    section = {"offer_poll_sec": default} if form == "dict" else MarketOptions(offer_poll_sec=default)
+    layers = _layers(position, section)
+    assert dict(layers[position].sections["market"]) == {"offer_poll_sec": default}
+    merged = merge_layers(*layers)
+    assert merged.market.offer_poll_sec == default  # wins over the 1.0 of the layers below
+    assert merged.market.subnet_tag == ("below" if position else None)  # not given here: inherited
+
+
+@pytest.mark.parametrize("position", [1, 2], ids=LAYER_NAMES[1:])
+@pytest.mark.parametrize("form", ["dict", "attrs"])
+def test_a_section_overrides_only_what_it_gives(form, position):
+    section = {"max_offer_events": 3} if form == "dict" else MarketOptions(max_offer_events=3)
+    merged = merge_layers(*_layers(position, section))
+    assert (merged.market.max_offer_events, merged.market.offer_poll_sec, merged.market.subnet_tag) == \
+        (3, 1.0, "below")
+
+
+def test_an_evolved_or_copied_section_sets_every_field():
+    import copy
+    import pickle
+
+    import attrs
+
+    given = MarketOptions(offer_poll_sec=2.0)
+    evolved = attrs.evolve(given, max_offer_events=3)  # a complete value: every field is given
+    assert set(OptionLayer.parse({"market": evolved}, where="x").sections["market"]) == \
+        {f.name for f in attrs.fields(MarketOptions)}
+    for same in (copy.copy(given), copy.deepcopy(given), pickle.loads(pickle.dumps(given))):
+        assert dict(OptionLayer.parse({"market": same}, where="x").sections["market"]) == {"offer_poll_sec": 2.0}
+    explicit_default = MarketOptions(offer_poll_sec=MarketOptions().offer_poll_sec)
+    assert explicit_default == MarketOptions()  # equality and hashing ignore what was given
+    assert hash(explicit_default) == hash(MarketOptions())
+    assert repr(explicit_default) == repr(MarketOptions())
+
+
+def test_a_payment_section_keeps_its_given_fields():
+    given = PaymentOptions(budget=3.0, event_poll_sec=0.5)
+    assert parse_section(PaymentOptions, given) == given
+    assert parse_section(PaymentOptions, None) == PaymentOptions()
