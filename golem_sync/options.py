@@ -20,6 +20,8 @@ import difflib
 import functools
 import os
 import re
+import sys
+import warnings
 from decimal import Decimal
 from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple, Type, TypeVar, cast
 
@@ -41,16 +43,45 @@ def _records_given(cls: _C) -> _C:
 
     They are kept in the instance's ``__dict__`` as ``_given``, outside the attrs fields, so
     ``==``, ``hash``, ``repr`` and ``attrs.asdict`` are unchanged; copies and pickles keep them.
+    Deprecated keyword arguments (the class's ``renamed``) are translated first, with a warning.
     """
     attrs_init: Callable[..., None] = getattr(cls, "__init__")
 
     @functools.wraps(attrs_init)
     def __init__(self: Any, **kwargs: Any) -> None:
+        kwargs = _translate_renamed(cls, kwargs)
         attrs_init(self, **kwargs)
         object.__setattr__(self, "_given", frozenset(kwargs))
 
     setattr(cls, "__init__", __init__)
     return cls
+
+
+def _translate_renamed(cls: type, values: Mapping[str, Any]) -> Dict[str, Any]:
+    """``values`` with deprecated option names replaced by the new ones (a DeprecationWarning each)."""
+    renamed: Mapping[str, str] = getattr(cls, "renamed", {})
+    out = dict(values)
+    section = getattr(cls, "section", cls.__name__)
+    for old, new in renamed.items():
+        if old not in out:
+            continue
+        warnings.warn(f"{section}.{old} is deprecated; use {section}.{new} (the old name goes in the next "
+                      "release)", DeprecationWarning, stacklevel=_outside_golem_sync())
+        if new in out:
+            raise GolemConfigError(f"{section}.{new} is given twice: as {new} and as its deprecated name {old}; "
+                                   f"give {section}.{new}, not both")
+        out[new] = out.pop(old)
+    return out
+
+
+def _outside_golem_sync() -> int:
+    """The ``stacklevel`` (for a warning issued by our caller) of the first frame outside golem_sync."""
+    frame = sys._getframe(2)  # the caller's caller: level 2 of the warnings.warn in our caller
+    level = 2
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "golem_sync":
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _given_fields(section: Any) -> Tuple[str, ...]:
@@ -162,11 +193,15 @@ class MarketOptions:
     """The demand and the choice of provider."""
 
     section: ClassVar[str] = "market"
+    #: Deprecated option names (kept for one release) and their new names.
+    renamed: ClassVar[Mapping[str, str]] = {"payment_timeout_sec": "payment_due_sec"}
     subnet_tag: Optional[str] = attrs.field(default=None, validator=_optional_str)
     expiration_sec: int = attrs.field(default=1800, validator=_number(integer=True))
     debit_note_accept_timeout_sec: int = attrs.field(default=120, validator=_number(integer=True))
     debit_note_interval_sec: int = attrs.field(default=120, validator=_number(integer=True))
-    payment_timeout_sec: int = attrs.field(default=43200, validator=_number(integer=True))
+    # The demand's ``golem.com.scheme.payu.payment-timeout-sec?``: the requestor promises to pay
+    # each accepted debit note within this many seconds (mid-agreement payments).
+    payment_due_sec: int = attrs.field(default=43200, validator=_number(integer=True))
     offer_poll_sec: float = attrs.field(default=5.0, validator=_number())
     max_offer_events: int = attrs.field(default=10, validator=_number(integer=True))
     proposal_filter: Optional[Callable[[Any], bool]] = attrs.field(default=None, validator=_optional_callable)
@@ -183,6 +218,11 @@ class MarketOptions:
 
     def resolved_subnet(self) -> str:
         return self.subnet_tag or os.environ.get("YAGNA_SUBNET") or "public"
+
+    @property
+    def payment_timeout_sec(self) -> int:
+        """Deprecated name of :attr:`payment_due_sec` (read-only; goes in the next release)."""
+        return self.payment_due_sec
 
 
 @_records_given
@@ -287,6 +327,8 @@ class PaymentOptions:
     """The network-wide allocation and how debit notes and invoices are accepted."""
 
     section: ClassVar[str] = "payment"
+    #: Deprecated option names (kept for one release) and their new names.
+    renamed: ClassVar[Mapping[str, str]] = {"payment_timeout_sec": "invoice_wait_sec"}
     budget: float = attrs.field(default=1.0, validator=_number())
     driver: str = attrs.field(default="erc20", validator=_str)
     network: Optional[str] = attrs.field(default=None, validator=_optional_str)
@@ -298,7 +340,8 @@ class PaymentOptions:
     max_invoice_amount: Optional[float] = attrs.field(default=None, validator=_number(strict=False, optional=True))
     # Long-poll length of the network's three event pollers; close() waits out at most one.
     event_poll_sec: float = attrs.field(default=2.0, validator=_number())
-    payment_timeout_sec: float = attrs.field(default=60.0, validator=_number(strict=False))
+    # How long ``GolemNetwork.close()`` waits for the invoices of ended agreements.
+    invoice_wait_sec: float = attrs.field(default=60.0, validator=_number(strict=False))
 
     def resolved_network(self) -> str:
         return (self.network or os.environ.get("YAGNA_PAYMENT_NETWORK")
@@ -309,6 +352,11 @@ class PaymentOptions:
         network = self.resolved_network()
         token = self.token or ("glm" if network in ("mainnet", "polygon") else "tglm")
         return f"{self.driver}-{network}-{token}"
+
+    @property
+    def payment_timeout_sec(self) -> float:
+        """Deprecated name of :attr:`invoice_wait_sec` (read-only; goes in the next release)."""
+        return self.invoice_wait_sec
 
 
 _JOB_SECTIONS: Dict[str, Type[Any]] = {
@@ -344,6 +392,7 @@ def _partial(cls: Type[Any], value: Any) -> Dict[str, Any]:
         return {name: getattr(value, name) for name in _given_fields(value)}
     if not isinstance(value, Mapping):
         raise GolemConfigError(f"{section} options must be a dict or {cls.__name__}, got {type(value).__name__}")
+    value = _translate_renamed(cls, value)
     names = [f.name for f in attrs.fields(cls)]
     for key in value:
         if key not in names:

@@ -122,3 +122,66 @@ def test_a_payment_section_keeps_its_given_fields():
     given = PaymentOptions(budget=3.0, event_poll_sec=0.5)
     assert parse_section(PaymentOptions, given) == given
     assert parse_section(PaymentOptions, None) == PaymentOptions()
+
+
+# -- renamed options: the old names work for one release, with a DeprecationWarning -------------
+
+RENAMED = [(MarketOptions, "market", "payment_timeout_sec", "payment_due_sec", 600),
+           (PaymentOptions, "payment", "payment_timeout_sec", "invoice_wait_sec", 7.0)]
+
+
+@pytest.mark.parametrize("cls, section, old, new, value", RENAMED)
+def test_an_old_keyword_argument_warns_naming_the_new_one(cls, section, old, new, value):
+    with pytest.warns(DeprecationWarning, match=rf"{section}\.{old} is deprecated; use {section}\.{new}") as seen:
+        options = cls(**{old: value})
+    assert seen[0].filename == __file__  # the warning points at the caller's line
+    assert getattr(options, new) == value
+    assert getattr(options, old) == value  # reading the old attribute still works
+    assert options == cls(**{new: value})
+
+
+@pytest.mark.parametrize("cls, section, old, new, value", RENAMED)
+def test_an_old_dict_key_warns_and_sets_the_new_field(cls, section, old, new, value):
+    with pytest.warns(DeprecationWarning, match=rf"{section}\.{old} is deprecated; use {section}\.{new}") as seen:
+        if cls is PaymentOptions:
+            parsed = parse_section(PaymentOptions, {old: value})
+        else:
+            layer = OptionLayer.parse({"market": {old: value}}, where="create_job")
+            assert dict(layer.sections["market"]) == {new: value}
+            parsed = merge_layers(layer).market
+    assert seen[0].filename == __file__
+    assert getattr(parsed, new) == value
+
+
+def test_an_old_keyword_argument_of_a_section_is_set_at_its_layer():
+    default = MarketOptions().payment_due_sec
+    with pytest.warns(DeprecationWarning):
+        job = OptionLayer.parse({"market": MarketOptions(payment_timeout_sec=default)}, where="create_job")
+    network = OptionLayer.parse({"market": {"payment_due_sec": 600}}, where="GolemNetwork")
+    assert merge_layers(network, job).market.payment_due_sec == default
+
+
+@pytest.mark.parametrize("cls, section, old, new, value", RENAMED)
+def test_old_and_new_name_together_are_an_error(cls, section, old, new, value):
+    with pytest.warns(DeprecationWarning), pytest.raises(GolemConfigError, match=rf"{section}\.{new}.*not both"):
+        cls(**{old: value, new: value})
+
+
+@pytest.mark.parametrize("cls, section, old, new, value", RENAMED)
+def test_the_new_names_do_not_warn(cls, section, old, new, value, recwarn):
+    assert getattr(cls(**{new: value}), new) == value
+    assert getattr(cls(), old) == getattr(cls(), new)
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
+
+
+def test_the_renamed_defaults_are_unchanged():
+    assert MarketOptions().payment_due_sec == 43200
+    assert PaymentOptions().invoice_wait_sec == 60.0
+
+
+def test_the_demand_carries_the_renamed_payment_due():
+    from golem_sync.market.demand import build_demand
+    from golem_sync.package import Decorations
+
+    demand = build_demand(Decorations({}, []), Decorations({}, []), MarketOptions(payment_due_sec=900), "p", now=0)
+    assert demand.properties["golem.com.scheme.payu.payment-timeout-sec?"] == 900

@@ -453,7 +453,7 @@ def _stop(network):
 
 def test_a_job_survives_one_failed_debit_note_accept_and_its_invoice_is_paid_before_close(golem, fake_yagna):
     fake_yagna.batch_delay = 1.5
-    network = golem(payment={"payment_timeout_sec": 20})
+    network = golem(payment={"invoice_wait_sec": 20})
 
     def worker(ctx):
         fake_yagna.accept_fail["dn-1"] = 1
@@ -471,7 +471,7 @@ def test_a_job_survives_one_failed_debit_note_accept_and_its_invoice_is_paid_bef
     took = time.monotonic() - started
     assert len(fake_yagna.calls("POST", "/debitNotes/dn-1/accept")) == 2
     assert len(fake_yagna.calls("POST", "/invoices/inv-1/accept")) == 2
-    assert took < 10.0  # the invoice was paid by a retry, not given up on at payment_timeout_sec
+    assert took < 10.0  # the invoice was paid by a retry, not given up on at invoice_wait_sec
 
 
 def test_finished_invoiced_jobs_leave_the_payment_tables_and_memory(golem, fake_yagna):
