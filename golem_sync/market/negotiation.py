@@ -17,7 +17,6 @@ from collections import Counter
 from typing import Any, Callable, Dict, List, Optional, Set
 
 from .. import signals
-from ..agreement import sign
 from ..blocking import Blocking, abortable_reads
 from ..cancel import CancelToken, Deadline
 from ..errors import GolemAgreementError, GolemNoProposalError, GolemTimeoutError, YagnaError, YagnaNotFoundError
@@ -25,6 +24,7 @@ from ..options import AgreementOptions, MarketOptions
 from ..yagna.client import YagnaClient
 from .demand import DemandSpec
 from .proposals import ProposalView, default_scorer, proposal_problem
+from .signing import sign
 
 __all__ = ["Negotiator", "Signed"]
 
