@@ -23,6 +23,7 @@ from .market.proposals import ProposalView
 from .market.signing import ReleaseOutcome, release, sign
 from .pollers import EventPoller
 from .yagna.client import YagnaClient
+from .yagna.models import AgreementTerminatedEvent
 
 __all__ = ["AgreementLease", "sign", "release", "ReleaseOutcome", "AgreementWatcher"]
 
@@ -95,13 +96,12 @@ class AgreementWatcher:
             timeout=timeout, after_timestamp=after, max_events=100, app_session_id=self._app_session_id)
 
     def _handle(self, event: Any) -> None:
-        if type(event).__name__ != "AgreementTerminatedEvent":
+        if not isinstance(event, AgreementTerminatedEvent):
             return
         with self._lock:
             entry = self._leases.get(event.agreement_id)
-        by = str(getattr(event, "terminator", "") or "")
-        reason = (getattr(event, "reason", None) or {}).get("message") if isinstance(
-            getattr(event, "reason", None), dict) else None
+        by = str(event.terminator or "")
+        reason = event.reason.get("message") if isinstance(event.reason, dict) else None
         if entry is None:
             return
         lease, sender = entry

@@ -22,6 +22,7 @@ from ..cancel import CancelToken, Deadline
 from ..errors import GolemAgreementError, GolemNoProposalError, GolemTimeoutError, YagnaError, YagnaNotFoundError
 from ..options import AgreementOptions, MarketOptions
 from ..yagna.client import YagnaClient
+from ..yagna.models import ProposalEvent, ProposalRejectedEvent
 from .demand import DemandSpec
 from .proposals import ProposalView, default_scorer, proposal_problem
 from .signing import sign
@@ -116,13 +117,12 @@ class Negotiator:
         signals.emit(signals.demand_unsubscribed, self._sender, demand_id=demand_id)
 
     def _on_event(self, demand_id: str, event: Any) -> None:
-        kind = type(event).__name__
-        if kind == "ProposalRejectedEvent":
+        if isinstance(event, ProposalRejectedEvent):
             reason = (event.reason or {}).get("message") if isinstance(event.reason, dict) else None
             signals.emit(signals.proposal_rejected, self._sender, proposal_id=event.proposal_id,
                          reason=reason, by="provider")
             return
-        if kind != "ProposalEvent":
+        if not isinstance(event, ProposalEvent):
             return
         proposal = ProposalView.of(event.proposal)
         self.proposals_seen += 1

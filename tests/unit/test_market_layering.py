@@ -36,3 +36,12 @@ def test_signing_lives_in_market_and_the_old_names_still_import():
     assert "golem_sync.market.signing" in _imports(ROOT / "agreement.py")
     assert agreement.sign is signing.sign and agreement.release is signing.release
     assert agreement.ReleaseOutcome is signing.ReleaseOutcome
+
+
+def test_events_and_payment_calls_are_dispatched_by_type_not_by_name():
+    import re
+
+    sources = [ROOT / "agreement.py", ROOT / "payment" / "processor.py", *(ROOT / "market").glob("*.py")]
+    by_name = re.compile(r"type\(event\)\.__name__|in str\([^)]*event_type\)|getattr\([^)]*\.payment,")
+    for path in sources:
+        assert not by_name.findall(path.read_text()), path.name

@@ -16,6 +16,7 @@ from golem_sync.errors import (YagnaNotFoundError, YagnaRequestError, YagnaServe
                                YagnaUnreachableError)
 from golem_sync.options import PaymentOptions
 from golem_sync.payment.processor import PaymentProcessor, PaymentRetry
+from golem_sync.yagna.models import DebitNoteEvent, InvoiceEvent
 
 FAST = PaymentRetry(first_delay=0.01, factor=2.0, max_delay=0.05, max_tries=6)
 
@@ -91,9 +92,10 @@ def invoice(doc_id, agreement, amount="0.2"):
 
 
 def event(doc):
-    kind, field = (("DebitNote", "debit_note_id") if hasattr(doc, "debit_note_id") else ("Invoice", "invoice_id"))
-    return SimpleNamespace(event_type=f"{kind}ReceivedEvent", event_date=dt.datetime.now(dt.timezone.utc),
-                           **{field: getattr(doc, field)})
+    kind, model, field = (("DebitNote", DebitNoteEvent, "debit_note_id") if hasattr(doc, "debit_note_id")
+                          else ("Invoice", InvoiceEvent, "invoice_id"))
+    return model(event_type=f"{kind}ReceivedEvent", event_date=dt.datetime.now(dt.timezone.utc),
+                 **{field: getattr(doc, field)})
 
 
 def deliver(processor, payment, doc):
