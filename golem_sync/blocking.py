@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Optional, TypeVar
 import attrs
 
 from .cancel import CancelToken
-from .errors import GolemCancelledError
+from .errors import GolemCancelledError, GolemTimeoutError
 from .yagna.client import YagnaClient
 from .yagna.transport import Transport
 
@@ -54,12 +54,15 @@ class Blocking:
         self._in_flight = 0  # calls queued or running
 
     def call(self, token: CancelToken, fn: Callable[..., T], *args: object, wait_limit: Optional[float] = None,
-             on_abandon: Optional[Callable[[T], object]] = None, **kwargs: object) -> T:
+             on_abandon: Optional[Callable[[T], object]] = None, phase: Optional[str] = None,
+             **kwargs: object) -> T:
         """Run ``fn(*args, **kwargs)``; raise GolemCancelledError as soon as ``token`` is cancelled.
 
         A call still queued then is withdrawn and never runs. ``wait_limit`` bounds the wait as a
-        last resort (TimeoutError); the calls themselves carry HTTP timeouts. ``on_abandon(result)``
-        runs on the pool thread if the call succeeds after the caller gave up.
+        last resort: GolemTimeoutError (a ``TimeoutError``) with ``phase`` (default: ``fn``'s name);
+        the calls themselves carry HTTP timeouts. ``on_abandon(result)`` runs on the pool thread if
+        the call succeeds after the caller gave up. ``wait_limit``, ``on_abandon`` and ``phase``
+        are this method's own: they are never passed to ``fn``.
         """
         token.raise_if_cancelled()
         future: "Future[T]" = self._pool.submit(fn, *args, **kwargs)
@@ -85,7 +88,9 @@ class Blocking:
         if not future.cancel() and on_abandon is not None:  # running: it may still create something
             self._track_cleanup(future, on_abandon)
         token.raise_if_cancelled()
-        raise TimeoutError(f"{getattr(fn, '__name__', fn)} did not return within {wait_limit}s")
+        name = getattr(fn, "__name__", repr(fn))
+        raise GolemTimeoutError(f"{name} did not return within {wait_limit}s",
+                                phase=phase if phase is not None else name)
 
     def shutdown(self, wait: bool = True, *, cleanup_timeout: float = 60.0, grace: float = 0.25) -> bool:
         """Stop the pool: queued calls never run, ``abort`` ends read-only calls in flight.

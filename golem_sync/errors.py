@@ -4,11 +4,14 @@
 catch a subclass to handle one kind. Every error carries a message that says
 what happened and where; errors from yagna also carry the HTTP method, the
 path and yagna's own message. No error ever contains the app key.
+
+``GolemNoProposalError`` is both a ``GolemTimeoutError`` (the startup deadline ran
+out) and a ``GolemMarketError`` (the market had no acceptable proposal by then).
 """
 from __future__ import annotations
 
 from concurrent.futures import CancelledError
-from typing import Optional
+from typing import Mapping, Optional
 
 __all__ = [
     "GolemError",
@@ -21,6 +24,7 @@ __all__ = [
     "GolemCancelledError",
     "GolemWorkError",
     "GolemMarketError",
+    "GolemNoProposalError",
     "GolemAgreementError",
     "GolemActivityError",
     "GolemPaymentError",
@@ -71,7 +75,23 @@ class GolemWorkError(GolemError):
 
 
 class GolemMarketError(GolemError):
-    """The market could not produce a usable proposal (demand failed, all proposals invalid, ...)."""
+    """The market could not produce a usable proposal (no proposal came, every one was rejected)."""
+
+
+class GolemNoProposalError(GolemTimeoutError, GolemMarketError):
+    """The startup deadline ran out before any acceptable proposal came.
+
+    ``phase`` is ``"proposal"`` when no proposal came at all, ``"agreement"`` when proposals came
+    but golem_sync rejected every one (the phases are those of the plain timeout raised before).
+    ``proposals_seen`` counts the proposals received; ``rejections`` counts them by the reason
+    they were rejected (e.g. ``{"rejected by proposal_filter": 3}``).
+    """
+
+    def __init__(self, message: str, *, phase: Optional[str] = None, proposals_seen: int = 0,
+                 rejections: Optional[Mapping[str, int]] = None) -> None:
+        super().__init__(message, phase=phase)
+        self.proposals_seen = proposals_seen
+        self.rejections = dict(rejections or {})
 
 
 class GolemAgreementError(GolemError):

@@ -6,13 +6,22 @@ attrs class or as a plain dict. Layers merge field by field, later ones winning:
 ``GolemNetwork(...)`` < ``create_job(...)`` < ``start_work(...)`` — so a job that sets only
 ``package={"min_mem_gib": 2}`` keeps the network's ``image_tag``.
 
+What a layer sets is what the caller gave: the keys of a dict, or the keyword arguments an attrs
+section was constructed with (``MarketOptions(offer_poll_sec=5.0)`` sets ``offer_poll_sec`` at its
+layer even though 5.0 is the default, and nothing else). A section made by ``attrs.evolve`` is a
+complete value (evolve passes every field), so it sets every field; a copy or an unpickled section
+sets what the original set. Equality and hashing ignore which fields were given.
+
 Every bad value raises :class:`~golem_sync.GolemConfigError` naming ``section.option``.
 """
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
+import sys
+import warnings
 from decimal import Decimal
 from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple, Type, TypeVar, cast
 
@@ -26,6 +35,60 @@ __all__ = [
 ]
 
 _O = TypeVar("_O")
+_C = TypeVar("_C", bound=type)
+
+
+def _records_given(cls: _C) -> _C:
+    """Make ``cls`` (a dict-backed attrs class) remember which fields its constructor was given.
+
+    They are kept in the instance's ``__dict__`` as ``_given``, outside the attrs fields, so
+    ``==``, ``hash``, ``repr`` and ``attrs.asdict`` are unchanged; copies and pickles keep them.
+    Deprecated keyword arguments (the class's ``renamed``) are translated first, with a warning.
+    """
+    attrs_init: Callable[..., None] = getattr(cls, "__init__")
+
+    @functools.wraps(attrs_init)
+    def __init__(self: Any, **kwargs: Any) -> None:
+        kwargs = _translate_renamed(cls, kwargs)
+        attrs_init(self, **kwargs)
+        object.__setattr__(self, "_given", frozenset(kwargs))
+
+    setattr(cls, "__init__", __init__)
+    return cls
+
+
+def _translate_renamed(cls: type, values: Mapping[str, Any]) -> Dict[str, Any]:
+    """``values`` with deprecated option names replaced by the new ones (a DeprecationWarning each)."""
+    renamed: Mapping[str, str] = getattr(cls, "renamed", {})
+    out = dict(values)
+    section = getattr(cls, "section", cls.__name__)
+    for old, new in renamed.items():
+        if old not in out:
+            continue
+        warnings.warn(f"{section}.{old} is deprecated; use {section}.{new} (the old name goes in the next "
+                      "release)", DeprecationWarning, stacklevel=_outside_golem_sync())
+        if new in out:
+            raise GolemConfigError(f"{section}.{new} is given twice: as {new} and as its deprecated name {old}; "
+                                   f"give {section}.{new}, not both")
+        out[new] = out.pop(old)
+    return out
+
+
+def _outside_golem_sync() -> int:
+    """The ``stacklevel`` (for a warning issued by our caller) of the first frame outside golem_sync."""
+    frame = sys._getframe(2)  # the caller's caller: level 2 of the warnings.warn in our caller
+    level = 2
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "golem_sync":
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def _given_fields(section: Any) -> Tuple[str, ...]:
+    """The fields ``section`` (an instance of a :func:`_records_given` class) was constructed with."""
+    names = [f.name for f in attrs.fields(type(section)) if f.init]
+    given = vars(section).get("_given")
+    return tuple(names) if given is None else tuple(name for name in names if name in given)
 
 
 def _where(inst: Any, attribute: "attrs.Attribute[Any]") -> str:
@@ -101,7 +164,8 @@ def _regex(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
         raise GolemConfigError(f"{_where(inst, attribute)} is not a valid regular expression: {exc}") from None
 
 
-@attrs.frozen(kw_only=True)
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class PackageOptions:
     """What the provider must run and on what hardware. One of image_tag/image_hash/manifest is required."""
 
@@ -123,16 +187,21 @@ class PackageOptions:
     use_https: bool = attrs.field(default=False, validator=_bool)
 
 
-@attrs.frozen(kw_only=True)
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class MarketOptions:
     """The demand and the choice of provider."""
 
     section: ClassVar[str] = "market"
+    #: Deprecated option names (kept for one release) and their new names.
+    renamed: ClassVar[Mapping[str, str]] = {"payment_timeout_sec": "payment_due_sec"}
     subnet_tag: Optional[str] = attrs.field(default=None, validator=_optional_str)
     expiration_sec: int = attrs.field(default=1800, validator=_number(integer=True))
     debit_note_accept_timeout_sec: int = attrs.field(default=120, validator=_number(integer=True))
     debit_note_interval_sec: int = attrs.field(default=120, validator=_number(integer=True))
-    payment_timeout_sec: int = attrs.field(default=43200, validator=_number(integer=True))
+    # The demand's ``golem.com.scheme.payu.payment-timeout-sec?``: the requestor promises to pay
+    # each accepted debit note within this many seconds (mid-agreement payments).
+    payment_due_sec: int = attrs.field(default=43200, validator=_number(integer=True))
     offer_poll_sec: float = attrs.field(default=5.0, validator=_number())
     max_offer_events: int = attrs.field(default=10, validator=_number(integer=True))
     proposal_filter: Optional[Callable[[Any], bool]] = attrs.field(default=None, validator=_optional_callable)
@@ -150,8 +219,14 @@ class MarketOptions:
     def resolved_subnet(self) -> str:
         return self.subnet_tag or os.environ.get("YAGNA_SUBNET") or "public"
 
+    @property
+    def payment_timeout_sec(self) -> int:
+        """Deprecated name of :attr:`payment_due_sec` (read-only; goes in the next release)."""
+        return self.payment_due_sec
 
-@attrs.frozen(kw_only=True)
+
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class AgreementOptions:
     """Signing agreements."""
 
@@ -160,7 +235,8 @@ class AgreementOptions:
     valid_sec: int = attrs.field(default=3600, validator=_number(integer=True))
 
 
-@attrs.frozen(kw_only=True)
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class ActivityOptions:
     """Creating activities and executing batches on them."""
 
@@ -185,7 +261,8 @@ def _env_dict(value: Any) -> Any:
     return dict(value) if isinstance(value, Mapping) else value
 
 
-@attrs.frozen(kw_only=True)
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class WorkOptions:
     """The worker's context."""
 
@@ -211,7 +288,8 @@ def _network_cidr(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> N
         raise GolemConfigError(f"{_where(inst, attribute)}: {value} is too small for a requestor and a provider")
 
 
-@attrs.frozen(kw_only=True)
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class VpnOptions:
     """An opt-in VPN per job attempt: ``vpn={"enabled": True}`` (the provider must support VPN).
 
@@ -225,7 +303,8 @@ class VpnOptions:
     ip: str = attrs.field(default="192.168.0.0/24", validator=_network_cidr)
 
 
-@attrs.frozen(kw_only=True)
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class JobOptions:
     """Limits of a whole job.
 
@@ -242,11 +321,14 @@ class JobOptions:
     max_retries: int = attrs.field(default=0, validator=_number(strict=False, integer=True))
 
 
-@attrs.frozen(kw_only=True)
+@_records_given
+@attrs.frozen(kw_only=True, slots=False)
 class PaymentOptions:
     """The network-wide allocation and how debit notes and invoices are accepted."""
 
     section: ClassVar[str] = "payment"
+    #: Deprecated option names (kept for one release) and their new names.
+    renamed: ClassVar[Mapping[str, str]] = {"payment_timeout_sec": "invoice_wait_sec"}
     budget: float = attrs.field(default=1.0, validator=_number())
     driver: str = attrs.field(default="erc20", validator=_str)
     network: Optional[str] = attrs.field(default=None, validator=_optional_str)
@@ -258,7 +340,8 @@ class PaymentOptions:
     max_invoice_amount: Optional[float] = attrs.field(default=None, validator=_number(strict=False, optional=True))
     # Long-poll length of the network's three event pollers; close() waits out at most one.
     event_poll_sec: float = attrs.field(default=2.0, validator=_number())
-    payment_timeout_sec: float = attrs.field(default=60.0, validator=_number(strict=False))
+    # How long ``GolemNetwork.close()`` waits for the invoices of ended agreements.
+    invoice_wait_sec: float = attrs.field(default=60.0, validator=_number(strict=False))
 
     def resolved_network(self) -> str:
         return (self.network or os.environ.get("YAGNA_PAYMENT_NETWORK")
@@ -269,6 +352,11 @@ class PaymentOptions:
         network = self.resolved_network()
         token = self.token or ("glm" if network in ("mainnet", "polygon") else "tglm")
         return f"{self.driver}-{network}-{token}"
+
+    @property
+    def payment_timeout_sec(self) -> float:
+        """Deprecated name of :attr:`invoice_wait_sec` (read-only; goes in the next release)."""
+        return self.invoice_wait_sec
 
 
 _JOB_SECTIONS: Dict[str, Type[Any]] = {
@@ -292,15 +380,19 @@ class RunOptions:
 
 
 def _partial(cls: Type[Any], value: Any) -> Dict[str, Any]:
-    """The explicitly set fields of one section, validated now (so errors point at the caller)."""
+    """The explicitly set fields of one section, validated now (so errors point at the caller).
+
+    For a dict, its keys; for an instance, the keyword arguments it was constructed with (a field
+    given equal to its default is still given).
+    """
     section = cls.section
     if value is None:
         return {}
     if isinstance(value, cls):
-        return {f.name: getattr(value, f.name) for f in attrs.fields(cls)
-                if getattr(value, f.name) != _default_of(f)}
+        return {name: getattr(value, name) for name in _given_fields(value)}
     if not isinstance(value, Mapping):
         raise GolemConfigError(f"{section} options must be a dict or {cls.__name__}, got {type(value).__name__}")
+    value = _translate_renamed(cls, value)
     names = [f.name for f in attrs.fields(cls)]
     for key in value:
         if key not in names:
@@ -309,13 +401,6 @@ def _partial(cls: Type[Any], value: Any) -> Dict[str, Any]:
             raise GolemConfigError(f"unknown option {section}.{key}{suggestion}")
     cls(**value)  # validate now, with defaults for what is not given
     return dict(value)
-
-
-def _default_of(field: "attrs.Attribute[Any]") -> Any:
-    default: Any = field.default
-    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-        return default.factory()
-    return default
 
 
 @attrs.frozen

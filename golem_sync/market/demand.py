@@ -52,7 +52,7 @@ def build_demand(
         "golem.node.debug.subnet": subnet,
         "golem.com.payment.debit-notes.accept-timeout?": market.debit_note_accept_timeout_sec,
         "golem.com.scheme.payu.debit-note.interval-sec?": market.debit_note_interval_sec,
-        "golem.com.scheme.payu.payment-timeout-sec?": market.payment_timeout_sec,
+        "golem.com.scheme.payu.payment-timeout-sec?": market.payment_due_sec,
     })
     constraints: List[str] = [*package.constraints, *allocation.constraints,
                               "(golem.com.pricing.model=linear)", f"(golem.node.debug.subnet={subnet})"]

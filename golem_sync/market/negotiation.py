@@ -13,17 +13,19 @@ the demand is always unsubscribed before :meth:`Negotiator.agree` returns or rai
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any, Callable, Dict, List, Optional, Set
 
 from .. import signals
-from ..agreement import sign
 from ..blocking import Blocking, abortable_reads
 from ..cancel import CancelToken, Deadline
-from ..errors import (GolemAgreementError, GolemTimeoutError, YagnaError, YagnaNotFoundError)
+from ..errors import GolemAgreementError, GolemNoProposalError, GolemTimeoutError, YagnaError, YagnaNotFoundError
 from ..options import AgreementOptions, MarketOptions
 from ..yagna.client import YagnaClient
+from ..yagna.models import ProposalEvent, ProposalRejectedEvent
 from .demand import DemandSpec
 from .proposals import ProposalView, default_scorer, proposal_problem
+from .signing import sign
 
 __all__ = ["Negotiator", "Signed"]
 
@@ -57,6 +59,8 @@ class Negotiator:
         self._scorer: Callable[[ProposalView], float] = market.proposal_scorer or default_scorer
         self._drafts: Dict[str, ProposalView] = {}  # provider id -> its latest acceptable draft
         self.proposals_seen = 0
+        self._acceptable = 0  # proposals that passed our rules (countered, or kept as drafts)
+        self._rejections: "Counter[str]" = Counter()  # why the others were rejected
 
     def agree(self, token: CancelToken, deadline: Deadline) -> Signed:
         """Block until an agreement is approved; raise GolemTimeoutError naming the phase on timeout.
@@ -113,18 +117,21 @@ class Negotiator:
         signals.emit(signals.demand_unsubscribed, self._sender, demand_id=demand_id)
 
     def _on_event(self, demand_id: str, event: Any) -> None:
-        kind = type(event).__name__
-        if kind == "ProposalRejectedEvent":
+        if isinstance(event, ProposalRejectedEvent):
             reason = (event.reason or {}).get("message") if isinstance(event.reason, dict) else None
             signals.emit(signals.proposal_rejected, self._sender, proposal_id=event.proposal_id,
                          reason=reason, by="provider")
             return
-        if kind != "ProposalEvent":
+        if not isinstance(event, ProposalEvent):
             return
         proposal = ProposalView.of(event.proposal)
         self.proposals_seen += 1
         signals.emit(signals.proposal_received, self._sender, proposal=proposal)
         problem = self._problem(proposal)
+        if problem:
+            self._rejections[problem] += 1
+        else:
+            self._acceptable += 1
         if proposal.state == "Initial":
             if problem:
                 self._reject(demand_id, proposal, problem)
@@ -203,12 +210,20 @@ class Negotiator:
         return None, failures
 
     def _timeout(self, deadline: Deadline) -> GolemTimeoutError:
+        """The startup deadline ran out: GolemNoProposalError (also a GolemMarketError) when no
+        proposal came or every one was rejected, else a plain GolemTimeoutError."""
         limit = f"{deadline.seconds:g}s"
         if self.proposals_seen == 0:
-            return GolemTimeoutError(
+            return GolemNoProposalError(
                 f"no proposal from any provider within {limit} (check the subnet "
                 f"{self._market.resolved_subnet()!r}, the payment platform {self._demand.platform!r} "
                 "and the package constraints)", phase="proposal")
+        if self._acceptable == 0:
+            reasons = "; ".join(f"{count}x {reason}" for reason, count in self._rejections.most_common())
+            return GolemNoProposalError(
+                f"no agreement within {limit}: {self.proposals_seen} proposal(s) seen, none signed: every one "
+                f"was rejected ({reasons})", phase="agreement", proposals_seen=self.proposals_seen,
+                rejections=self._rejections)
         return GolemTimeoutError(
             f"no agreement within {limit}: {self.proposals_seen} proposal(s) seen, none signed",
             phase="agreement")

@@ -50,7 +50,8 @@ from ..errors import (
 from ..options import PaymentOptions
 from ..pollers import EventPoller
 from ..yagna.client import YagnaClient
-from ..yagna.models import Rejection
+from ..yagna.models import DebitNoteEvent, InvoiceEvent, Rejection
+from ..yagna.payment import PaymentApi
 
 __all__ = ["PaymentProcessor", "PaymentRetry"]
 
@@ -395,12 +396,12 @@ class PaymentProcessor:
 
     # -- handlers (poller threads) -------------------------------------------------------------
 
-    def _on_debit_note_event(self, event: Any) -> None:
-        if "Received" in str(event.event_type):
+    def _on_debit_note_event(self, event: DebitNoteEvent) -> None:
+        if event.kind == _RECEIVED:
             self._begin(_DEBIT_NOTE, str(event.debit_note_id))
 
-    def _on_invoice_event(self, event: Any) -> None:
-        if "Received" in str(event.event_type):
+    def _on_invoice_event(self, event: InvoiceEvent) -> None:
+        if event.kind == _RECEIVED:
             self._begin(_INVOICE, str(event.invoice_id))
 
     def _begin(self, kind: "_Kind", doc_id: str) -> None:
@@ -435,7 +436,7 @@ class PaymentProcessor:
             if self._allocation_id() == task.allocation_used:  # not replaced since: say so
                 self._tell_allocation_error(error)
         if task.doc is None:
-            task.doc = getattr(self._client.payment, f"get_{task.kind.name}")(task.doc_id)
+            task.doc = task.kind.get(self._client.payment, task.doc_id)
         if not task.decided:
             self._decide(task)
         if task.duplicate:
@@ -461,7 +462,7 @@ class PaymentProcessor:
             return
         sender = account.sender_ref() if account is not None else None
         task.sender = self._network if sender is None else sender
-        amount: Decimal = getattr(doc, kind.amount_field)
+        amount = kind.amount(doc)
         signals.emit(kind.received, task.sender, **{kind.name: doc})
         if settled is not None:
             task.reason = "the agreement is already invoiced"
@@ -487,10 +488,10 @@ class PaymentProcessor:
 
     def _accept(self, task: _Task) -> None:
         kind, doc = task.kind, task.doc
-        amount: Decimal = getattr(doc, kind.amount_field)
+        amount = kind.amount(doc)
         task.allocation_used = allocation = self._allocation_id()
         try:
-            getattr(self._client.payment, f"accept_{kind.name}")(task.doc_id, amount, allocation)
+            kind.accept(self._client.payment, task.doc_id, amount, allocation)
         except YagnaError as exc:
             if not is_already_settled(exc):
                 raise
@@ -503,8 +504,7 @@ class PaymentProcessor:
         code = "UNSOLICITED_SERVICE" if task.unknown else "INCORRECT_AMOUNT"
         assert task.reason is not None
         try:
-            getattr(self._client.payment, f"reject_{kind.name}")(
-                task.doc_id, Rejection(reason=code, message=task.reason))
+            kind.reject(self._client.payment, task.doc_id, Rejection(reason=code, message=task.reason))
         except YagnaError as exc:
             if exc.status == 501:  # yagna (0.17) cannot reject debit notes: the note stays unanswered
                 logger.info("yagna cannot reject %s %s (%s); leaving it unaccepted", kind.label, task.doc_id, exc)
@@ -616,15 +616,15 @@ class PaymentProcessor:
                 if report is not None:
                     report(violation)
                 return violation
-        limit = getattr(self._options, f"max_{kind.name}_amount")
+        limit = kind.max_amount(self._options)
         if limit is not None and amount > Decimal(str(limit)):
             return f"amount {amount} exceeds max_{kind.name}_amount {limit}"
-        accept_filter = getattr(self._options, f"{kind.name}_filter")
+        accept_filter = kind.accept_filter(self._options)
         if accept_filter is not None:
             try:
                 accepted = accept_filter(doc)
             except Exception as exc:  # user code: answer the document anyway
-                logger.exception("%s_filter raised on %s %s", kind.name, kind.label, getattr(doc, kind.id_field))
+                logger.exception("%s_filter raised on %s %s", kind.name, kind.label, kind.doc_id(doc))
                 return f"{kind.name}_filter raised {type(exc).__name__}: {exc}"
             if not accepted:
                 return f"rejected by {kind.name}_filter"
@@ -644,20 +644,94 @@ class PaymentProcessor:
             self._cond.notify_all()
 
 
+#: ``DebitNoteEvent.kind`` / ``InvoiceEvent.kind`` of a newly issued document.
+_RECEIVED = "Received"
+
+
 @attrs.frozen
 class _Kind:
-    """What differs between debit notes and invoices: names, fields and signals."""
+    """What differs between debit notes and invoices: names, signals, and each kind's own API calls
+    and options (the subclasses spell them out, so every caller of e.g. ``accept_invoice`` is found)."""
 
-    name: str  # also the client's method suffix and the option prefix
+    name: str  # the signals' keyword for the document, and the options' prefix in messages
     label: str
-    id_field: str
-    amount_field: str
     received: Any
     accepted: Any
     rejected: Any
 
+    def doc_id(self, doc: Any) -> str:
+        raise NotImplementedError
 
-_DEBIT_NOTE = _Kind("debit_note", "debit note", "debit_note_id", "total_amount_due", signals.debit_note_received,
-                    signals.debit_note_accepted, signals.debit_note_rejected)
-_INVOICE = _Kind("invoice", "invoice", "invoice_id", "amount", signals.invoice_received,
-                 signals.invoice_accepted, signals.invoice_rejected)
+    def amount(self, doc: Any) -> Decimal:
+        raise NotImplementedError
+
+    def max_amount(self, options: PaymentOptions) -> Optional[float]:
+        raise NotImplementedError
+
+    def accept_filter(self, options: PaymentOptions) -> Optional[Callable[[Any], bool]]:
+        raise NotImplementedError
+
+    def get(self, api: PaymentApi, doc_id: str) -> Any:
+        raise NotImplementedError
+
+    def accept(self, api: PaymentApi, doc_id: str, amount: Decimal, allocation_id: str) -> None:
+        raise NotImplementedError
+
+    def reject(self, api: PaymentApi, doc_id: str, rejection: Rejection) -> None:
+        raise NotImplementedError
+
+
+@attrs.frozen
+class _DebitNotes(_Kind):
+    def doc_id(self, doc: Any) -> str:
+        return str(doc.debit_note_id)
+
+    def amount(self, doc: Any) -> Decimal:
+        amount: Decimal = doc.total_amount_due
+        return amount
+
+    def max_amount(self, options: PaymentOptions) -> Optional[float]:
+        return options.max_debit_note_amount
+
+    def accept_filter(self, options: PaymentOptions) -> Optional[Callable[[Any], bool]]:
+        return options.debit_note_filter
+
+    def get(self, api: PaymentApi, doc_id: str) -> Any:
+        return api.get_debit_note(doc_id)
+
+    def accept(self, api: PaymentApi, doc_id: str, amount: Decimal, allocation_id: str) -> None:
+        api.accept_debit_note(doc_id, amount, allocation_id)
+
+    def reject(self, api: PaymentApi, doc_id: str, rejection: Rejection) -> None:
+        api.reject_debit_note(doc_id, rejection)
+
+
+@attrs.frozen
+class _Invoices(_Kind):
+    def doc_id(self, doc: Any) -> str:
+        return str(doc.invoice_id)
+
+    def amount(self, doc: Any) -> Decimal:
+        amount: Decimal = doc.amount
+        return amount
+
+    def max_amount(self, options: PaymentOptions) -> Optional[float]:
+        return options.max_invoice_amount
+
+    def accept_filter(self, options: PaymentOptions) -> Optional[Callable[[Any], bool]]:
+        return options.invoice_filter
+
+    def get(self, api: PaymentApi, doc_id: str) -> Any:
+        return api.get_invoice(doc_id)
+
+    def accept(self, api: PaymentApi, doc_id: str, amount: Decimal, allocation_id: str) -> None:
+        api.accept_invoice(doc_id, amount, allocation_id)
+
+    def reject(self, api: PaymentApi, doc_id: str, rejection: Rejection) -> None:
+        api.reject_invoice(doc_id, rejection)
+
+
+_DEBIT_NOTE: _Kind = _DebitNotes("debit_note", "debit note", signals.debit_note_received,
+                                 signals.debit_note_accepted, signals.debit_note_rejected)
+_INVOICE: _Kind = _Invoices("invoice", "invoice", signals.invoice_received, signals.invoice_accepted,
+                            signals.invoice_rejected)

@@ -193,7 +193,7 @@ def golem(fake_yagna: Any) -> Iterator[Any]:
 
     def make(**options: Any) -> Any:
         options.setdefault("package", PACKAGE)
-        options.setdefault("payment", {"payment_timeout_sec": 0.2})
+        options.setdefault("payment", {"invoice_wait_sec": 0.2})
         network = GolemNetwork(client=fake_client(), **options).init()
         made.append(network)
         return network

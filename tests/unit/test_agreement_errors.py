@@ -185,3 +185,47 @@ def test_an_agreement_created_by_a_timed_out_post_is_found_and_cancelled(fake_ya
     signed = job.result(timeout=30)
     assert lost and signed != lost[0]
     assert fake_yagna.agreements[lost[0]] == "Cancelled", fake_yagna.agreements
+
+
+# -- the market could not produce an acceptable proposal: GolemMarketError (and still a timeout) ----
+
+def test_every_proposal_rejected_is_a_market_error_and_still_a_startup_timeout(fake_yagna, golem):
+    from golem_sync.errors import GolemMarketError, GolemNoProposalError, GolemTimeoutError
+
+    fake_yagna.providers = ["0xp1", "0xp2"]
+    job = golem().create_job()
+    job.start_work(lambda ctx: None, job={"startup_timeout_sec": 0.6},
+                   market={"proposal_filter": lambda proposal: False})
+    with pytest.raises(GolemMarketError) as caught:
+        job.result(timeout=30)
+    error = caught.value
+    assert isinstance(error, GolemNoProposalError) and isinstance(error, GolemTimeoutError)
+    assert error.phase == "agreement"  # as before: proposals were seen, none signed
+    assert error.proposals_seen >= 2
+    assert error.rejections == {"rejected by proposal_filter": error.proposals_seen}
+    assert "rejected by proposal_filter" in str(error)
+    assert not fake_yagna.agreements  # nothing was signed
+
+
+def test_no_proposal_at_all_is_a_market_error_of_phase_proposal(fake_yagna, golem):
+    from golem_sync.errors import GolemMarketError, GolemTimeoutError
+
+    fake_yagna.providers = []
+    job = golem().create_job()
+    job.start_work(lambda ctx: None, job={"startup_timeout_sec": 0.4})
+    with pytest.raises(GolemMarketError) as caught:
+        job.result(timeout=30)
+    assert isinstance(caught.value, GolemTimeoutError) and caught.value.phase == "proposal"
+    assert caught.value.proposals_seen == 0
+
+
+def test_providers_that_never_approve_are_not_a_market_error(fake_yagna, golem):
+    from golem_sync.errors import GolemMarketError, GolemTimeoutError
+
+    fake_yagna.providers = ["0xp1"]
+    fake_yagna.approve, fake_yagna.max_wait = False, 5.0
+    job = golem().create_job()
+    job.start_work(lambda ctx: None, job={"startup_timeout_sec": 0.6}, agreement={"approval_timeout_sec": 5})
+    with pytest.raises(GolemTimeoutError) as caught:
+        job.result(timeout=30)
+    assert not isinstance(caught.value, GolemMarketError)  # an acceptable proposal was found

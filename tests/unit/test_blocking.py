@@ -106,3 +106,21 @@ def test_cancel_aborts_a_long_poll_made_through_abortable_reads(server):
     assert isinstance(calls[0], YagnaUnreachableError)
     assert calls[1] < 3.0, f"the abandoned approval wait held its thread {calls[1]:.1f}s"
     client.close()
+
+
+def test_a_wait_limit_that_runs_out_raises_golem_timeout_error_naming_the_phase():
+    from golem_sync.errors import GolemError, GolemTimeoutError
+
+    blocking = Blocking(1)
+    gate = threading.Event()
+    try:
+        with pytest.raises(GolemTimeoutError) as info:
+            blocking.call(CancelToken(), gate.wait, 10, wait_limit=0.05, phase="approval")
+        assert info.value.phase == "approval"
+        assert isinstance(info.value, (GolemError, TimeoutError))
+        with pytest.raises(GolemTimeoutError) as unnamed:
+            blocking.call(CancelToken(), gate.wait, 10, wait_limit=0.05)
+        assert unnamed.value.phase == "wait"  # the function's name when no phase is given
+    finally:
+        gate.set()
+        blocking.shutdown()

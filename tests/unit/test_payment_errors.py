@@ -16,6 +16,7 @@ from golem_sync.errors import (YagnaNotFoundError, YagnaRequestError, YagnaServe
                                YagnaUnreachableError)
 from golem_sync.options import PaymentOptions
 from golem_sync.payment.processor import PaymentProcessor, PaymentRetry
+from golem_sync.yagna.models import DebitNoteEvent, InvoiceEvent
 
 FAST = PaymentRetry(first_delay=0.01, factor=2.0, max_delay=0.05, max_tries=6)
 
@@ -91,9 +92,10 @@ def invoice(doc_id, agreement, amount="0.2"):
 
 
 def event(doc):
-    kind, field = (("DebitNote", "debit_note_id") if hasattr(doc, "debit_note_id") else ("Invoice", "invoice_id"))
-    return SimpleNamespace(event_type=f"{kind}ReceivedEvent", event_date=dt.datetime.now(dt.timezone.utc),
-                           **{field: getattr(doc, field)})
+    kind, model, field = (("DebitNote", DebitNoteEvent, "debit_note_id") if hasattr(doc, "debit_note_id")
+                          else ("Invoice", InvoiceEvent, "invoice_id"))
+    return model(event_type=f"{kind}ReceivedEvent", event_date=dt.datetime.now(dt.timezone.utc),
+                 **{field: getattr(doc, field)})
 
 
 def deliver(processor, payment, doc):
@@ -453,7 +455,7 @@ def _stop(network):
 
 def test_a_job_survives_one_failed_debit_note_accept_and_its_invoice_is_paid_before_close(golem, fake_yagna):
     fake_yagna.batch_delay = 1.5
-    network = golem(payment={"payment_timeout_sec": 20})
+    network = golem(payment={"invoice_wait_sec": 20})
 
     def worker(ctx):
         fake_yagna.accept_fail["dn-1"] = 1
@@ -471,7 +473,7 @@ def test_a_job_survives_one_failed_debit_note_accept_and_its_invoice_is_paid_bef
     took = time.monotonic() - started
     assert len(fake_yagna.calls("POST", "/debitNotes/dn-1/accept")) == 2
     assert len(fake_yagna.calls("POST", "/invoices/inv-1/accept")) == 2
-    assert took < 10.0  # the invoice was paid by a retry, not given up on at payment_timeout_sec
+    assert took < 10.0  # the invoice was paid by a retry, not given up on at invoice_wait_sec
 
 
 def test_finished_invoiced_jobs_leave_the_payment_tables_and_memory(golem, fake_yagna):

@@ -9,6 +9,7 @@ import pytest
 from golem_sync import signals
 from golem_sync.options import PaymentOptions
 from golem_sync.payment.processor import PaymentProcessor
+from golem_sync.yagna.models import DebitNoteEvent, InvoiceEvent
 
 
 class FakePayment:
@@ -45,10 +46,9 @@ def invoice(doc_id, agreement, amount):
     return SimpleNamespace(invoice_id=doc_id, agreement_id=agreement, amount=Decimal(amount))
 
 
-def event(kind, doc_id):
-    field = "debit_note_id" if kind == "DebitNote" else "invoice_id"
-    return SimpleNamespace(event_type=f"{kind}ReceivedEvent", event_date=dt.datetime.now(dt.timezone.utc),
-                           **{field: doc_id})
+def event(kind, doc_id, what="Received"):
+    model, field = (DebitNoteEvent, "debit_note_id") if kind == "DebitNote" else (InvoiceEvent, "invoice_id")
+    return model(event_type=f"{kind}{what}Event", event_date=dt.datetime.now(dt.timezone.utc), **{field: doc_id})
 
 
 @pytest.fixture
@@ -146,3 +146,36 @@ def test_notes_at_the_agreed_pace_are_accepted(setup, monkeypatch):
         clock[0] += 9.5
         deliver(processor, payment, note(f"d{n}", "a1", str(n + 1)))
     assert violations == [] and all(c[0] == "accept" for c in payment.calls)
+
+
+def test_each_kind_calls_its_own_api_methods_and_only_received_events_start_one():
+    class Recording(FakePayment):
+        def get_invoice(self, doc_id):
+            self.calls.append(("get_invoice", doc_id))
+            return self.docs[doc_id]
+
+        def get_debit_note(self, doc_id):
+            self.calls.append(("get_debit_note", doc_id))
+            return self.docs[doc_id]
+
+        def accept_invoice(self, doc_id, amount, allocation_id):
+            self.calls.append(("accept_invoice", doc_id))
+
+        def accept_debit_note(self, doc_id, amount, allocation_id):
+            self.calls.append(("accept_debit_note", doc_id))
+
+        def reject_invoice(self, doc_id, rejection):
+            self.calls.append(("reject_invoice", doc_id))
+
+    payment = Recording()
+    processor = PaymentProcessor(SimpleNamespace(payment=payment), PaymentOptions(), "alloc-1", "session", "net")
+    processor.register("a1", sender="job")
+    payment.docs.update(d1=note("d1", "a1", "0.1"), i1=invoice("i1", "a1", "0.2"), i2=invoice("i2", "zz", "1"))
+    processor._on_debit_note_event(event("DebitNote", "d1", what="Accepted"))  # not a new document
+    processor._on_invoice_event(event("Invoice", "i1", what="Settled"))
+    assert payment.calls == []
+    processor._on_debit_note_event(event("DebitNote", "d1"))
+    processor._on_invoice_event(event("Invoice", "i1"))
+    processor._on_invoice_event(event("Invoice", "i2"))
+    assert payment.calls == [("get_debit_note", "d1"), ("accept_debit_note", "d1"), ("get_invoice", "i1"),
+                             ("accept_invoice", "i1"), ("get_invoice", "i2"), ("reject_invoice", "i2")]
