@@ -227,7 +227,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="golem-bench-") as tmp, GolemNetwork(
                 yagna={"api_url": api_url, "app_key": app_key},
-                payment={"network": network_name, "payment_timeout_sec": 20},
+                payment={"network": network_name, "invoice_wait_sec": 20},
                 market={"subnet_tag": subnet},
                 package={"image_tag": "golem/alpine:latest", "registry_url": registry}) as golem:
             job = golem.create_job()

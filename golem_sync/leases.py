@@ -11,7 +11,8 @@ import logging
 from typing import Any, Callable, Optional, Set
 
 from .activity import Activity
-from .agreement import AgreementLease, release
+from .agreement import AgreementLease
+from .market.signing import release
 from .cancel import CancelToken, Deadline
 from .market.negotiation import Negotiator
 from .options import RunOptions

@@ -141,7 +141,7 @@ class GolemNetwork:
     def close(self, timeout: Optional[float] = None) -> None:
         """Cancel running jobs, settle payments, release the allocation, stop every thread.
 
-        ``timeout`` bounds the wait for outstanding invoices (default ``payment.payment_timeout_sec``).
+        ``timeout`` bounds the wait for outstanding invoices (default ``payment.invoice_wait_sec``).
         Idempotent, and resumable: if it is interrupted (Ctrl-C while it waits for invoices), the
         next call carries on where it stopped. A second thread calling it waits for the first.
 
@@ -160,7 +160,7 @@ class GolemNetwork:
             self._close_step("pool", self._stop_pool)
             services = self._services_obj
             if services is not None:
-                wait = self._payment.payment_timeout_sec if timeout is None else timeout
+                wait = self._payment.invoice_wait_sec if timeout is None else timeout
                 self._close_step("invoices", self._wait_for_invoices, services, wait)
                 self._close_step("pollers", services.stop_pollers)
                 self._close_step("cost summary", self._log_cost_summary)

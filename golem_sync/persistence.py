@@ -76,7 +76,7 @@ class StoreBinding:
             signal.connect(handler, weak=False)
             self._receivers.append((signal, handler))
         self._remove_listener = self.store.add_listener(self._on_store_change)
-        self._payment_wait = payment.payment_timeout_sec
+        self._payment_wait = payment.invoice_wait_sec
         recovered, self.settler = recover(self.store, client, payment, requestor_id)
         self.store.evict(force=True)
         return recovered

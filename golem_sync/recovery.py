@@ -14,7 +14,7 @@ releases the allocation when done.
 
 Threads: :func:`recover` runs on the thread calling ``init``; :class:`RecoveredPayments` owns one
 poller thread, ``golem-store-settle``; ``wait`` and ``stop`` are safe from any thread. It is done
-when every agreement is invoiced or at ``payment_timeout_sec``.
+when every agreement is invoiced or at ``invoice_wait_sec``.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import logging
 import threading
 from typing import Any, Iterable, List, Optional, Sequence, Set, Tuple
 
-from .agreement import release
+from .market.signing import release
 from .cancel import Deadline
 from .errors import GolemError, GolemStoreError, YagnaError, YagnaNotFoundError
 from .options import PaymentOptions
@@ -103,7 +103,7 @@ class RecoveredPayments:
         self.pending: Set[str] = set(agreement_ids)
         self.accepted: Set[str] = set()
         self._allocation_id: Optional[str] = None
-        self._deadline = Deadline(payment.payment_timeout_sec)
+        self._deadline = Deadline(payment.invoice_wait_sec)
         self._done = threading.Event()
         self._finished = False
         self._poller = EventPoller("store-settle", self._fetch, self._handle, poll_sec=POLL_SEC, after=since)

@@ -27,7 +27,7 @@ def test_an_unfunded_budget_fails_the_job_at_once_and_close_is_prompt(golem_devn
     """Issue #9 defect 1: the most common first-run mistake ends the job with a clear payment error."""
     before = {a["allocationId"] for a in probe.get("/payment-api/v1/allocations").json()}
     network = make_network(golem_devnet, payment={"network": golem_devnet.payment_network, "budget": 10 ** 9,
-                                                  "payment_timeout_sec": 5}).init()
+                                                  "invoice_wait_sec": 5}).init()
     try:
         job = network.create_job()
         job.start_work(echo)
@@ -50,7 +50,7 @@ def test_jobs_are_paid_after_the_allocation_s_first_expiry(golem_devnet, probe):
     expiry = 12
     network = make_network(golem_devnet, payment={"network": golem_devnet.payment_network,
                                                   "allocation_expiration_sec": expiry,
-                                                  "payment_timeout_sec": 20}).init()
+                                                  "invoice_wait_sec": 20}).init()
     try:
         before = network.create_job()
         before.start_work(echo)

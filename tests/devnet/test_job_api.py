@@ -62,7 +62,7 @@ def probe(golem_devnet) -> YagnaProbe:
 def make_network(info, **overrides: Any) -> GolemNetwork:
     options: Dict[str, Any] = dict(
         yagna={"api_url": info.api_url, "app_key": info.app_key},
-        payment={"network": info.payment_network, "payment_timeout_sec": 20},
+        payment={"network": info.payment_network, "invoice_wait_sec": 20},
         market={"subnet_tag": info.subnet},
         package={"image_tag": IMAGE, "registry_url": info.registry_url},
         max_workers=24,

@@ -391,7 +391,7 @@ def test_without_retention_the_registry_keeps_every_job(golem, fake_yagna):
 # -- rule 4: a long-lived network keeps paying ---------------------------------------------------
 
 def test_the_allocation_is_extended_before_it_expires(golem, fake_yagna):
-    g = golem(payment={"payment_timeout_sec": 0.2, "allocation_expiration_sec": 2})
+    g = golem(payment={"invoice_wait_sec": 0.2, "allocation_expiration_sec": 2})
     job = g.create_job()
     job.start_work(lambda ctx: ctx.agreement_id)
     job.result(timeout=10)
@@ -411,7 +411,7 @@ def test_the_allocation_is_extended_before_it_expires(golem, fake_yagna):
 def test_the_allocation_is_replaced_where_yagna_cannot_extend_it(golem, fake_yagna):
     fake_yagna.amend_supported = False
     replaced: List[Any] = []
-    g = golem(payment={"payment_timeout_sec": 0.2, "allocation_expiration_sec": 2})
+    g = golem(payment={"invoice_wait_sec": 0.2, "allocation_expiration_sec": 2})
     signals.allocation_created.connect(lambda sender, allocation: replaced.append(allocation.allocation_id),
                                        sender=g, weak=False)
     job = g.create_job()
