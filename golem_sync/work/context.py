@@ -157,7 +157,7 @@ class WorkContext:
     def _transfers(self) -> TransferEnv:
         """Built on first use: the requestor's node id is the host of every gftp URL."""
         if self._transfer_env is None:
-            client = self._activity._client
+            client = self._activity.client
             self._transfer_env = TransferEnv(client=client, node_id=client.identity.me().identity,
                                              activity_id=self.activity_id, sender=self.job)
         return self._transfer_env
@@ -259,7 +259,7 @@ class WorkContext:
                                pricing=proposal.pricing() if proposal is not None else None, vector=self._vector)
         self._track_activity()
         if options.vpn.enabled:
-            self._vpn = Vpn.create(self._activity._client, options.vpn, requestor_id)
+            self._vpn = Vpn.create(self._activity.client, options.vpn, requestor_id)
             self._vpn_ip = self._vpn.add_node(self.provider.id)
 
     def run_and_stream(self, command: Union[str, Sequence[str]], args: Optional[Sequence[str]] = None, *,
@@ -278,14 +278,14 @@ class WorkContext:
         if isinstance(buffer_limit, bool) or not isinstance(buffer_limit, int) or buffer_limit <= 0:
             raise GolemConfigError(f"buffer_limit must be a positive number of characters, got {buffer_limit!r}")
         self._ensure_fresh()
-        limit = timeout if timeout is not None else self._activity._options.execute_timeout_sec
+        limit = timeout if timeout is not None else self._activity.options.execute_timeout_sec
         run = build_run(command, args, env=env, capture=Capture.stream())
         batch_id = self._activity.send([run], self._token)
         # Open the stream at once: a real exe-unit does not replay events sent before it is open.
         stream = self._activity.stream(batch_id, read_timeout=max(60.0, limit))
         try:
             process = RemoteProcess(self._activity, batch_id, stream, self._token, limit,
-                                    poll_sec=self._activity._options.result_poll_sec, on_timeout=self._stale.set,
+                                    poll_sec=self._activity.options.result_poll_sec, on_timeout=self._stale.set,
                                     buffer_limit=buffer_limit)
         except BaseException:
             stream.close()  # yagna never ends it by itself
@@ -358,7 +358,7 @@ class WorkContext:
                          batch_id=batch_id, results=collected)
 
     def _sender(self) -> Any:
-        return self._activity._sender
+        return self._activity.sender
 
     def _deploy_command(self) -> Deploy:
         net = [self._vpn.deploy_config(self._vpn_ip)] if self._vpn is not None and self._vpn_ip else None

@@ -271,7 +271,7 @@ class FakeActivity:
     def __init__(self, error: Optional[BaseException] = None) -> None:
         self.error = error
         self.executed: List[Any] = []
-        self._client = None
+        self.client = None
 
     def execute(self, commands: Any, token: Any, timeout: Any) -> Any:
         self.executed.append(commands)
