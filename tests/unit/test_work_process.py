@@ -208,7 +208,7 @@ def test_spawn_raises_cancelled_when_the_job_is_cancelled_while_it_starts():
 
 def test_spawn_closes_the_stream_when_building_the_process_fails(monkeypatch):
     from golem_sync.options import WorkOptions
-    from golem_sync.work import ProviderInfo, WorkContext, context as context_module
+    from golem_sync.work import ProviderInfo, WorkContext, runner as runner_module
 
     token, stream = CancelToken(), ScriptedStream()
     activity = SpawnActivity(CancelToken(), stream)  # send() cancels an unrelated token
@@ -216,7 +216,7 @@ def test_spawn_closes_the_stream_when_building_the_process_fails(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("cannot start a thread")
 
-    monkeypatch.setattr(context_module, "RemoteProcess", broken)
+    monkeypatch.setattr(runner_module, "RemoteProcess", broken)
     ctx = WorkContext(activity, ProviderInfo("p", "prov"), token, WorkOptions())  # type: ignore[arg-type]
     try:
         with pytest.raises(RuntimeError):
