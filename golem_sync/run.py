@@ -47,23 +47,21 @@ class Attempt:
         self.source.acquire(rental, self.job, self.options, startup, excluded, on_signed=self.job.mark_started)
         assert rental.activity is not None and rental.provider is not None
         self.job.mark_activity(rental.activity.activity_id)
-        self.ctx = WorkContext(rental.activity, rental.provider, self.token, self.options.work, job=self.job)
-        self.ctx._attach(self.options, requestor_id=rental.requestor_id, proposal=rental.proposal,
-                         ledger=self.ledger)  # costs bookkeeping, opt-in VPN
-        self.ctx._prepare()
-        return worker(self.ctx)
+        self.ctx = WorkContext(rental.activity, rental.provider, self.token, self.options.work, job=self.job,
+                               vpn=self.options.vpn, requestor_id=rental.requestor_id, proposal=rental.proposal,
+                               ledger=self.ledger)  # costs bookkeeping, opt-in VPN
+        # Entering deploys and runs work.setup; leaving runs work.teardown (not once cancelled), closes
+        # streams, reads the final usage, destroys its (possibly replaced) activity and removes the VPN.
+        with self.ctx:
+            return worker(self.ctx)
 
     @property
     def provider_id(self) -> Optional[str]:
         return self.rental.provider_id
 
     def cleanup(self, success: bool) -> None:
-        """Teardown, close the context, give the provider back. Never raises, never creates anything."""
-        if self.ctx is not None and self.rental.activity is not None and not self.token.cancelled:
-            isolated("teardown", self.ctx._teardown)
-        if self.ctx is not None:
-            # streams closed, final usage read, its (possibly replaced) activity destroyed, VPN removed
-            isolated("closing the work context", self.ctx._close)
+        """Give the provider back (the work context closed itself when ``run`` left it). Never raises,
+        never creates anything."""
         reason = "Finished" if success else ("Cancelled" if self.job.cancel_token.cancelled else "Failed")
         isolated("releasing the provider", self.source.release, self.rental, success=success, reason=reason)
 

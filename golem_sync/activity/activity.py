@@ -40,6 +40,21 @@ class Activity:
         self._sender = sender
         self.destroyed = False
 
+    @property
+    def client(self) -> YagnaClient:
+        """The yagna client this activity talks through (for services beside it: transfers, VPN, polls)."""
+        return self._client
+
+    @property
+    def options(self) -> ActivityOptions:
+        """The activity options it was created with (execute timeout, result poll)."""
+        return self._options
+
+    @property
+    def sender(self) -> Any:
+        """The sender of this activity's signals (its job)."""
+        return self._sender
+
     @classmethod
     def create(cls, client: YagnaClient, blocking: Blocking, agreement_id: str, options: ActivityOptions,
                sender: Any, token: Optional[CancelToken] = None) -> "Activity":

@@ -12,7 +12,7 @@ from typing import Mapping, Optional, Sequence, Union
 from ..errors import GolemConfigError
 from ..yagna.models import Capture, Run
 
-__all__ = ["build_run"]
+__all__ = ["build_run", "check_timeout"]
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHELL = "/bin/sh"
@@ -38,6 +38,14 @@ def build_run(command: Union[str, Sequence[str]], args: Optional[Sequence[str]] 
     if exports:
         return Run(entry_point=SHELL, args=["-c", exports + 'exec "$@"', SHELL, *argv], capture=capture)
     return Run(entry_point=argv[0], args=argv[1:], capture=capture)
+
+
+def check_timeout(timeout: Optional[float], what: str = "") -> None:
+    """Refuse a command timeout that is not a positive number of seconds (``None``: the default)."""
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or timeout <= 0):
+        where = f"{what}: " if what else ""
+        raise GolemConfigError(f"{where}timeout must be a positive number of seconds, got {timeout!r}")
 
 
 def _exports(env: Optional[Mapping[str, str]]) -> str:

@@ -420,7 +420,7 @@ def _poll_client_for(activity: "Activity", given: Optional["YagnaClient"]) -> Tu
     """The watcher's client and whether the process owns (and closes) it."""
     if given is not None:
         return given, False
-    client = activity._client
+    client = activity.client
     if isinstance(client, YagnaClient):
         # No retries: the poll loop backs off by itself, and abort() must not be retried around.
         config = attrs.evolve(client.config, retries=0, pool_size=1)

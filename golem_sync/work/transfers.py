@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import attrs
 
@@ -31,7 +31,7 @@ from ..yagna.client import YagnaClient
 from ..yagna.models import Transfer
 from .result import Result
 
-__all__ = ["TransferEnv", "TransferStep", "UploadStep", "DownloadStep", "Progress", "json_bytes"]
+__all__ = ["TransferEnv", "TransferStep", "UploadStep", "DownloadStep", "StepBuilder", "Progress", "json_bytes"]
 
 logger = logging.getLogger("golem_sync.work.transfers")
 
@@ -246,6 +246,38 @@ class DownloadStep(TransferStep):
 
     def _service_error(self) -> Optional[BaseException]:
         return self.receipt.service.error if self.receipt is not None else None
+
+
+class StepBuilder:
+    """Builds the six transfer steps of ``WorkContext`` and ``Batch`` (each written once, here).
+
+    ``env`` is called for every step: the command runner builds its environment on first use.
+    Each step is named after the method that asked for it (``what``), for its error messages.
+    """
+
+    def __init__(self, env: Callable[[], TransferEnv]) -> None:
+        self._env = env
+
+    def upload_file(self, local_path: PathLike, remote_path: str, progress: Optional[Progress]) -> UploadStep:
+        return UploadStep(self._env(), remote_path, path=local_path, progress=progress, what="upload_file")
+
+    def upload_data(self, data: bytes, remote_path: str, progress: Optional[Progress]) -> UploadStep:
+        return UploadStep(self._env(), remote_path, data=data, progress=progress, what="upload_data")
+
+    def upload_json(self, value: Any, remote_path: str) -> UploadStep:
+        return UploadStep(self._env(), remote_path, data=json_bytes(value, "upload_json"), what="upload_json")
+
+    def download_file(self, remote_path: str, local_path: PathLike, progress: Optional[Progress],
+                      max_size: Optional[int]) -> DownloadStep:
+        return DownloadStep(self._env(), remote_path, into="file", local=local_path, progress=progress,
+                            max_size=max_size, what="download_file")
+
+    def download_data(self, remote_path: str, progress: Optional[Progress], max_size: Optional[int]) -> DownloadStep:
+        return DownloadStep(self._env(), remote_path, into="bytes", progress=progress, max_size=max_size,
+                            what="download_data")
+
+    def download_json(self, remote_path: str, max_size: Optional[int]) -> DownloadStep:
+        return DownloadStep(self._env(), remote_path, into="json", max_size=max_size, what="download_json")
 
 
 def json_bytes(value: Any, what: str) -> bytes:

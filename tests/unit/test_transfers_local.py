@@ -19,7 +19,8 @@ from golem_sync.options import WorkOptions
 from golem_sync.storage import paths
 from golem_sync.storage.gftp import MAX_CHUNK, BytesSource, FileSource, Publication, Receipt
 from golem_sync.storage.service import GsbService, ServiceFailure
-from golem_sync.work import WorkContext, ProviderInfo, transfers
+from golem_sync.work import Batch, ProviderInfo, WorkContext, transfers
+from golem_sync.work.runner import CommandRunner
 from golem_sync.work.transfers import DownloadStep, TransferEnv, TransferStep, UploadStep
 from golem_sync.yagna.models import Transfer
 
@@ -271,7 +272,8 @@ class FakeActivity:
     def __init__(self, error: Optional[BaseException] = None) -> None:
         self.error = error
         self.executed: List[Any] = []
-        self._client = None
+        # the requestor's node id, asked once for the transfer environment
+        self.client = SimpleNamespace(identity=SimpleNamespace(me=lambda: SimpleNamespace(identity="0xABC")))
 
     def execute(self, commands: Any, token: Any, timeout: Any) -> Any:
         self.executed.append(commands)
@@ -281,19 +283,17 @@ class FakeActivity:
                                 is_batch_finished=i == len(commands) - 1) for i in range(len(commands))]
 
 
-def context(activity: FakeActivity) -> WorkContext:
-    ctx = WorkContext(activity, ProviderInfo("p", "prov"), CancelToken(), WorkOptions())  # type: ignore[arg-type]
-    ctx._transfer_env = TransferEnv(client=None, node_id="0xABC", activity_id="act", sender=None)  # type: ignore[arg-type]
-    return ctx
+def runner_on(activity: FakeActivity) -> CommandRunner:
+    return CommandRunner(activity, ProviderInfo("p", "prov"), CancelToken(), WorkOptions())  # type: ignore[arg-type]
 
 
 def test_steps_are_closed_after_success_failure_and_cancellation():
     for error in (None, GolemCancelledError("cancelled"), GolemWorkError("boom")):
         log: List[str] = []
         activity = FakeActivity(error)
-        ctx = context(activity)
-        env = ctx._transfers()
-        batch = ctx.begin_batch()
+        runner = runner_on(activity)
+        env = runner.transfer_env()
+        batch = Batch(runner)
         batch._add_step(FakeStep(env, log, "a"))
         batch.run("true")
         batch._add_step(FakeStep(env, log, "b"))
@@ -310,9 +310,9 @@ def test_steps_are_closed_after_success_failure_and_cancellation():
 def test_a_step_that_cannot_open_stops_the_batch_before_anything_is_sent():
     log: List[str] = []
     activity = FakeActivity()
-    ctx = context(activity)
-    env = ctx._transfers()
-    batch = ctx.begin_batch()
+    runner = runner_on(activity)
+    env = runner.transfer_env()
+    batch = Batch(runner)
     batch._add_step(FakeStep(env, log, "a"))
     batch._add_step(FakeStep(env, log, "b", fail_open=True))
     batch._add_step(FakeStep(env, log, "c"))
@@ -372,9 +372,9 @@ def test_a_batch_with_transfer_steps_cannot_be_streamed():
 
     log: List[str] = []
     activity = FakeActivity()
-    ctx = context(activity)
-    batch = ctx.begin_batch().run("true")
-    batch._add_step(FakeStep(ctx._transfers(), log, "a"))
+    runner = runner_on(activity)
+    batch = Batch(runner).run("true")
+    batch._add_step(FakeStep(runner.transfer_env(), log, "a"))
     with pytest.raises(GolemUserError, match="end_stream"):
         batch.end_stream()
     assert log == [] and activity.executed == []

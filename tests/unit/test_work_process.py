@@ -63,7 +63,7 @@ class FakeActivity:
                 time.sleep(min(timeout, 0.05))
             return list(self.results)
 
-        self._client = SimpleNamespace(activity=SimpleNamespace(get_batch_results=get_batch_results))
+        self.client = SimpleNamespace(activity=SimpleNamespace(get_batch_results=get_batch_results))
 
 
 @pytest.fixture
@@ -181,7 +181,7 @@ class SpawnActivity(FakeActivity):
     def __init__(self, token: CancelToken, stream: ScriptedStream) -> None:
         super().__init__()
         self._token, self._stream_obj = token, stream
-        self._options = SimpleNamespace(execute_timeout_sec=30.0, result_poll_sec=0.05)
+        self.options = SimpleNamespace(execute_timeout_sec=30.0, result_poll_sec=0.05)
 
     def send(self, commands, token):
         self._token.cancel("cancelled by the user")  # lands while the exec POST is in flight
@@ -208,7 +208,7 @@ def test_spawn_raises_cancelled_when_the_job_is_cancelled_while_it_starts():
 
 def test_spawn_closes_the_stream_when_building_the_process_fails(monkeypatch):
     from golem_sync.options import WorkOptions
-    from golem_sync.work import ProviderInfo, WorkContext, context as context_module
+    from golem_sync.work import ProviderInfo, WorkContext, runner as runner_module
 
     token, stream = CancelToken(), ScriptedStream()
     activity = SpawnActivity(CancelToken(), stream)  # send() cancels an unrelated token
@@ -216,7 +216,7 @@ def test_spawn_closes_the_stream_when_building_the_process_fails(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("cannot start a thread")
 
-    monkeypatch.setattr(context_module, "RemoteProcess", broken)
+    monkeypatch.setattr(runner_module, "RemoteProcess", broken)
     ctx = WorkContext(activity, ProviderInfo("p", "prov"), token, WorkOptions())  # type: ignore[arg-type]
     try:
         with pytest.raises(RuntimeError):
@@ -322,7 +322,7 @@ def test_spawned_processes_do_not_starve_the_shared_pool_and_close_at_once():
     shared = Blocking(2)  # the network's pool, shared by every job
     activity = FakeActivity()
     activity._blocking = shared
-    activity._client = SimpleNamespace(activity=SimpleNamespace(get_batch_results=BlockingPollClient().get_batch_results))
+    activity.client = SimpleNamespace(activity=SimpleNamespace(get_batch_results=BlockingPollClient().get_batch_results))
     pollers = [BlockingPollClient() for _ in range(4)]
     procs = [RemoteProcess(activity, f"batch-{i}", ScriptedStream(), CancelToken(), 60.0, poll_sec=20.0,
                            poll_client=poller)  # type: ignore[arg-type]
@@ -363,7 +363,7 @@ def test_with_a_real_client_the_watcher_polls_on_its_own_connection_and_close_ab
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     client = YagnaClient(app_key="k", api_url=f"http://127.0.0.1:{server.server_address[1]}")
-    activity = SimpleNamespace(activity_id="act", _client=client, _blocking=None)  # no shared pool at all
+    activity = SimpleNamespace(activity_id="act", client=client, _blocking=None)  # no shared pool at all
     try:
         proc = RemoteProcess(activity, "batch-1", ScriptedStream(), CancelToken(), 60.0, poll_sec=20.0)  # type: ignore[arg-type]
         deadline = time.monotonic() + 5
