@@ -8,6 +8,7 @@ retried on another provider up to ``job.max_retries``; the worker's own errors n
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Optional, Set, Tuple
 
@@ -41,6 +42,7 @@ class Attempt:
         self.token: CancelToken = job.cancel_token.child()
         self.rental = Rental(self.token)
         self.ctx: Optional[WorkContext] = None
+        self._context = contextlib.ExitStack()  # holds the entered work context until cleanup
 
     def run(self, worker: Callable[[WorkContext], Any], startup: Deadline, excluded: Set[str]) -> Any:
         rental = self.rental
@@ -50,18 +52,19 @@ class Attempt:
         self.ctx = WorkContext(rental.activity, rental.provider, self.token, self.options.work, job=self.job,
                                vpn=self.options.vpn, requestor_id=rental.requestor_id, proposal=rental.proposal,
                                ledger=self.ledger)  # costs bookkeeping, opt-in VPN
-        # Entering deploys and runs work.setup; leaving runs work.teardown (not once cancelled), closes
-        # streams, reads the final usage, destroys its (possibly replaced) activity and removes the VPN.
-        with self.ctx:
-            return worker(self.ctx)
+        # Entering deploys and runs work.setup; leaving (in cleanup, after the job_succeeded/failed/
+        # cancelled signal, as documented) runs work.teardown (not once cancelled), closes streams,
+        # reads the final usage, destroys its (possibly replaced) activity and removes the VPN.
+        self._context.enter_context(self.ctx)
+        return worker(self.ctx)
 
     @property
     def provider_id(self) -> Optional[str]:
         return self.rental.provider_id
 
     def cleanup(self, success: bool) -> None:
-        """Give the provider back (the work context closed itself when ``run`` left it). Never raises,
-        never creates anything."""
+        """Close the work context, give the provider back. Never raises, never creates anything."""
+        isolated("closing the work context", self._context.close)
         reason = "Finished" if success else ("Cancelled" if self.job.cancel_token.cancelled else "Failed")
         isolated("releasing the provider", self.source.release, self.rental, success=success, reason=reason)
 
