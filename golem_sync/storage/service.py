@@ -28,7 +28,7 @@ import websocket
 
 from .. import flex
 from ..errors import GolemError, GolemWorkError, YagnaError, YagnaNotFoundError
-from ..yagna._base import seg
+from ..yagna import seg
 from ..yagna.client import YagnaClient
 from ..yagna.net import to_websocket_url
 

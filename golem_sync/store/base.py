@@ -206,6 +206,10 @@ class JobStore(abc.ABC):
             self._notify(job_id)
         return changed
 
+    def notify(self, job_id: str) -> None:
+        """Tell every process sharing the store that ``job_id``'s record may have changed."""
+        self._notify(job_id)
+
     def request_cancel(self, job_id: str, reason: str = "cancelled by the user") -> bool:
         """Ask the process running ``job_id`` to cancel it. False if the job is not running."""
         return self.update(job_id, expect_states=("pending",), cancel_reason=reason)

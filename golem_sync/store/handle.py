@@ -116,7 +116,7 @@ class StoredJob:
                     f"as rejected and its agreement ended when a GolemNetwork using this store starts")
             if deadline.expired:
                 raise GolemTimeoutError(f"job {self.id} did not end within {timeout:g}s ({what})", phase=what)
-            self.store._notify(self.id)
+            self.store.notify(self.id)  # again, in case the owner missed the first
 
     def _owner_alive(self, record: JobRecord) -> bool:
         return record.owner is None or self.store.owner_alive(record.owner)

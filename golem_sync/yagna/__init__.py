@@ -2,6 +2,7 @@
 
 Nothing here knows about jobs; everything above it talks to yagna only through this package.
 """
+from ._base import seg
 from .activity import ActivityApi, BatchStream
 from .client import YagnaClient
 from .config import DEFAULT_API_URL, YagnaConfig
@@ -15,6 +16,7 @@ from .transport import Transport
 from .version import VersionApi
 
 __all__ = [
+    "seg",
     "DEFAULT_API_URL",
     "YagnaConfig",
     "Transport",

@@ -88,6 +88,7 @@ class Transport:
         return f"Transport(api_url={self.config.api_url!r})"
 
     def url(self, api: str, path: str) -> str:
+        """The full URL of ``path`` under ``api``; build ``path`` with :func:`golem_sync.yagna.seg` for ids."""
         return self.config.base_url(api) + path
 
     def request(
