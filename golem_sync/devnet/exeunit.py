@@ -40,9 +40,9 @@ from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 import attrs
 import requests
 
-from ..errors import GolemConfigError, GolemError
-from .gsb import GsbConnection, GsbError, GsbRequest
-from .transfer import TransferError, Transfers
+from .errors import DevnetConfigError, ExeUnitError, GsbError, TransferError
+from .gsb import GsbConnection, GsbRequest
+from .transfer import Transfers
 
 __all__ = ["ExeUnit", "ExeUnitFaults", "ExeUnitError", "CONTAINER_DIRS"]
 
@@ -62,14 +62,9 @@ _HOST_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 _CONTAINER_DIR_RE = re.compile(r"(?<![\w/.])/golem/(?:work|input|output|resources)(?![\w.-])")
 
 
-class ExeUnitError(GolemError):
-    """The exe-unit emulator could not start, or a command failed (the text becomes the result
-    message)."""
-
-
 def _non_negative(_inst: object, attribute: "attrs.Attribute[Any]", value: Optional[float]) -> None:
     if value is not None and (not isinstance(value, (int, float)) or value < 0):
-        raise GolemConfigError(f"ExeUnitFaults.{attribute.name} must be a number >= 0, got {value!r}")
+        raise DevnetConfigError(f"ExeUnitFaults.{attribute.name} must be a number >= 0, got {value!r}")
 
 
 @attrs.frozen
@@ -152,9 +147,9 @@ class ExeUnit:
         replay_events: bool = True,
     ) -> None:
         if not activity_id or "/" in activity_id:
-            raise GolemConfigError(f"invalid activity_id {activity_id!r}")
+            raise DevnetConfigError(f"invalid activity_id {activity_id!r}")
         if not 0.05 <= heartbeat_interval <= 4.0:
-            raise GolemConfigError("heartbeat_interval must be within 0.05..4 s (yagna: 5 s limit)")
+            raise DevnetConfigError("heartbeat_interval must be within 0.05..4 s (yagna: 5 s limit)")
         self.gsb_url = gsb_url
         self.activity_id = activity_id
         self.agreement_id = agreement_id

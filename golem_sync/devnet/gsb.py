@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 from flatbuffers import flexbuffers
 
-from ..errors import GolemError, GolemTimeoutError
+from .errors import GsbCallError, GsbClosedError, GsbError, GsbServiceError, GsbTimeoutError
 
 __all__ = [
     "GsbError",
@@ -67,34 +67,6 @@ _PONG = 15
 
 #: The router refuses nothing below this, but a frame above it is surely garbage.
 _MAX_FRAME = 256 * 1024 * 1024
-
-
-class GsbError(GolemError):
-    """A GSB connection or call failed."""
-
-
-class GsbClosedError(GsbError):
-    """The connection is closed (by us, or the router went away)."""
-
-
-class GsbTimeoutError(GsbError, GolemTimeoutError):
-    """No reply arrived in time."""
-
-
-class GsbCallError(GsbError):
-    """The bus answered a call with a non-zero code (400: no such service, 500: service failure)."""
-
-    def __init__(self, message: str, *, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class GsbServiceError(GsbError):
-    """A service answered ``{"Err": error}``; ``error`` is the decoded error value."""
-
-    def __init__(self, message: str, *, error: Any) -> None:
-        super().__init__(message)
-        self.error = error
 
 
 # -- protobuf (just enough) ------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
-from ..errors import GolemConfigError
+from .errors import DevnetConfigError
 from .exeunit import ExeUnitFaults
 
 __all__ = [
@@ -48,19 +48,19 @@ _TRANSFER_PROTOCOLS = ["gftp", "http", "https"]
 
 def _number(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise GolemConfigError(f"{attribute.name} must be a finite number, got {value!r}")
+        raise DevnetConfigError(f"{attribute.name} must be a finite number, got {value!r}")
 
 
 def _non_negative(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     _number(inst, attribute, value)
     if value < 0:
-        raise GolemConfigError(f"{attribute.name} must be >= 0, got {value!r}")
+        raise DevnetConfigError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
 def _positive(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     _number(inst, attribute, value)
     if value <= 0:
-        raise GolemConfigError(f"{attribute.name} must be > 0, got {value!r}")
+        raise DevnetConfigError(f"{attribute.name} must be > 0, got {value!r}")
 
 
 def _optional_positive(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
@@ -70,33 +70,33 @@ def _optional_positive(inst: Any, attribute: "attrs.Attribute[Any]", value: Any)
 
 def _positive_int(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise GolemConfigError(f"{attribute.name} must be an integer >= 1, got {value!r}")
+        raise DevnetConfigError(f"{attribute.name} must be an integer >= 1, got {value!r}")
 
 
 def _bool(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if not isinstance(value, bool):
-        raise GolemConfigError(f"{attribute.name} must be True or False, got {value!r}")
+        raise DevnetConfigError(f"{attribute.name} must be True or False, got {value!r}")
 
 
 def _non_empty_str(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
-        raise GolemConfigError(f"{attribute.name} must be a non-empty string, got {value!r}")
+        raise DevnetConfigError(f"{attribute.name} must be a non-empty string, got {value!r}")
 
 
 def _exeunit_faults(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if value is not None and not isinstance(value, ExeUnitFaults):
-        raise GolemConfigError(f"{attribute.name} must be an ExeUnitFaults or None, got {value!r}")
+        raise DevnetConfigError(f"{attribute.name} must be an ExeUnitFaults or None, got {value!r}")
 
 
 def _to_tuple(value: Any) -> Tuple[Any, ...]:
     if isinstance(value, str):  # tuple("vpn") would silently become ("v", "p", "n")
-        raise GolemConfigError(f"capabilities must be a sequence of strings, got the string {value!r}")
+        raise DevnetConfigError(f"capabilities must be a sequence of strings, got the string {value!r}")
     return tuple(value)
 
 
 def _capabilities(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if not all(isinstance(c, str) and c for c in value):
-        raise GolemConfigError(f"{attribute.name} must be non-empty strings, got {value!r}")
+        raise DevnetConfigError(f"{attribute.name} must be non-empty strings, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -145,7 +145,7 @@ class ProviderSpec:
     @faults.validator
     def _check_faults(self, attribute: "attrs.Attribute[Any]", value: Any) -> None:
         if not isinstance(value, ProviderFaults):
-            raise GolemConfigError(f"faults must be a ProviderFaults, got {value!r}")
+            raise DevnetConfigError(f"faults must be a ProviderFaults, got {value!r}")
 
     @property
     def coeffs(self) -> Tuple[float, ...]:

@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 import requests
 
-from golem_sync.errors import GolemConfigError
+from golem_sync.devnet.errors import DevnetConfigError
 from golem_sync.devnet.exeunit import ExeUnitFaults
 from golem_sync.devnet.provider import ProviderAgent, ProviderFaults, ProviderSpec
 from golem_sync.devnet.provider_spec import (
@@ -94,7 +94,7 @@ def test_price_and_amount_format() -> None:
     {"debit_note_interval_sec": 1.5}, {"faults": "none"}, {"capabilities": "vpn"}, {"capabilities": ("",)},
 ])
 def test_spec_validation(kwargs: Dict[str, Any]) -> None:
-    with pytest.raises(GolemConfigError):
+    with pytest.raises(DevnetConfigError):
         ProviderSpec(**kwargs)
 
 
@@ -103,7 +103,7 @@ def test_spec_validation(kwargs: Dict[str, Any]) -> None:
     {"exeunit": object()},
 ])
 def test_faults_validation(kwargs: Dict[str, Any]) -> None:
-    with pytest.raises(GolemConfigError):
+    with pytest.raises(DevnetConfigError):
         ProviderFaults(**kwargs)
 
 
