@@ -39,7 +39,7 @@ def test_the_lazy_package_still_exports_every_public_name() -> None:
 
     for name in golem_sync.__all__:
         assert getattr(golem_sync, name) is not None, name
-    from golem_sync import GolemNetwork, Job, signals  # noqa: F401
+    from golem_sync import signals
 
     assert golem_sync.signals is signals
     assert "GolemNetwork" in dir(golem_sync)
