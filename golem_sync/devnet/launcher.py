@@ -42,7 +42,7 @@ def _provider_module() -> Any:
     except ImportError as exc:
         raise DevnetConfigError(f"the devnet provider agent is not available ({exc}); use providers=0") from exc
 
-__all__ = ["Devnet", "DevnetInfo", "ProviderInfo", "payments_toml", "PAYMENT_NETWORK", "PAYMENT_DRIVER"]
+__all__ = ["Devnet", "DevnetInfo", "DevnetProviderInfo", "payments_toml", "PAYMENT_NETWORK", "PAYMENT_DRIVER"]
 
 logger = logging.getLogger("golem_sync.devnet.launcher")
 
@@ -57,7 +57,7 @@ MAX_PROVIDERS = len(DEV_ACCOUNTS) - 1
 
 
 @attrs.frozen
-class ProviderInfo:
+class DevnetProviderInfo:
     """One devnet provider: its display name, node id and app key (on the devnet's yagna)."""
 
     name: str
@@ -89,7 +89,7 @@ class DevnetInfo:
     registry_url: str
     chain_rpc_url: str
     token_address: str
-    providers: Tuple[ProviderInfo, ...]
+    providers: Tuple[DevnetProviderInfo, ...]
     state_dir: str
     yagna_pid: Optional[int] = None
     anvil_pid: Optional[int] = None
@@ -118,7 +118,7 @@ class DevnetInfo:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DevnetInfo":
         values = dict(data)
-        values["providers"] = tuple(ProviderInfo(**p) for p in values.get("providers", ()))
+        values["providers"] = tuple(DevnetProviderInfo(**p) for p in values.get("providers", ()))
         return cls(**values)
 
 
@@ -311,12 +311,12 @@ class Devnet:
         self._node.start(timeout=max(1.0, deadline - time.monotonic()))
         phase("yagna")
 
-        providers: List[ProviderInfo] = []
+        providers: List[DevnetProviderInfo] = []
         if specs:
             progress(f"adding {len(specs)} provider identities, restarting yagna")
         for i, spec in enumerate(specs):
             ident = self._node.add_identity(f"provider-{i + 1}", DEV_ACCOUNTS[i + 1].private_key, f"provider-{i + 1}")
-            providers.append(ProviderInfo(name=spec.name, node_id=ident.node_id, app_key=ident.app_key))
+            providers.append(DevnetProviderInfo(name=spec.name, node_id=ident.node_id, app_key=ident.app_key))
         if specs:
             # The central net binds identities only at start.
             self._node.restart(timeout=max(1.0, deadline - time.monotonic()))

@@ -17,7 +17,7 @@ from typing import Any, Callable, List, Mapping, Optional
 
 import requests
 
-from .errors import ProviderApiError
+from ..errors import ProviderApiError
 
 __all__ = ["ProviderRest", "ProviderApiError", "rfc3339", "utcnow", "parse_timestamp", "collect_events"]
 
