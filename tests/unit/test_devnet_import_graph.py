@@ -44,9 +44,8 @@ def import_graph() -> Dict[str, Set[str]]:
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 base = _resolve(name, is_package, node.level, node.module)
-                submodules = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in modules]
-                # ``from pkg import submodule`` depends on the submodule, not on pkg's __init__.
-                targets = submodules if len(submodules) == len(node.names) else [base] + submodules
+                # Strict: ``from pkg import submodule`` counts as importing pkg too (its __init__ runs).
+                targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
             for target in targets:
                 if target in modules and target != name:
                     graph[name].add(target)

@@ -20,7 +20,8 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
 from ..errors import GsbCallError, GsbClosedError, GsbError, GsbTimeoutError
-from . import wire
+from .wire import (FULL, HEADER_SIZE, PARTIAL, CallReply, CallRequest, Hello, Message, Ping, Pong, RegisterReply,
+                   RegisterRequest, UnregisterReply, UnregisterRequest, decode_packet, encode_frame, frame_length)
 from .body import decode_body, encode_body
 
 __all__ = ["GsbConnection", "GsbRequest", "Handler", "REPLY_OK", "REPLY_BAD_REQUEST", "REPLY_SERVICE_FAILURE"]
@@ -74,19 +75,19 @@ class GsbRequest:
 
     def reply(self, value: Any) -> None:
         """Send ``value`` as the one FULL reply."""
-        self._send(REPLY_OK, wire.FULL, encode_body(value), final=True)
+        self._send(REPLY_OK, FULL, encode_body(value), final=True)
 
     def reply_partial(self, value: Any) -> None:
         """Send one PARTIAL (streamed) reply."""
-        self._send(REPLY_OK, wire.PARTIAL, encode_body(value), final=False)
+        self._send(REPLY_OK, PARTIAL, encode_body(value), final=False)
 
     def end_stream(self) -> None:
         """End a streamed reply (an empty FULL reply)."""
-        self._send(REPLY_OK, wire.FULL, b"", final=True)
+        self._send(REPLY_OK, FULL, b"", final=True)
 
     def reply_error(self, text: str, code: int = REPLY_SERVICE_FAILURE) -> None:
         """Fail the call at the bus level: ``code`` with UTF-8 ``text``."""
-        self._send(code, wire.FULL, text.encode("utf-8"), final=True)
+        self._send(code, FULL, text.encode("utf-8"), final=True)
 
     def _send(self, code: int, reply_type: int, data: bytes, *, final: bool) -> None:
         with self._lock:
@@ -171,7 +172,7 @@ class GsbConnection:
         self._reader = threading.Thread(target=self._read_loop, name=f"gsb-reader-{self.name}",
                                         daemon=True)
         self._reader.start()
-        self._write(wire.encode_frame(wire.Hello(self.name, "0.1.0", os.urandom(16))))
+        self._write(encode_frame(Hello(self.name, "0.1.0", os.urandom(16))))
         if not self._hello.wait(timeout) or self._closed.is_set():
             self.close()
             raise GsbTimeoutError(f"no Hello from GSB router at {self.url} within {timeout}s")
@@ -230,7 +231,7 @@ class GsbConnection:
         with self._state_lock:
             self._handlers[address] = handler
         try:
-            self._register_cmd(wire.RegisterRequest(address), self._register_waiters, address, timeout)
+            self._register_cmd(RegisterRequest(address), self._register_waiters, address, timeout)
         except BaseException:
             with self._state_lock:
                 self._handlers.pop(address, None)
@@ -241,9 +242,9 @@ class GsbConnection:
         address = address.rstrip("/")
         with self._state_lock:
             self._handlers.pop(address, None)
-        self._register_cmd(wire.UnregisterRequest(address), self._unregister_waiters, address, timeout)
+        self._register_cmd(UnregisterRequest(address), self._unregister_waiters, address, timeout)
 
-    def _register_cmd(self, message: wire.Message, queue: Deque[Tuple[threading.Event, List[Any]]],
+    def _register_cmd(self, message: Message, queue: Deque[Tuple[threading.Event, List[Any]]],
                       address: str, timeout: float) -> None:
         event = threading.Event()
         result: List[Any] = []
@@ -254,7 +255,7 @@ class GsbConnection:
                 if self._closed.is_set():
                     raise GsbClosedError("GSB connection is closed")
                 queue.append((event, result))
-            self._write_locked(wire.encode_frame(message))
+            self._write_locked(encode_frame(message))
         if not event.wait(timeout):
             raise GsbTimeoutError(f"no (un)register reply for {address} within {timeout}s")
         if not result:
@@ -284,7 +285,7 @@ class GsbConnection:
                 raise GsbClosedError("GSB connection is closed")
             self._calls[request_id] = pending
         try:
-            self._write(wire.encode_frame(wire.CallRequest(caller, address, request_id, data)))
+            self._write(encode_frame(CallRequest(caller, address, request_id, data)))
             if not pending.event.wait(timeout):
                 raise GsbTimeoutError(f"GSB call {address} got no reply within {timeout}s")
         finally:
@@ -315,7 +316,7 @@ class GsbConnection:
 
     def _send_reply(self, request_id: str, code: int, reply_type: int, data: bytes) -> None:
         try:
-            self._write(wire.encode_frame(wire.CallReply(request_id, code, reply_type, data)))
+            self._write(encode_frame(CallReply(request_id, code, reply_type, data)))
         except GsbClosedError:
             logger.debug("%s: reply to %s dropped: connection closed", self.name, request_id)
 
@@ -337,14 +338,14 @@ class GsbConnection:
         reason = "router closed the connection"
         try:
             while not self._closed.is_set():
-                header = self._recv_exact(sock, wire.HEADER_SIZE)
+                header = self._recv_exact(sock, HEADER_SIZE)
                 if header is None:
                     break
-                length = wire.frame_length(header)
+                length = frame_length(header)
                 frame = self._recv_exact(sock, length) if length else b""
                 if frame is None:
                     break
-                for message in wire.decode_packet(frame):
+                for message in decode_packet(frame):
                     self._dispatch(message)
         except GsbError as exc:  # a malformed frame: the stream cannot be trusted any more
             reason = str(exc)
@@ -360,23 +361,23 @@ class GsbConnection:
             logger.info("%s: GSB connection lost: %s", self.name, reason)
             threading.Thread(target=self.close, name=f"gsb-close-{self.name}", daemon=True).start()
 
-    def _dispatch(self, message: wire.Message) -> None:
-        if isinstance(message, wire.Ping):
+    def _dispatch(self, message: Message) -> None:
+        if isinstance(message, Ping):
             try:
-                self._write(wire.encode_frame(wire.Pong()))
+                self._write(encode_frame(Pong()))
             except GsbClosedError:
                 return
-        elif isinstance(message, wire.CallRequest):
+        elif isinstance(message, CallRequest):
             self._on_call_request(message)
-        elif isinstance(message, wire.CallReply):
+        elif isinstance(message, CallReply):
             self._on_call_reply(message)
-        elif isinstance(message, wire.Hello):
+        elif isinstance(message, Hello):
             self.server_name = message.name
             self.server_version = message.version
             logger.debug("%s: router hello %s/%s", self.name, self.server_name, self.server_version)
             self._hello.set()
-        elif isinstance(message, (wire.RegisterReply, wire.UnregisterReply)):
-            queue = self._register_waiters if isinstance(message, wire.RegisterReply) else self._unregister_waiters
+        elif isinstance(message, (RegisterReply, UnregisterReply)):
+            queue = self._register_waiters if isinstance(message, RegisterReply) else self._unregister_waiters
             with self._state_lock:
                 waiter = queue.popleft() if queue else None
             if waiter is None:
@@ -384,25 +385,25 @@ class GsbConnection:
             else:
                 waiter[1].append((message.code, message.message))
                 waiter[0].set()
-        elif isinstance(message, wire.Pong):
+        elif isinstance(message, Pong):
             pass
         else:
             logger.debug("%s: ignoring GSB packet %r", self.name, message)
 
-    def _on_call_reply(self, reply: wire.CallReply) -> None:
+    def _on_call_reply(self, reply: CallReply) -> None:
         with self._state_lock:
             pending = self._calls.get(reply.request_id)
         if pending is None:
             logger.debug("%s: unmatched call reply %s", self.name, reply.request_id)
             return
-        if reply.reply_type == wire.PARTIAL and reply.code == REPLY_OK:
+        if reply.reply_type == PARTIAL and reply.code == REPLY_OK:
             pending.parts.append(reply.data)
             return
         pending.code = reply.code
         pending.data = reply.data
         pending.event.set()
 
-    def _on_call_request(self, call: wire.CallRequest) -> None:
+    def _on_call_request(self, call: CallRequest) -> None:
         request = GsbRequest(self, request_id=call.request_id, caller=call.caller, address=call.address,
                              data=call.data, no_reply=call.no_reply)
         handler = self._find_handler(request.address)
