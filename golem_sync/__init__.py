@@ -1,23 +1,53 @@
-"""golem_sync: run work on the Golem Network from ordinary, synchronous Python."""
+"""golem_sync: run work on the Golem Network from ordinary, synchronous Python.
+
+The package is lazy (PEP 562): importing ``golem_sync`` (or a light submodule such as
+``golem_sync.errors`` or the devnet's pytest plugin) loads only the error hierarchy. The SDK
+(``GolemNetwork``, ``Job``, the options, ``WorkContext``, the yagna client and ``requests``) is
+imported on first access to one of its names, e.g. ``from golem_sync import GolemNetwork``.
+"""
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any, Dict
 
 from .errors import *  # noqa: F401,F403  (the hierarchy is the public API)
 from .errors import __all__ as _errors_all
 
-from . import signals
-from .job import Job, JobState
-from .network import GolemNetwork
-from .options import (ActivityOptions, AgreementOptions, JobOptions, MarketOptions, PackageOptions,
-                      PaymentOptions, VpnOptions, WorkOptions)
-from .work import CostSummary, ProviderInfo, RemoteProcess, Result, WorkContext
-from .yagna import YagnaConfig
+if TYPE_CHECKING:
+    from . import signals
+    from .job import Job, JobState
+    from .network import GolemNetwork
+    from .options import (ActivityOptions, AgreementOptions, JobOptions, MarketOptions, PackageOptions,
+                          PaymentOptions, VpnOptions, WorkOptions)
+    from .work import CostSummary, ProviderInfo, RemoteProcess, Result, WorkContext
+    from .yagna import YagnaConfig
 
 __version__ = "0.1.0.dev0"
 
 # A library never configures logging; it only makes sure "no handler" is not an error.
 logging.getLogger("golem_sync").addHandler(logging.NullHandler())
+
+#: Public name -> the submodule that defines it (imported on first access).
+_LAZY: Dict[str, str] = {
+    "Job": ".job",
+    "JobState": ".job",
+    "GolemNetwork": ".network",
+    "ActivityOptions": ".options",
+    "AgreementOptions": ".options",
+    "JobOptions": ".options",
+    "MarketOptions": ".options",
+    "PackageOptions": ".options",
+    "PaymentOptions": ".options",
+    "VpnOptions": ".options",
+    "WorkOptions": ".options",
+    "CostSummary": ".work",
+    "ProviderInfo": ".work",
+    "RemoteProcess": ".work",
+    "Result": ".work",
+    "WorkContext": ".work",
+    "YagnaConfig": ".yagna",
+}
 
 __all__ = [
     "__version__", "GolemNetwork", "Job", "JobState", "WorkContext", "Result", "ProviderInfo",
@@ -25,3 +55,24 @@ __all__ = [
     "WorkOptions", "JobOptions", "PaymentOptions", "VpnOptions", "RemoteProcess", "CostSummary",
     *_errors_all,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is not None:
+        value = getattr(importlib.import_module(module_name, __name__), name)
+        globals()[name] = value  # later lookups skip this hook
+        return value
+    # A submodule as an attribute (``golem_sync.signals``, ``golem_sync.network``, ...): the eager
+    # package used to import them all, so ``import golem_sync; golem_sync.job`` kept working.
+    if not name.startswith("__"):
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

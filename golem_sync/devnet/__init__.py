@@ -19,15 +19,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .launcher import Devnet, DevnetInfo, ProviderInfo
+    from .launcher import Devnet, DevnetInfo, DevnetProviderInfo
 
-__all__ = ["Devnet", "DevnetInfo", "ProviderInfo"]
+__all__ = ["Devnet", "DevnetInfo", "DevnetProviderInfo"]
+
+#: Old names kept importable for one release (``ProviderInfo`` collided with golem_sync.ProviderInfo).
+_RENAMED = {"ProviderInfo": "DevnetProviderInfo"}
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: importing golem_sync.devnet (e.g. for the pytest plugin) must stay cheap.
-    if name in __all__:
+    if name in __all__ or name in _RENAMED:
+        import warnings
+
         from . import launcher
 
+        if name in _RENAMED:
+            warnings.warn(f"golem_sync.devnet.{name} is now {_RENAMED[name]}", DeprecationWarning, stacklevel=2)
+            name = _RENAMED[name]
         return getattr(launcher, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

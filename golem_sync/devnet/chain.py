@@ -19,7 +19,7 @@ from typing import IO, Any, Dict, List, Optional, Tuple
 import attrs
 import requests
 
-from ..errors import GolemError, GolemTimeoutError
+from .errors import ChainError, DevnetTimeoutError
 from .ports import free_port
 from .tools import ensure_anvil
 
@@ -29,10 +29,6 @@ logger = logging.getLogger("golem_sync.devnet.chain")
 
 HOLESKY_CHAIN_ID = 17000
 _TOKEN_JSON = Path(__file__).parent / "contracts" / "Token.json"
-
-
-class ChainError(GolemError):
-    """The local chain failed: anvil did not start, a JSON-RPC call or a transaction failed."""
 
 
 @attrs.frozen
@@ -149,7 +145,7 @@ class AnvilChain:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.stop()
-                raise GolemTimeoutError(f"anvil did not answer on {self.rpc_url} within {timeout} s", phase="anvil start")
+                raise DevnetTimeoutError(f"anvil did not answer on {self.rpc_url} within {timeout} s", phase="anvil start")
             try:
                 proc.wait(timeout=min(0.05, remaining))  # returns at once if anvil died
             except subprocess.TimeoutExpired:
@@ -214,7 +210,7 @@ class AnvilChain:
             if isinstance(receipt, dict):
                 return receipt
             if time.monotonic() + delay > deadline:
-                raise GolemTimeoutError(f"no receipt for {tx_hash} within {timeout} s", phase="transaction")
+                raise DevnetTimeoutError(f"no receipt for {tx_hash} within {timeout} s", phase="transaction")
             time.sleep(delay)  # a remote chain offers no event to wait on; back off, bounded
             delay = min(delay * 2, 0.5)
 

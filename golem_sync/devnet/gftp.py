@@ -15,17 +15,14 @@ import hashlib
 from typing import IO, Any, Callable, Optional, Tuple
 from urllib.parse import urlparse
 
-from .gsb import GsbConnection, GsbError, ok_value
+from .errors import GftpError, GsbError
+from .gsb import GsbConnection, ok_value
 
 __all__ = ["CHUNK_SIZE", "GftpError", "parse_gftp_url", "gftp_fetch", "gftp_push"]
 
 #: gftp's own chunk size; yagna's GSB-API WebSocket caps frames at 64 KiB, so bigger chunks
 #: would kill a requestor's socket.
 CHUNK_SIZE = 40 * 1024
-
-
-class GftpError(GsbError):
-    """A gftp transfer failed (bad URL, remote error, short read, ...)."""
 
 
 def parse_gftp_url(url: str) -> Tuple[str, str]:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 import attrs
 
-from ..errors import GolemConfigError, GolemError, GolemUserError
+from .errors import DevnetConfigError, DevnetError, DevnetUserError
 from .chain import DEV_ACCOUNTS, AnvilChain
 from .registry import RegistryStandIn
 from .tools import ensure_anvil
@@ -40,9 +40,9 @@ def _provider_module() -> Any:
     try:
         return importlib.import_module(".provider", __package__)
     except ImportError as exc:
-        raise GolemConfigError(f"the devnet provider agent is not available ({exc}); use providers=0") from exc
+        raise DevnetConfigError(f"the devnet provider agent is not available ({exc}); use providers=0") from exc
 
-__all__ = ["Devnet", "DevnetInfo", "ProviderInfo", "payments_toml", "PAYMENT_NETWORK", "PAYMENT_DRIVER"]
+__all__ = ["Devnet", "DevnetInfo", "DevnetProviderInfo", "payments_toml", "PAYMENT_NETWORK", "PAYMENT_DRIVER"]
 
 logger = logging.getLogger("golem_sync.devnet.launcher")
 
@@ -57,7 +57,7 @@ MAX_PROVIDERS = len(DEV_ACCOUNTS) - 1
 
 
 @attrs.frozen
-class ProviderInfo:
+class DevnetProviderInfo:
     """One devnet provider: its display name, node id and app key (on the devnet's yagna)."""
 
     name: str
@@ -89,7 +89,7 @@ class DevnetInfo:
     registry_url: str
     chain_rpc_url: str
     token_address: str
-    providers: Tuple[ProviderInfo, ...]
+    providers: Tuple[DevnetProviderInfo, ...]
     state_dir: str
     yagna_pid: Optional[int] = None
     anvil_pid: Optional[int] = None
@@ -118,7 +118,7 @@ class DevnetInfo:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DevnetInfo":
         values = dict(data)
-        values["providers"] = tuple(ProviderInfo(**p) for p in values.get("providers", ()))
+        values["providers"] = tuple(DevnetProviderInfo(**p) for p in values.get("providers", ()))
         return cls(**values)
 
 
@@ -197,10 +197,10 @@ class Devnet:
         subnet: Optional[str] = None,
     ) -> None:
         if isinstance(providers, bool) or not isinstance(providers, (int, Sequence)):
-            raise GolemConfigError("providers must be a count or a sequence of ProviderSpec")
+            raise DevnetConfigError("providers must be a count or a sequence of ProviderSpec")
         count = providers if isinstance(providers, int) else len(providers)
         if count < 0 or count > MAX_PROVIDERS:
-            raise GolemConfigError(f"providers must be between 0 and {MAX_PROVIDERS}, got {count}")
+            raise DevnetConfigError(f"providers must be between 0 and {MAX_PROVIDERS}, got {count}")
         self._provider_arg = providers
         self._given_state_dir = Path(state_dir) if state_dir is not None else None
         self.subnet = subnet or DEFAULT_SUBNET
@@ -219,9 +219,9 @@ class Devnet:
 
     @property
     def info(self) -> DevnetInfo:
-        """Connection settings; raises :class:`GolemUserError` if the devnet is not up."""
+        """Connection settings; raises :class:`DevnetUserError` if the devnet is not up."""
         if self._info is None:
-            raise GolemUserError("the devnet is not up: call up() first (or use it as a context manager)")
+            raise DevnetUserError("the devnet is not up: call up() first (or use it as a context manager)")
         return self._info
 
     @property
@@ -269,7 +269,7 @@ class Devnet:
         """
         with self._lock:
             if self._info is not None:
-                raise GolemUserError("the devnet is already up")
+                raise DevnetUserError("the devnet is already up")
             try:
                 return self._up(timeout, progress or (lambda msg: None))
             except BaseException:
@@ -311,12 +311,12 @@ class Devnet:
         self._node.start(timeout=max(1.0, deadline - time.monotonic()))
         phase("yagna")
 
-        providers: List[ProviderInfo] = []
+        providers: List[DevnetProviderInfo] = []
         if specs:
             progress(f"adding {len(specs)} provider identities, restarting yagna")
         for i, spec in enumerate(specs):
             ident = self._node.add_identity(f"provider-{i + 1}", DEV_ACCOUNTS[i + 1].private_key, f"provider-{i + 1}")
-            providers.append(ProviderInfo(name=spec.name, node_id=ident.node_id, app_key=ident.app_key))
+            providers.append(DevnetProviderInfo(name=spec.name, node_id=ident.node_id, app_key=ident.app_key))
         if specs:
             # The central net binds identities only at start.
             self._node.restart(timeout=max(1.0, deadline - time.monotonic()))
@@ -414,7 +414,7 @@ class Devnet:
                 logger.info("devnet down")
             if errors:
                 first = errors[0]
-                raise GolemError(f"devnet down: {len(errors)} part(s) failed to stop; first: {first}") from first
+                raise DevnetError(f"devnet down: {len(errors)} part(s) failed to stop; first: {first}") from first
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import socket
 import threading
 from typing import Set
 
-from ..errors import GolemConfigError
+from .errors import DevnetConfigError
 
 __all__ = ["free_port", "free_short_port", "is_port_free"]
 
@@ -44,7 +44,7 @@ def free_port(host: str = "127.0.0.1") -> int:
             if port not in _handed_out:
                 _handed_out.add(port)
                 return port
-    raise GolemConfigError("no free loopback port found")
+    raise DevnetConfigError("no free loopback port found")
 
 
 def free_short_port(host: str = "127.0.0.1", low: int = SHORT_PORT_RANGE[0], high: int = SHORT_PORT_RANGE[1]) -> int:
@@ -53,7 +53,7 @@ def free_short_port(host: str = "127.0.0.1", low: int = SHORT_PORT_RANGE[0], hig
     The kernel only picks ephemeral (5-digit) ports for port 0, so this tries random ports in the range.
     """
     if not (1 <= low <= high <= 65535):
-        raise GolemConfigError(f"invalid port range {low}..{high}")
+        raise DevnetConfigError(f"invalid port range {low}..{high}")
     rng = random.SystemRandom()
     with _lock:
         for _ in range(200):
@@ -63,4 +63,4 @@ def free_short_port(host: str = "127.0.0.1", low: int = SHORT_PORT_RANGE[0], hig
             if is_port_free(port, host):
                 _handed_out.add(port)
                 return port
-    raise GolemConfigError(f"no free loopback port in {low}..{high}")
+    raise DevnetConfigError(f"no free loopback port in {low}..{high}")

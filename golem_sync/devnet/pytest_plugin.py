@@ -41,14 +41,13 @@ def pytest_configure(config: Any) -> None:
 @pytest.fixture(scope="session")
 def golem_devnet(request: Any) -> Iterator[Any]:
     """A running devnet's connection settings (``DevnetInfo``), shared by the whole session."""
-    from golem_sync.errors import GolemConfigError
-
     try:
+        from golem_sync.devnet.errors import DevnetConfigError
         from golem_sync.devnet.launcher import Devnet
         from golem_sync.devnet.yagna import find_yagna
 
         find_yagna()
-    except (ImportError, GolemConfigError) as exc:
+    except (ImportError, DevnetConfigError) as exc:
         pytest.skip(f"the golem_sync devnet is not available (pip install 'golem_sync[devnet]'): {exc}")
     providers = request.config.getoption("--golem-devnet-providers")
     net = Devnet(providers=providers)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..errors import GolemConfigError, GolemError
+from .errors import DevnetConfigError, ToolInstallError
 
 __all__ = ["ANVIL_VERSION", "ToolInstallError", "anvil_package", "cache_dir", "ensure_anvil"]
 
@@ -29,10 +29,6 @@ _INSTALL_TIMEOUT = 600.0
 _LOCK_TIMEOUT = 900.0
 
 Progress = Callable[[str], None]
-
-
-class ToolInstallError(GolemError):
-    """A devnet tool could not be installed (npm failed or is missing)."""
 
 
 def cache_dir() -> Path:
@@ -48,7 +44,7 @@ def anvil_package(system: Optional[str] = None, machine: Optional[str] = None) -
     os_name = {"linux": "linux", "darwin": "darwin"}.get(system)
     arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine)
     if os_name is None or arch is None:
-        raise GolemConfigError(
+        raise DevnetConfigError(
             f"no anvil build for {system}/{machine}; set GOLEM_DEVNET_ANVIL to an anvil binary"
         )
     return f"@foundry-rs/anvil-{os_name}-{arch}"
@@ -68,7 +64,7 @@ def ensure_anvil(progress: Optional[Progress] = None, version: str = ANVIL_VERSI
     if override:
         path = Path(override)
         if not (path.is_file() and os.access(path, os.X_OK)):
-            raise GolemConfigError(f"GOLEM_DEVNET_ANVIL={override!r} is not an executable file")
+            raise DevnetConfigError(f"GOLEM_DEVNET_ANVIL={override!r} is not an executable file")
         return path
     package = anvil_package()
     root = cache_dir()

@@ -18,15 +18,11 @@ from typing import IO, Any, Callable, Dict, Iterator, Optional
 
 import requests
 
-from ..errors import GolemError
+from .errors import TransferError
 from .gftp import CHUNK_SIZE, gftp_fetch, gftp_push
 from .gsb import GsbConnection
 
 __all__ = ["Transfers", "TransferError"]
-
-
-class TransferError(GolemError):
-    """A transfer command could not be carried out (the batch gets an Error result)."""
 
 
 class Transfers:

@@ -22,7 +22,7 @@ from typing import IO, Dict, List, Mapping, Optional
 import attrs
 import requests
 
-from ..errors import GolemConfigError, GolemError, GolemTimeoutError
+from .errors import DevnetConfigError, DevnetTimeoutError, YagnaNodeError
 from .ports import free_port, free_short_port
 
 __all__ = ["YagnaNode", "NodeIdentity", "YagnaNodeError", "find_yagna"]
@@ -35,10 +35,6 @@ _HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 # node; they are dropped so a devnet node never touches the user's real yagna.
 # RUST_LOG too: start() reads the INFO line that says the net is bound.
 _INHERITED_PREFIXES = ("YAGNA_", "GSB_", "CENTRAL_NET_", "YA_NET_", "PAYMENT_CYCLE_", "RUST_LOG")
-
-
-class YagnaNodeError(GolemError):
-    """The devnet's yagna process could not be started, configured or stopped."""
 
 
 @attrs.frozen
@@ -60,7 +56,7 @@ def find_yagna() -> str:
     found = shutil.which("yagna")
     if found:
         return found
-    raise GolemConfigError(
+    raise DevnetConfigError(
         "the `yagna` binary was not found: install the devnet extra (pip install 'golem_sync[devnet]', "
         "which brings PyPI golem-node) or put yagna on PATH"
     )
@@ -68,7 +64,7 @@ def find_yagna() -> str:
 
 def _normalize_secret(secret: str, what: str) -> str:
     if not isinstance(secret, str) or not _HEX64.match(secret):
-        raise GolemConfigError(f"{what} must be 64 hex digits (an Ethereum private key)")
+        raise DevnetConfigError(f"{what} must be 64 hex digits (an Ethereum private key)")
     return secret[2:] if secret.startswith("0x") else secret
 
 
@@ -103,9 +99,9 @@ class YagnaNode:
         yagna_binary: Optional[str] = None,
     ) -> None:
         if not app_key or not isinstance(app_key, str):
-            raise GolemConfigError("app_key must be a non-empty string")
+            raise DevnetConfigError("app_key must be a non-empty string")
         if gsb_port is not None and not (1 <= gsb_port <= 9999):
-            raise GolemConfigError("gsb_port must have at most 4 digits (yagna's central-net parser)")
+            raise DevnetConfigError("gsb_port must have at most 4 digits (yagna's central-net parser)")
         self.data_dir = Path(data_dir)
         self.app_key = app_key
         self._secret = _normalize_secret(requestor_secret, "requestor_secret")
@@ -241,7 +237,7 @@ class YagnaNode:
                     pass  # not listening yet
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise GolemTimeoutError(
+                    raise DevnetTimeoutError(
                         f"yagna did not answer /me within the start timeout; log tail:\n{self.log_tail()}",
                         phase="yagna start",
                     )
@@ -274,7 +270,7 @@ class YagnaNode:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise GolemTimeoutError(
+                raise DevnetTimeoutError(
                     f"yagna did not bind {sorted(wanted - bound)} to the net in time; log tail:\n{self.log_tail()}",
                     phase="yagna start",
                 )

@@ -431,7 +431,7 @@ def test_malformed_exec_is_rejected_without_harm(ready: Activity) -> None:
                                json={"text": json.dumps([{"frobnicate": {}}])})
     assert bad.status_code == 400
     # An undecodable body sent straight over GSB gets an error reply, and the unit keeps working.
-    conn = ready.exeunit._conn
+    conn = ready.exeunit.connection
     assert conn is not None
     reply = decode_body(conn.call_raw(ready.exeunit.address + "/Exec", b"\x01\x02garbage", 5))
     assert "Err" in reply
@@ -667,10 +667,10 @@ def test_container_paths_map_into_the_work_dir_and_never_out(tmp_path: Path) -> 
     for bad in ("/golem/../../x", "/../etc/passwd", "../../../x", "/golem/work/../../../x"):
         with pytest.raises(Exception, match="escapes"):
             unit.container_path(bad)
-    mapped = unit._map_arg("cd /golem/work && cp /golem/input/a /golem/workshop/b")
+    mapped = unit.paths.map_arg("cd /golem/work && cp /golem/input/a /golem/workshop/b")
     assert mapped == f"cd {root}/golem/work && cp {root}/golem/input/a /golem/workshop/b"
     with pytest.raises(Exception, match="escapes"):
-        unit._map_arg("/golem/output/../../../x")
+        unit.paths.map_arg("/golem/output/../../../x")
 
 
 def test_stopped_heartbeat_makes_activity_unresponsive(activity_factory: Callable[..., Activity]) -> None:

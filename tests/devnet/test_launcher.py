@@ -23,7 +23,7 @@ from golem_sync.devnet.launcher import Devnet, payments_toml
 from golem_sync.devnet.registry import RegistryStandIn, image_hash_for_tag
 from golem_sync.devnet.tools import ToolInstallError, anvil_package, ensure_anvil
 from golem_sync.devnet.yagna import YagnaNode, YagnaNodeError
-from golem_sync.errors import GolemConfigError, GolemUserError
+from golem_sync.devnet.errors import DevnetConfigError, DevnetUserError
 
 
 pytestmark = pytest.mark.devnet
@@ -166,9 +166,9 @@ def test_yagna_node_start_failure_names_cause(tmp_path):
 
 
 def test_yagna_node_rejects_bad_arguments(tmp_path):
-    with pytest.raises(GolemConfigError):
+    with pytest.raises(DevnetConfigError):
         YagnaNode(tmp_path, requestor_secret="not-a-key")
-    with pytest.raises(GolemConfigError):
+    with pytest.raises(DevnetConfigError):
         YagnaNode(tmp_path, requestor_secret=DEV_ACCOUNTS[0].private_key, gsb_port=12345)
 
 
@@ -198,7 +198,7 @@ def test_anvil_package_per_platform():
     assert anvil_package("Linux", "x86_64") == "@foundry-rs/anvil-linux-amd64"
     assert anvil_package("Linux", "aarch64") == "@foundry-rs/anvil-linux-arm64"
     assert anvil_package("Darwin", "arm64") == "@foundry-rs/anvil-darwin-arm64"
-    with pytest.raises(GolemConfigError):
+    with pytest.raises(DevnetConfigError):
         anvil_package("Windows", "AMD64")
 
 
@@ -271,7 +271,7 @@ def test_registry_resolves_tags_and_hashes():
 
 def test_devnet_up_env_down(tmp_path):
     net = Devnet(providers=N_PROVIDERS)
-    with pytest.raises(GolemUserError):
+    with pytest.raises(DevnetUserError):
         net.info
     started = time.monotonic()
     info = net.up()
@@ -342,9 +342,9 @@ def test_two_devnets_side_by_side():
 
 
 def test_devnet_rejects_too_many_providers():
-    with pytest.raises(GolemConfigError):
+    with pytest.raises(DevnetConfigError):
         Devnet(providers=10)
-    with pytest.raises(GolemConfigError):
+    with pytest.raises(DevnetConfigError):
         Devnet(providers=-1)
 
 

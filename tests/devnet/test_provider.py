@@ -22,10 +22,10 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 import requests
 
-from golem_sync.errors import GolemConfigError
+from golem_sync.devnet.errors import DevnetConfigError
 from golem_sync.devnet.exeunit import ExeUnitFaults
 from golem_sync.devnet.provider import ProviderAgent, ProviderFaults, ProviderSpec
-from golem_sync.devnet.provider_spec import (
+from golem_sync.devnet.provider.spec import (
     DEBIT_NOTE_ACCEPT_TIMEOUT,
     DEBIT_NOTE_INTERVAL,
     PAYMENT_TIMEOUT,
@@ -33,7 +33,7 @@ from golem_sync.devnet.provider_spec import (
     counter_properties,
     format_amount,
     price,
-    proposal_problem,
+    demand_problem,
 )
 
 PLATFORM = "erc20-holesky-tglm"
@@ -72,10 +72,10 @@ def test_counter_echoes_negotiable_and_drops_mid_agreement_properties_left_out()
     assert bare["golem.com.payment.protocol.version"] == "3"
 
 
-def test_proposal_problem_names_a_payment_platform_mismatch() -> None:
-    assert proposal_problem({"golem.com.payment.chosen-platform": PLATFORM}, PLATFORM) is None
-    assert proposal_problem({}, PLATFORM) is None
-    problem = proposal_problem({"golem.com.payment.chosen-platform": "erc20-polygon-glm"}, PLATFORM)
+def test_demand_problem_names_a_payment_platform_mismatch() -> None:
+    assert demand_problem({"golem.com.payment.chosen-platform": PLATFORM}, PLATFORM) is None
+    assert demand_problem({}, PLATFORM) is None
+    problem = demand_problem({"golem.com.payment.chosen-platform": "erc20-polygon-glm"}, PLATFORM)
     assert problem is not None and "erc20-polygon-glm" in problem
 
 
@@ -94,7 +94,7 @@ def test_price_and_amount_format() -> None:
     {"debit_note_interval_sec": 1.5}, {"faults": "none"}, {"capabilities": "vpn"}, {"capabilities": ("",)},
 ])
 def test_spec_validation(kwargs: Dict[str, Any]) -> None:
-    with pytest.raises(GolemConfigError):
+    with pytest.raises(DevnetConfigError):
         ProviderSpec(**kwargs)
 
 
@@ -103,7 +103,7 @@ def test_spec_validation(kwargs: Dict[str, Any]) -> None:
     {"exeunit": object()},
 ])
 def test_faults_validation(kwargs: Dict[str, Any]) -> None:
-    with pytest.raises(GolemConfigError):
+    with pytest.raises(DevnetConfigError):
         ProviderFaults(**kwargs)
 
 

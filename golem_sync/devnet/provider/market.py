@@ -5,7 +5,7 @@ Threads:
       events, counters (or rejects) every requestor proposal inline, publishes the offer again
       when yagna expires it, and hands agreement proposals to one short-lived *approve* thread
       each (``approve`` blocks until the requestor hears it).
-    - :meth:`AgreementWatcher.run` runs on the agent's *agreements* thread: it long-polls
+    - :meth:`ProviderAgreementWatcher.run` runs on the agent's *agreements* thread: it long-polls
       ``/agreementEvents`` and reports terminations of our agreements.
     Both loops end within one poll timeout after the shared stop event is set.
 """
@@ -15,10 +15,10 @@ import logging
 import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
-from .provider_rest import ProviderApiError, ProviderRest, collect_events
-from .provider_spec import ProviderFaults, counter_properties, proposal_problem
+from .rest import ProviderApiError, ProviderRest, collect_events
+from .spec import ProviderFaults, counter_properties, demand_problem
 
-__all__ = ["OfferNegotiator", "AgreementWatcher"]
+__all__ = ["OfferNegotiator", "ProviderAgreementWatcher"]
 
 logger = logging.getLogger("golem_sync.devnet.provider")
 
@@ -163,7 +163,7 @@ class OfferNegotiator:
         if str(proposal.get("issuerId", "")).lower() == self._node_id:
             return  # our own counter-offer echoed back: nothing to answer
         demand_props = proposal.get("properties") or {}
-        problem = proposal_problem(demand_props, self._payment_platform)
+        problem = demand_problem(demand_props, self._payment_platform)
         if problem is None and self._faults.reject_proposals:
             problem = "devnet provider rejects every proposal (fault reject_proposals)"
         if problem is not None:
@@ -213,7 +213,7 @@ class OfferNegotiator:
         self._on_approved(agreement_id)
 
 
-class AgreementWatcher:
+class ProviderAgreementWatcher:
     """Long-polls agreement events and reports terminations of the agreements ``is_ours`` accepts."""
 
     def __init__(

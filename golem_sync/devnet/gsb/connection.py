@@ -1,11 +1,6 @@
-"""A small client for yagna's GSB (Golem Service Bus) over TCP, for the devnet.
+"""The GSB connection: a client of yagna's GSB router (``GSB_URL``) that binds services and calls them.
 
-Wire format (ya-service-bus ``gsb_api.proto``): each frame is a 4-byte big-endian length and a
-protobuf ``Packet`` (a oneof of Hello, Register/Unregister request/reply, CallRequest/Reply,
-Ping/Pong, ...). Only the handful of messages an exe-unit needs are encoded here, by hand, so the
-devnet needs no protobuf dependency. Call bodies are Rust-serde flexbuffers
-(``flatbuffers.flexbuffers``), possibly zlib-compressed; service results are wrapped as
-``{"Ok": value}`` / ``{"Err": error}`` (see :func:`ok_value`).
+The bytes on the socket are :mod:`.wire`'s frames; call bodies are :mod:`.body`'s flexbuffers.
 
 Threads: a :class:`GsbConnection` owns one reader thread (``gsb-reader-<name>``), the only
 thread that reads the socket; it answers Ping, completes waiting calls and hands incoming call
@@ -19,226 +14,23 @@ import itertools
 import logging
 import os
 import socket
-import struct
 import threading
-import zlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
-from flatbuffers import flexbuffers
+from ..errors import GsbCallError, GsbClosedError, GsbError, GsbTimeoutError
+from .wire import (FULL, HEADER_SIZE, PARTIAL, CallReply, CallRequest, Hello, Message, Ping, Pong, RegisterReply,
+                   RegisterRequest, UnregisterReply, UnregisterRequest, decode_packet, encode_frame, frame_length)
+from .body import decode_body, encode_body
 
-from ..errors import GolemError, GolemTimeoutError
-
-__all__ = [
-    "GsbError",
-    "GsbClosedError",
-    "GsbCallError",
-    "GsbServiceError",
-    "GsbTimeoutError",
-    "GsbRequest",
-    "GsbConnection",
-    "encode_body",
-    "decode_body",
-    "ok_value",
-    "REPLY_OK",
-    "REPLY_BAD_REQUEST",
-    "REPLY_SERVICE_FAILURE",
-]
+__all__ = ["GsbConnection", "GsbRequest", "Handler", "REPLY_OK", "REPLY_BAD_REQUEST", "REPLY_SERVICE_FAILURE"]
 
 logger = logging.getLogger("golem_sync.devnet.gsb")
 
 REPLY_OK = 0
 REPLY_BAD_REQUEST = 400
 REPLY_SERVICE_FAILURE = 500
-_FULL = 0
-_PARTIAL = 1
-
-# Packet oneof field numbers (gsb_api.proto).
-_HELLO = 1
-_REGISTER_REQUEST = 2
-_REGISTER_REPLY = 3
-_UNREGISTER_REQUEST = 4
-_UNREGISTER_REPLY = 5
-_CALL_REQUEST = 6
-_CALL_REPLY = 7
-_PING = 14
-_PONG = 15
-
-#: The router refuses nothing below this, but a frame above it is surely garbage.
-_MAX_FRAME = 256 * 1024 * 1024
-
-
-class GsbError(GolemError):
-    """A GSB connection or call failed."""
-
-
-class GsbClosedError(GsbError):
-    """The connection is closed (by us, or the router went away)."""
-
-
-class GsbTimeoutError(GsbError, GolemTimeoutError):
-    """No reply arrived in time."""
-
-
-class GsbCallError(GsbError):
-    """The bus answered a call with a non-zero code (400: no such service, 500: service failure)."""
-
-    def __init__(self, message: str, *, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class GsbServiceError(GsbError):
-    """A service answered ``{"Err": error}``; ``error`` is the decoded error value."""
-
-    def __init__(self, message: str, *, error: Any) -> None:
-        super().__init__(message)
-        self.error = error
-
-
-# -- protobuf (just enough) ------------------------------------------------------------------
-
-def _varint(value: int) -> bytes:
-    if value < 0:
-        value &= (1 << 64) - 1  # proto3 negative int32/enum: 10-byte two's complement
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field_bytes(number: int, value: Union[bytes, str]) -> bytes:
-    data = value.encode() if isinstance(value, str) else bytes(value)
-    if not data:
-        return b""  # proto3: default values are not sent
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
-
-
-def _field_varint(number: int, value: int) -> bytes:
-    if not value:
-        return b""
-    return _varint(number << 3) + _varint(value)
-
-
-def _read_varint(buf: bytes, pos: int) -> Tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if pos >= len(buf):
-            raise GsbError("truncated varint in GSB packet")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise GsbError("varint too long in GSB packet")
-
-
-def _parse_fields(buf: bytes) -> Dict[int, Union[int, bytes]]:
-    """Decode one protobuf message into ``{field number: value}`` (last occurrence wins)."""
-    fields: Dict[int, Union[int, bytes]] = {}
-    pos = 0
-    while pos < len(buf):
-        key, pos = _read_varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _read_varint(buf, pos)
-            if value >= 1 << 63:
-                value -= 1 << 64
-            fields[number] = value
-        elif wire == 2:
-            length, pos = _read_varint(buf, pos)
-            if pos + length > len(buf):
-                raise GsbError("truncated field in GSB packet")
-            fields[number] = bytes(buf[pos:pos + length])
-            pos += length
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        else:
-            raise GsbError(f"unsupported protobuf wire type {wire}")
-    return fields
-
-
-def _int(fields: Dict[int, Union[int, bytes]], number: int) -> int:
-    value = fields.get(number, 0)
-    return value if isinstance(value, int) else 0
-
-
-def _bytes(fields: Dict[int, Union[int, bytes]], number: int) -> bytes:
-    value = fields.get(number, b"")
-    return value if isinstance(value, bytes) else b""
-
-
-def _str(fields: Dict[int, Union[int, bytes]], number: int) -> str:
-    return _bytes(fields, number).decode("utf-8", "replace")
-
-
-def _packet(kind: int, body: bytes) -> bytes:
-    # A oneof member is always sent, even when empty (Ping/Pong carry no fields).
-    packet = _varint(kind << 3 | 2) + _varint(len(body)) + body
-    return struct.pack(">I", len(packet)) + packet
-
-
-# -- bodies ----------------------------------------------------------------------------------
-
-def encode_body(value: Any) -> bytes:
-    """Encode a value the way Rust serde + flexbuffers would read it."""
-    return bytes(flexbuffers.Dumps(value))
-
-
-def decode_body(data: bytes) -> Any:
-    """Decode a flexbuffers body; zlib-compressed bodies (ya-service-bus option) are tolerated.
-
-    An empty body decodes to ``None``. Raises :class:`GsbError` for undecodable bytes.
-    """
-    if not data:
-        return None
-    raw = data
-    if data[:1] == b"\x78":  # zlib header; a flexbuffer may start with 0x78 too, so fall back
-        try:
-            raw = zlib.decompress(data)
-        except zlib.error:
-            raw = data
-    try:
-        return _plain(flexbuffers.Loads(raw))
-    except Exception as exc:  # flexbuffers raises assorted errors on garbage
-        if raw is not data:
-            try:
-                return _plain(flexbuffers.Loads(data))
-            except Exception:
-                pass
-        raise GsbError(f"undecodable GSB body ({len(data)} bytes): {exc}") from exc
-
-
-def _plain(value: Any) -> Any:
-    """bytearray blobs -> bytes, so decoded bodies are hashable/comparable plain values."""
-    if isinstance(value, bytearray):
-        return bytes(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def ok_value(decoded: Any) -> Any:
-    """Unwrap a serde ``Result``: return ``v`` of ``{"Ok": v}``; raise on ``{"Err": e}``."""
-    if isinstance(decoded, dict) and len(decoded) == 1:
-        if "Ok" in decoded:
-            return decoded["Ok"]
-        if "Err" in decoded:
-            raise GsbServiceError(f"service error: {decoded['Err']!r}", error=decoded["Err"])
-    raise GsbError(f"not a Result body: {decoded!r:.200}")
 
 
 # -- incoming requests -----------------------------------------------------------------------
@@ -283,19 +75,19 @@ class GsbRequest:
 
     def reply(self, value: Any) -> None:
         """Send ``value`` as the one FULL reply."""
-        self._send(REPLY_OK, _FULL, encode_body(value), final=True)
+        self._send(REPLY_OK, FULL, encode_body(value), final=True)
 
     def reply_partial(self, value: Any) -> None:
         """Send one PARTIAL (streamed) reply."""
-        self._send(REPLY_OK, _PARTIAL, encode_body(value), final=False)
+        self._send(REPLY_OK, PARTIAL, encode_body(value), final=False)
 
     def end_stream(self) -> None:
         """End a streamed reply (an empty FULL reply)."""
-        self._send(REPLY_OK, _FULL, b"", final=True)
+        self._send(REPLY_OK, FULL, b"", final=True)
 
     def reply_error(self, text: str, code: int = REPLY_SERVICE_FAILURE) -> None:
         """Fail the call at the bus level: ``code`` with UTF-8 ``text``."""
-        self._send(code, _FULL, text.encode("utf-8"), final=True)
+        self._send(code, FULL, text.encode("utf-8"), final=True)
 
     def _send(self, code: int, reply_type: int, data: bytes, *, final: bool) -> None:
         with self._lock:
@@ -380,9 +172,7 @@ class GsbConnection:
         self._reader = threading.Thread(target=self._read_loop, name=f"gsb-reader-{self.name}",
                                         daemon=True)
         self._reader.start()
-        hello = (_field_bytes(1, self.name) + _field_bytes(2, "0.1.0")
-                 + _field_bytes(3, os.urandom(16)))
-        self._write(_packet(_HELLO, hello))
+        self._write(encode_frame(Hello(self.name, "0.1.0", os.urandom(16))))
         if not self._hello.wait(timeout) or self._closed.is_set():
             self.close()
             raise GsbTimeoutError(f"no Hello from GSB router at {self.url} within {timeout}s")
@@ -441,7 +231,7 @@ class GsbConnection:
         with self._state_lock:
             self._handlers[address] = handler
         try:
-            self._register_cmd(_REGISTER_REQUEST, self._register_waiters, address, timeout)
+            self._register_cmd(RegisterRequest(address), self._register_waiters, address, timeout)
         except BaseException:
             with self._state_lock:
                 self._handlers.pop(address, None)
@@ -452,9 +242,9 @@ class GsbConnection:
         address = address.rstrip("/")
         with self._state_lock:
             self._handlers.pop(address, None)
-        self._register_cmd(_UNREGISTER_REQUEST, self._unregister_waiters, address, timeout)
+        self._register_cmd(UnregisterRequest(address), self._unregister_waiters, address, timeout)
 
-    def _register_cmd(self, kind: int, queue: Deque[Tuple[threading.Event, List[Any]]],
+    def _register_cmd(self, message: Message, queue: Deque[Tuple[threading.Event, List[Any]]],
                       address: str, timeout: float) -> None:
         event = threading.Event()
         result: List[Any] = []
@@ -465,7 +255,7 @@ class GsbConnection:
                 if self._closed.is_set():
                     raise GsbClosedError("GSB connection is closed")
                 queue.append((event, result))
-            self._write_locked(_packet(kind, _field_bytes(1, address)))
+            self._write_locked(encode_frame(message))
         if not event.wait(timeout):
             raise GsbTimeoutError(f"no (un)register reply for {address} within {timeout}s")
         if not result:
@@ -495,9 +285,7 @@ class GsbConnection:
                 raise GsbClosedError("GSB connection is closed")
             self._calls[request_id] = pending
         try:
-            msg = (_field_bytes(1, caller) + _field_bytes(2, address) + _field_bytes(3, request_id)
-                   + _field_bytes(4, data))
-            self._write(_packet(_CALL_REQUEST, msg))
+            self._write(encode_frame(CallRequest(caller, address, request_id, data)))
             if not pending.event.wait(timeout):
                 raise GsbTimeoutError(f"GSB call {address} got no reply within {timeout}s")
         finally:
@@ -527,10 +315,8 @@ class GsbConnection:
             raise GsbClosedError(f"GSB write failed: {exc}") from exc
 
     def _send_reply(self, request_id: str, code: int, reply_type: int, data: bytes) -> None:
-        msg = (_field_bytes(1, request_id) + _field_varint(2, code) + _field_varint(3, reply_type)
-               + _field_bytes(4, data))
         try:
-            self._write(_packet(_CALL_REPLY, msg))
+            self._write(encode_frame(CallReply(request_id, code, reply_type, data)))
         except GsbClosedError:
             logger.debug("%s: reply to %s dropped: connection closed", self.name, request_id)
 
@@ -552,17 +338,17 @@ class GsbConnection:
         reason = "router closed the connection"
         try:
             while not self._closed.is_set():
-                header = self._recv_exact(sock, 4)
+                header = self._recv_exact(sock, HEADER_SIZE)
                 if header is None:
                     break
-                (length,) = struct.unpack(">I", header)
-                if length > _MAX_FRAME:
-                    reason = f"frame too big ({length} bytes)"
-                    break
+                length = frame_length(header)
                 frame = self._recv_exact(sock, length) if length else b""
                 if frame is None:
                     break
-                self._dispatch(frame)
+                for message in decode_packet(frame):
+                    self._dispatch(message)
+        except GsbError as exc:  # a malformed frame: the stream cannot be trusted any more
+            reason = str(exc)
         except OSError as exc:
             reason = f"read failed: {exc}"
         except Exception:  # a bug here must not leave waiters hanging forever
@@ -575,60 +361,51 @@ class GsbConnection:
             logger.info("%s: GSB connection lost: %s", self.name, reason)
             threading.Thread(target=self.close, name=f"gsb-close-{self.name}", daemon=True).start()
 
-    def _dispatch(self, frame: bytes) -> None:
-        packet = _parse_fields(frame)
-        for kind, value in packet.items():
-            body = value if isinstance(value, bytes) else b""
-            fields = _parse_fields(body)
-            if kind == _PING:
-                try:
-                    self._write(_packet(_PONG, b""))
-                except GsbClosedError:
-                    return
-            elif kind == _CALL_REQUEST:
-                self._on_call_request(fields)
-            elif kind == _CALL_REPLY:
-                self._on_call_reply(fields)
-            elif kind == _HELLO:
-                self.server_name = _str(fields, 1)
-                self.server_version = _str(fields, 2)
-                logger.debug("%s: router hello %s/%s", self.name, self.server_name,
-                             self.server_version)
-                self._hello.set()
-            elif kind in (_REGISTER_REPLY, _UNREGISTER_REPLY):
-                queue = self._register_waiters if kind == _REGISTER_REPLY else self._unregister_waiters
-                with self._state_lock:
-                    waiter = queue.popleft() if queue else None
-                if waiter is None:
-                    logger.warning("%s: unmatched (un)register reply", self.name)
-                else:
-                    waiter[1].append((_int(fields, 1), _str(fields, 2)))
-                    waiter[0].set()
-            elif kind == _PONG:
-                pass
+    def _dispatch(self, message: Message) -> None:
+        if isinstance(message, Ping):
+            try:
+                self._write(encode_frame(Pong()))
+            except GsbClosedError:
+                return
+        elif isinstance(message, CallRequest):
+            self._on_call_request(message)
+        elif isinstance(message, CallReply):
+            self._on_call_reply(message)
+        elif isinstance(message, Hello):
+            self.server_name = message.name
+            self.server_version = message.version
+            logger.debug("%s: router hello %s/%s", self.name, self.server_name, self.server_version)
+            self._hello.set()
+        elif isinstance(message, (RegisterReply, UnregisterReply)):
+            queue = self._register_waiters if isinstance(message, RegisterReply) else self._unregister_waiters
+            with self._state_lock:
+                waiter = queue.popleft() if queue else None
+            if waiter is None:
+                logger.warning("%s: unmatched (un)register reply", self.name)
             else:
-                logger.debug("%s: ignoring GSB packet kind %d", self.name, kind)
+                waiter[1].append((message.code, message.message))
+                waiter[0].set()
+        elif isinstance(message, Pong):
+            pass
+        else:
+            logger.debug("%s: ignoring GSB packet %r", self.name, message)
 
-    def _on_call_reply(self, fields: Dict[int, Union[int, bytes]]) -> None:
-        request_id = _str(fields, 1)
+    def _on_call_reply(self, reply: CallReply) -> None:
         with self._state_lock:
-            pending = self._calls.get(request_id)
+            pending = self._calls.get(reply.request_id)
         if pending is None:
-            logger.debug("%s: unmatched call reply %s", self.name, request_id)
+            logger.debug("%s: unmatched call reply %s", self.name, reply.request_id)
             return
-        data = _bytes(fields, 4)
-        code = _int(fields, 2)
-        if _int(fields, 3) == _PARTIAL and code == REPLY_OK:
-            pending.parts.append(data)
+        if reply.reply_type == PARTIAL and reply.code == REPLY_OK:
+            pending.parts.append(reply.data)
             return
-        pending.code = code
-        pending.data = data
+        pending.code = reply.code
+        pending.data = reply.data
         pending.event.set()
 
-    def _on_call_request(self, fields: Dict[int, Union[int, bytes]]) -> None:
-        request = GsbRequest(self, request_id=_str(fields, 3), caller=_str(fields, 1),
-                             address=_str(fields, 2), data=_bytes(fields, 4),
-                             no_reply=bool(_int(fields, 5)))
+    def _on_call_request(self, call: CallRequest) -> None:
+        request = GsbRequest(self, request_id=call.request_id, caller=call.caller, address=call.address,
+                             data=call.data, no_reply=call.no_reply)
         handler = self._find_handler(request.address)
         if handler is None:
             request.reply_error(f"no service at {request.address}", REPLY_BAD_REQUEST)

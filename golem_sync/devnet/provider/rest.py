@@ -17,6 +17,8 @@ from typing import Any, Callable, List, Mapping, Optional
 
 import requests
 
+from ..errors import ProviderApiError
+
 __all__ = ["ProviderRest", "ProviderApiError", "rfc3339", "utcnow", "parse_timestamp", "collect_events"]
 
 logger = logging.getLogger("golem_sync.devnet.provider")
@@ -53,14 +55,6 @@ def parse_timestamp(text: str) -> Optional[_dt.datetime]:
     sign = 1 if zone[0] == "+" else -1
     hours, minutes = int(zone[1:3]), int(zone[-2:])
     return when.replace(tzinfo=_dt.timezone(sign * _dt.timedelta(hours=hours, minutes=minutes)))
-
-
-class ProviderApiError(Exception):
-    """yagna answered a provider call with an error status (or not at all)."""
-
-    def __init__(self, message: str, status: Optional[int] = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class ProviderRest:

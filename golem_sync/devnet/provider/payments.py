@@ -9,8 +9,8 @@ import logging
 from decimal import Decimal
 from typing import Optional, Sequence
 
-from .provider_rest import ProviderApiError, ProviderRest, rfc3339, utcnow
-from .provider_spec import format_amount
+from .rest import ProviderApiError, ProviderRest, rfc3339, utcnow
+from .spec import format_amount
 
 __all__ = ["issue_debit_note", "issue_invoice", "SEND_TIMEOUT"]
 

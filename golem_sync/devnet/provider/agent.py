@@ -16,13 +16,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from .exeunit import ExeUnit
-from .provider_activity import ActivityWatcher
-from .provider_market import AgreementWatcher, OfferNegotiator
-from .provider_payments import issue_debit_note, issue_invoice
-from .provider_rest import ProviderApiError, ProviderRest
-from .provider_scheduler import Scheduler
-from .provider_state import (
+from ..exeunit import ExeUnit
+from .activity import ActivityWatcher
+from .market import ProviderAgreementWatcher, OfferNegotiator
+from .payments import issue_debit_note, issue_invoice
+from .rest import ProviderApiError, ProviderRest
+from .scheduler import Scheduler
+from .state import (
     ActivityInfo,
     ActivityRecord,
     AgreementInfo,
@@ -31,7 +31,7 @@ from .provider_state import (
     InvoiceInfo,
     seconds,
 )
-from .provider_spec import (
+from .spec import (
     DEBIT_NOTE_ACCEPT_TIMEOUT,
     DEBIT_NOTE_INTERVAL,
     PAYMENT_TIMEOUT,
@@ -123,7 +123,7 @@ class ProviderAgent:
             on_agreement=self._on_agreement, on_approved=self._on_approved,
             poll_timeout=poll_timeout, label=self._label, on_published=self._on_published,
         )
-        self._agreement_watcher = AgreementWatcher(
+        self._agreement_watcher = ProviderAgreementWatcher(
             self._rest, stop=self._stop, is_ours=self._is_ours, on_terminated=self._on_terminated,
             poll_timeout=poll_timeout, label=self._label,
         )

@@ -10,7 +10,7 @@ import logging
 import threading
 from typing import Any, Callable, Mapping, Set, Tuple
 
-from .provider_rest import ProviderRest, collect_events
+from .rest import ProviderRest, collect_events
 
 __all__ = ["ActivityWatcher", "event_kind"]
 
