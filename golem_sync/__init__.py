@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .network import GolemNetwork
     from .options import (ActivityOptions, AgreementOptions, JobOptions, MarketOptions, PackageOptions,
                           PaymentOptions, VpnOptions, WorkOptions)
-    from .work import CostSummary, ProviderInfo, RemoteProcess, Result, WorkContext
+    from .work import Batch, CostSummary, ProviderInfo, RemoteProcess, Result, WorkContext
     from .yagna import YagnaConfig
 
 __version__ = "0.1.0.dev0"
@@ -31,7 +31,7 @@ logging.getLogger("golem_sync").addHandler(logging.NullHandler())
 #: Public name -> the submodule that defines it (imported on first access).
 _LAZY: Dict[str, str] = {
     "Job": ".job",
-    "JobState": ".job",
+    "JobState": ".state",
     "GolemNetwork": ".network",
     "ActivityOptions": ".options",
     "AgreementOptions": ".options",
@@ -41,6 +41,7 @@ _LAZY: Dict[str, str] = {
     "PaymentOptions": ".options",
     "VpnOptions": ".options",
     "WorkOptions": ".options",
+    "Batch": ".work",
     "CostSummary": ".work",
     "ProviderInfo": ".work",
     "RemoteProcess": ".work",
@@ -52,7 +53,7 @@ _LAZY: Dict[str, str] = {
 __all__ = [
     "__version__", "GolemNetwork", "Job", "JobState", "WorkContext", "Result", "ProviderInfo",
     "YagnaConfig", "signals", "PackageOptions", "MarketOptions", "AgreementOptions", "ActivityOptions",
-    "WorkOptions", "JobOptions", "PaymentOptions", "VpnOptions", "RemoteProcess", "CostSummary",
+    "WorkOptions", "JobOptions", "PaymentOptions", "VpnOptions", "RemoteProcess", "CostSummary", "Batch",
     *_errors_all,
 ]
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.devnet
 @pytest.fixture(scope="module")
 def faulty_devnet():
     from golem_sync.devnet.launcher import Devnet
-    from golem_sync.devnet.provider_spec import ProviderFaults, ProviderSpec
+    from golem_sync.devnet.provider import ProviderFaults, ProviderSpec
 
     specs = [
         ProviderSpec(name="quitter", faults=ProviderFaults(terminate_agreement_after=1.5)),
