@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any, Callable, Generic, Optional, Tuple, TypeVar
@@ -209,10 +210,19 @@ class Job(Generic[T]):
             return ended[0]  # type: ignore[no-any-return]
         return self.future.result(0)
 
+    def get_cost(self) -> float:
+        """Estimated cost so far: linear pricing × usage of every activity of this job.
+
+        While the job runs this reads the activity's usage from yagna (a REST call), hence a method.
+        """
+        return self._runtime.costs.job_cost(self.id)
+
     @property
     def cost(self) -> float:
-        """Estimated cost so far: linear pricing × usage of every activity of this job (a REST read while running)."""
-        return self._runtime.costs.job_cost(self.id)
+        """Deprecated: use :meth:`get_cost` (this property makes a REST call while the job runs)."""
+        warnings.warn("Job.cost is deprecated; use Job.get_cost() (it reads usage from yagna)",
+                      DeprecationWarning, stacklevel=2)
+        return self.get_cost()
 
     # -- Future side -------------------------------------------------------------------------
 

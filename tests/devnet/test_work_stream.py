@@ -173,7 +173,7 @@ def test_usage_cost_and_the_network_cost_summary(golem_devnet, recorder, caplog)
         def worker(ctx):
             ctx.run("sleep 1.5")
             usage = ctx.get_usage()
-            return usage, ctx.get_cost(), ctx.job.cost, ctx.get_state()
+            return usage, ctx.get_cost(), ctx.job.get_cost(), ctx.get_state()
 
         job = network.create_job()
         job.start_work(worker)
@@ -182,13 +182,13 @@ def test_usage_cost_and_the_network_cost_summary(golem_devnet, recorder, caplog)
         assert usage["golem.usage.duration_sec"] >= 1.0
         assert set(usage) == {"golem.usage.duration_sec", "golem.usage.cpu_sec"}
         assert cost > 0 and job_cost_live >= cost * 0.99
-        assert job.cost >= cost  # the final usage was read at cleanup
+        assert job.get_cost() >= cost  # the final usage was read at cleanup
     finally:
         network.close()
     summary = network.cost_summary()
     assert [row.agreement_id for row in summary.rows] == [job.agreement_id]
     row = summary.rows[0]
-    assert row.job_id == job.id and row.activities == 1 and row.estimated == job.cost
+    assert row.job_id == job.id and row.activities == 1 and row.estimated == job.get_cost()
     assert row.accepted is not None and row.accepted > Decimal(0)
     # The provider invoices linear pricing × its final usage, read when it stops the exe-unit: after
     # our last read (before the 0.76 s destroy), so the invoice may exceed the estimate by that time.

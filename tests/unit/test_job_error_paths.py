@@ -442,3 +442,12 @@ def test_an_allocation_whose_answer_was_lost_is_found_and_used(golem, fake_yagna
     assert len(fake_yagna.allocations) == 1 and g.allocation_id == fake_yagna.allocations[0]
     g.close()
     assert fake_yagna.released == fake_yagna.allocations
+
+
+def test_job_cost_property_is_deprecated_for_get_cost(golem, fake_yagna):
+    g = golem()
+    job = g.create_job()
+    job.start_work(lambda ctx: "ok")
+    job.result(timeout=10)
+    with pytest.warns(DeprecationWarning, match="get_cost"):
+        assert job.cost == job.get_cost()
