@@ -29,7 +29,6 @@ def test_importing_golem_sync_itself_loads_only_the_errors() -> None:
     assert _loaded_after("import golem_sync, golem_sync.errors") == []
 
 
-@pytest.mark.skip(reason="golem_sync.store still imports the job layer (issue 10 item 2, the lead's part)")
 def test_importing_the_store_loads_no_sdk_module() -> None:
     assert _loaded_after("import golem_sync.store") == []
 
