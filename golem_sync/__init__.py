@@ -16,11 +16,11 @@ from .errors import __all__ as _errors_all
 
 if TYPE_CHECKING:
     from . import signals
-    from .job import Job, JobState
-    from .network import GolemNetwork
-    from .options import (ActivityOptions, AgreementOptions, JobOptions, MarketOptions, PackageOptions,
+    from ._job import Job, JobState
+    from ._network import GolemNetwork
+    from ._options import (ActivityOptions, AgreementOptions, JobOptions, MarketOptions, PackageOptions,
                           PaymentOptions, VpnOptions, WorkOptions)
-    from .work import Batch, CostSummary, ProviderInfo, RemoteProcess, Result, WorkContext
+    from ._work import Batch, CostSummary, ProviderInfo, RemoteProcess, Result, WorkContext
     from .yagna import YagnaConfig
 
 __version__ = "0.1.0.dev0"
@@ -30,23 +30,23 @@ logging.getLogger("golem_sync").addHandler(logging.NullHandler())
 
 #: Public name -> the submodule that defines it (imported on first access).
 _LAZY: Dict[str, str] = {
-    "Job": ".job",
-    "JobState": ".state",
-    "GolemNetwork": ".network",
-    "ActivityOptions": ".options",
-    "AgreementOptions": ".options",
-    "JobOptions": ".options",
-    "MarketOptions": ".options",
-    "PackageOptions": ".options",
-    "PaymentOptions": ".options",
-    "VpnOptions": ".options",
-    "WorkOptions": ".options",
-    "Batch": ".work",
-    "CostSummary": ".work",
-    "ProviderInfo": ".work",
-    "RemoteProcess": ".work",
-    "Result": ".work",
-    "WorkContext": ".work",
+    "Job": "._job",
+    "JobState": "._state",
+    "GolemNetwork": "._network",
+    "ActivityOptions": "._options",
+    "AgreementOptions": "._options",
+    "JobOptions": "._options",
+    "MarketOptions": "._options",
+    "PackageOptions": "._options",
+    "PaymentOptions": "._options",
+    "VpnOptions": "._options",
+    "WorkOptions": "._options",
+    "Batch": "._work",
+    "CostSummary": "._work",
+    "ProviderInfo": "._work",
+    "RemoteProcess": "._work",
+    "Result": "._work",
+    "WorkContext": "._work",
     "YagnaConfig": ".yagna",
 }
 
@@ -64,8 +64,8 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(module_name, __name__), name)
         globals()[name] = value  # later lookups skip this hook
         return value
-    # A submodule as an attribute (``golem_sync.signals``, ``golem_sync.network``, ...): the eager
-    # package used to import them all, so ``import golem_sync; golem_sync.job`` kept working.
+    # A submodule as an attribute (``golem_sync.signals``, ``golem_sync._network``, ...): the eager
+    # package used to import them all, so ``import golem_sync; golem_sync._job`` kept working.
     if not name.startswith("__"):
         try:
             return importlib.import_module(f".{name}", __name__)

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Seque
 
 import attrs
 
-from ..cancel import Deadline
+from .._cancel import Deadline
 from ..errors import (GolemConfigError, GolemInterruptedError, GolemRemoteJobError,  # noqa: F401 (re-exported)
                       GolemStoreError, GolemUserError)
 

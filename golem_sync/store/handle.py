@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from ..cancel import Deadline
+from .._cancel import Deadline
 from ..errors import GolemTimeoutError, GolemUserError
-from ..state import JobState
+from .._state import JobState
 from .base import RECHECK_SEC, GolemInterruptedError, GolemStoreError, JobRecord, JobStore, rebuild_error
 
 __all__ = ["StoredJob"]

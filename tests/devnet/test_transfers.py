@@ -15,7 +15,7 @@ from typing import Any, List
 import pytest
 
 from golem_sync import GolemConfigError, GolemWorkError, JobState, signals
-from golem_sync.work import transfers
+from golem_sync._work import transfers
 
 from hygiene import YagnaProbe
 from test_job_api import golem, probe, recorder  # noqa: F401  (fixtures reused, not copied)

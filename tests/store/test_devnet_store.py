@@ -20,7 +20,7 @@ from hygiene import YagnaProbe  # noqa: E402
 from test_job_api import Recorder, make_network  # noqa: E402
 
 from golem_sync import GolemCancelledError, JobState  # noqa: E402
-from golem_sync.job import Job  # noqa: E402
+from golem_sync._job import Job  # noqa: E402
 from golem_sync.store import GolemInterruptedError, GolemStoreError, MemoryJobStore, StoredJob  # noqa: E402
 
 pytestmark = pytest.mark.devnet

@@ -9,7 +9,7 @@ from typing import Any, List, Tuple
 import pytest
 
 from golem_sync import GolemNetwork, JobState, signals
-from golem_sync.job import Job
+from golem_sync._job import Job
 from golem_sync.store import GolemInterruptedError, GolemStoreError, JobRecord, MemoryJobStore, SQLiteJobStore, StoredJob
 
 

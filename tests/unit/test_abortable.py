@@ -73,7 +73,7 @@ def test_abort_needs_an_abortable_transport():
 
 
 def test_a_poller_stopped_mid_poll_ends_quietly(silent_server, caplog):
-    from golem_sync.pollers import EventPoller
+    from golem_sync._pollers import EventPoller
 
     transport = Transport(YagnaConfig(app_key="k", api_url=silent_server, retries=0), abortable=True)
     poller = EventPoller("test-events", lambda after, timeout: transport.request(

@@ -13,7 +13,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from golem_sync.agreement import release
+from golem_sync._agreement import release
 from golem_sync.errors import (YagnaAuthError, YagnaRequestError, YagnaServerError, YagnaTimeoutError)
 
 

@@ -98,7 +98,7 @@ def test_the_core_never_imports_the_devnet():
 def test_light_doors_do_not_load_the_sdk(door):
     """A web process that only looks jobs up, and pytest's plugin loader, load no job layer or HTTP client."""
     code = (f"import sys, {door}\n"
-            "heavy = [m for m in ('golem_sync.network', 'golem_sync.job', 'golem_sync.yagna.client', 'requests')"
+            "heavy = [m for m in ('golem_sync._network', 'golem_sync._job', 'golem_sync.yagna.client', 'requests')"
             " if m in sys.modules]\n"
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

@@ -1,4 +1,4 @@
-"""Blocking: cancelled calls never run late, close() does not wait out abandoned read-only calls
+"""AbandonableCalls: cancelled calls never run late, close() does not wait out abandoned read-only calls
 (audit #12), and an abortable_reads client frees the abandoned call's thread at once."""
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from golem_sync.blocking import Blocking
-from golem_sync.cancel import CancelToken
+from golem_sync._abandonable import AbandonableCalls
+from golem_sync._cancel import CancelToken
 from golem_sync.errors import GolemCancelledError, YagnaUnreachableError
 from golem_sync.yagna import YagnaClient, YagnaConfig
 
 
 def test_a_queued_call_withdrawn_by_cancel_never_runs():
-    blocking = Blocking(1)
+    blocking = AbandonableCalls(1)
     gate = threading.Event()
     ran = []
     busy = threading.Thread(target=blocking.call, args=(CancelToken(), gate.wait, 10))
@@ -32,7 +32,7 @@ def test_a_queued_call_withdrawn_by_cancel_never_runs():
 
 
 def test_shutdown_does_not_wait_for_an_abandoned_read_only_call():
-    blocking = Blocking(2)
+    blocking = AbandonableCalls(2)
     release = threading.Event()
     token = CancelToken()
     threading.Timer(0.1, token.cancel).start()
@@ -46,7 +46,7 @@ def test_shutdown_does_not_wait_for_an_abandoned_read_only_call():
 
 
 def test_shutdown_waits_for_the_cleanup_of_an_abandoned_call_that_creates_something():
-    blocking = Blocking(2)
+    blocking = AbandonableCalls(2)
     cleaned = []
     token = CancelToken()
 
@@ -63,7 +63,7 @@ def test_shutdown_waits_for_the_cleanup_of_an_abandoned_call_that_creates_someth
 
 def test_shutdown_calls_abort_and_bounds_the_cleanup_wait():
     aborted = []
-    blocking = Blocking(2, abort=lambda: aborted.append(True))
+    blocking = AbandonableCalls(2, abort=lambda: aborted.append(True))
     gate = threading.Event()
     token = CancelToken()
     threading.Timer(0.1, token.cancel).start()
@@ -77,11 +77,11 @@ def test_shutdown_calls_abort_and_bounds_the_cleanup_wait():
 
 
 def test_cancel_aborts_a_long_poll_made_through_abortable_reads(server):
-    from golem_sync.blocking import abortable_reads
+    from golem_sync._abandonable import abortable_reads
 
     server.script((0, None))  # yagna holds the approval wait and never answers
     client = YagnaClient(YagnaConfig(app_key="k", api_url=server.url, retries=0))
-    blocking = Blocking(2)
+    blocking = AbandonableCalls(2)
     token = CancelToken()
     calls = []
     ended = threading.Event()
@@ -111,7 +111,7 @@ def test_cancel_aborts_a_long_poll_made_through_abortable_reads(server):
 def test_a_wait_limit_that_runs_out_raises_golem_timeout_error_naming_the_phase():
     from golem_sync.errors import GolemError, GolemTimeoutError
 
-    blocking = Blocking(1)
+    blocking = AbandonableCalls(1)
     gate = threading.Event()
     try:
         with pytest.raises(GolemTimeoutError) as info:

@@ -5,8 +5,8 @@ import time
 import pytest
 
 from golem_sync import GolemCancelledError, GolemTimeoutError
-from golem_sync.blocking import Blocking
-from golem_sync.cancel import CancelToken, Inbox
+from golem_sync._abandonable import AbandonableCalls
+from golem_sync._cancel import CancelToken, Inbox
 
 
 def _cancel_later(token, delay=0.05):
@@ -46,7 +46,7 @@ def test_child_token_follows_parent_but_not_the_reverse():
 
 
 def test_blocking_call_returns_result_or_stops_waiting_on_cancel():
-    pool = Blocking(2)
+    pool = AbandonableCalls(2)
     try:
         token = CancelToken()
         assert pool.call(token, lambda x: x * 2, 21) == 42
@@ -72,7 +72,7 @@ def test_callbacks_run_once_and_late_registration_runs_at_once():
 
 
 def test_an_abandoned_call_hands_what_it_created_to_its_cleanup():
-    pool = Blocking(2)
+    pool = AbandonableCalls(2)
     try:
         token = CancelToken()
         release = threading.Event()
@@ -88,7 +88,7 @@ def test_an_abandoned_call_hands_what_it_created_to_its_cleanup():
 
 
 def test_an_abandoned_call_that_fails_needs_no_cleanup():
-    pool = Blocking(2)
+    pool = AbandonableCalls(2)
     token = CancelToken()
     release = threading.Event()
     cleaned = []

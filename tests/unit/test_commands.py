@@ -4,7 +4,7 @@ import subprocess
 import pytest
 
 from golem_sync import GolemConfigError
-from golem_sync.work.commands import build_run
+from golem_sync._work.commands import build_run
 
 
 def test_shell_form_runs_through_sh():

@@ -3,8 +3,8 @@ from decimal import Decimal
 
 import pytest
 
-from golem_sync.market.proposals import Pricing
-from golem_sync.work.costs import CostLedger
+from golem_sync._market.proposals import Pricing
+from golem_sync._work.costs import CostLedger
 
 DUR, CPU = "golem.usage.duration_sec", "golem.usage.cpu_sec"
 PRICING = Pricing(start=0.5, cpu_per_sec=0.1, env_per_sec=0.01, coefficients={DUR: 0.01, CPU: 0.1})

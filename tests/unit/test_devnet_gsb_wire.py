@@ -93,7 +93,7 @@ def test_body_roundtrip_and_zlib_bodies_are_tolerated() -> None:
 
 
 def test_the_body_codec_is_the_cores_flexbuffers_codec() -> None:
-    from golem_sync import flex
+    from golem_sync import _flex as flex
 
     value = {"id": "1", "payload": {"offset": 0, "content": b"abc"}}
     assert encode_body(value) == flex.dumps(value)

@@ -10,7 +10,7 @@ from typing import List
 import pytest
 
 #: Modules the plugin (and the lazy ``golem_sync`` package) must not load.
-HEAVY = ["golem_sync.network", "golem_sync.job", "golem_sync.yagna", "golem_sync.work", "requests",
+HEAVY = ["golem_sync._network", "golem_sync._job", "golem_sync.yagna", "golem_sync._work", "requests",
          "urllib3", "blinker", "golem_sync.devnet.launcher"]
 
 

@@ -72,7 +72,7 @@ def test_decorations_failure_releases_the_allocation(golem, fake_yagna):
 
 
 def test_a_later_job_retries_the_allocation_after_a_failure(golem, fake_yagna, monkeypatch):
-    from golem_sync import network as network_module
+    from golem_sync import _network as network_module
 
     monkeypatch.setattr(network_module, "SERVICES_RETRY_SEC", 0.0)
     fake_yagna.fail_next("POST", "/allocations", status=503, times=1)

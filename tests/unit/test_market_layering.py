@@ -25,15 +25,17 @@ def _imports(path: Path) -> set:
 
 
 def test_market_does_not_import_the_agreement_module():
-    for path in sorted((ROOT / "market").glob("*.py")):
-        assert "golem_sync.agreement" not in _imports(path), f"{path.name} imports golem_sync.agreement"
+    paths = sorted((ROOT / "_market").glob("*.py"))
+    assert paths
+    for path in paths:
+        assert "golem_sync._agreement" not in _imports(path), f"{path.name} imports golem_sync._agreement"
 
 
 def test_signing_lives_in_market_and_the_old_names_still_import():
-    from golem_sync import agreement
-    from golem_sync.market import signing
+    from golem_sync import _agreement as agreement
+    from golem_sync._market import signing
 
-    assert "golem_sync.market.signing" in _imports(ROOT / "agreement.py")
+    assert "golem_sync._market.signing" in _imports(ROOT / "_agreement.py")
     assert agreement.sign is signing.sign and agreement.release is signing.release
     assert agreement.ReleaseOutcome is signing.ReleaseOutcome
 
@@ -41,7 +43,7 @@ def test_signing_lives_in_market_and_the_old_names_still_import():
 def test_events_and_payment_calls_are_dispatched_by_type_not_by_name():
     import re
 
-    sources = [ROOT / "agreement.py", ROOT / "payment" / "processor.py", *(ROOT / "market").glob("*.py")]
+    sources = [ROOT / "_agreement.py", ROOT / "_payment" / "processor.py", *(ROOT / "_market").glob("*.py")]
     by_name = re.compile(r"type\(event\)\.__name__|in str\([^)]*event_type\)|getattr\([^)]*\.payment,")
     for path in sources:
         assert not by_name.findall(path.read_text()), path.name

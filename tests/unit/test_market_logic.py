@@ -1,10 +1,10 @@
 """Demand building, proposal judging and scoring."""
 import attrs
 
-from golem_sync.market.demand import build_demand, join_constraints
-from golem_sync.market.proposals import ProposalView, default_scorer, proposal_problem
-from golem_sync.options import MarketOptions, PackageOptions
-from golem_sync.package import Decorations, resolve_package
+from golem_sync._market.demand import build_demand, join_constraints
+from golem_sync._market.proposals import ProposalView, default_scorer, proposal_problem
+from golem_sync._options import MarketOptions, PackageOptions
+from golem_sync._package import Decorations, resolve_package
 
 PLATFORM = "erc20-holesky-tglm"
 

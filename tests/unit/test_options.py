@@ -2,7 +2,7 @@
 import pytest
 
 from golem_sync import GolemConfigError, MarketOptions, PackageOptions, PaymentOptions
-from golem_sync.options import OptionLayer, merge_layers, parse_section
+from golem_sync._options import OptionLayer, merge_layers, parse_section
 
 
 def test_layers_merge_field_by_field_later_wins():
@@ -180,8 +180,8 @@ def test_the_renamed_defaults_are_unchanged():
 
 
 def test_the_demand_carries_the_renamed_payment_due():
-    from golem_sync.market.demand import build_demand
-    from golem_sync.package import Decorations
+    from golem_sync._market.demand import build_demand
+    from golem_sync._package import Decorations
 
     demand = build_demand(Decorations({}, []), Decorations({}, []), MarketOptions(payment_due_sec=900), "p", now=0)
     assert demand.properties["golem.com.scheme.payu.payment-timeout-sec?"] == 900

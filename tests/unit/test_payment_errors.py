@@ -14,8 +14,8 @@ import pytest
 from golem_sync import signals
 from golem_sync.errors import (YagnaNotFoundError, YagnaRequestError, YagnaServerError, YagnaTimeoutError,
                                YagnaUnreachableError)
-from golem_sync.options import PaymentOptions
-from golem_sync.payment.processor import PaymentProcessor, PaymentRetry
+from golem_sync._options import PaymentOptions
+from golem_sync._payment.processor import PaymentProcessor, PaymentRetry
 from golem_sync.yagna.models import DebitNoteEvent, InvoiceEvent
 
 FAST = PaymentRetry(first_delay=0.01, factor=2.0, max_delay=0.05, max_tries=6)
@@ -525,7 +525,7 @@ def test_documents_failing_on_the_same_gone_allocation_ask_for_a_new_one_once(se
 
 def test_a_reject_yagna_does_not_implement_is_not_retried(golem, fake_yagna):
     """yagna 0.17.6 answers 501 to a debit-note reject: that is final, not a transient failure."""
-    from golem_sync.cancel import CancelToken
+    from golem_sync._cancel import CancelToken
 
     fake_yagna.fail_next("POST", "/reject", status=501, times=10, message="not implemented")
     rejected = []

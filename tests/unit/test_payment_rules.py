@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from golem_sync import signals
-from golem_sync.options import PaymentOptions
-from golem_sync.payment.processor import PaymentProcessor
+from golem_sync._options import PaymentOptions
+from golem_sync._payment.processor import PaymentProcessor
 from golem_sync.yagna.models import DebitNoteEvent, InvoiceEvent
 
 
@@ -141,7 +141,7 @@ def test_notes_at_the_agreed_pace_are_accepted(setup, monkeypatch):
     violations = []
     processor.register("a1", sender="job", debit_note_interval=10, on_violation=violations.append)
     clock = [processor._accounts["a1"].started]
-    monkeypatch.setattr("golem_sync.payment.processor.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("golem_sync._payment.processor.time.monotonic", lambda: clock[0])
     for n in range(5):  # one note every 9.5 s: within the 10 s interval and its grace
         clock[0] += 9.5
         deliver(processor, payment, note(f"d{n}", "a1", str(n + 1)))

@@ -13,15 +13,15 @@ import attrs
 import pytest
 
 from golem_sync import GolemCancelledError, GolemConfigError, GolemWorkError, YagnaProtocolError, signals
-from golem_sync import flex
-from golem_sync.cancel import CancelToken
-from golem_sync.options import WorkOptions
-from golem_sync.storage import paths
-from golem_sync.storage.gftp import MAX_CHUNK, BytesSource, FileSource, Publication, Receipt
-from golem_sync.storage.service import GsbService, ServiceFailure
-from golem_sync.work import Batch, ProviderInfo, WorkContext, transfers
-from golem_sync.work.runner import CommandRunner
-from golem_sync.work.transfers import DownloadStep, TransferEnv, TransferStep, UploadStep
+from golem_sync import _flex as flex
+from golem_sync._cancel import CancelToken
+from golem_sync._options import WorkOptions
+from golem_sync._transfer import paths
+from golem_sync._transfer.gftp import MAX_CHUNK, BytesSource, FileSource, Publication, Receipt
+from golem_sync._transfer.service import GsbService, ServiceFailure
+from golem_sync._work import Batch, ProviderInfo, WorkContext, transfers
+from golem_sync._work.runner import CommandRunner
+from golem_sync._work.transfers import DownloadStep, TransferEnv, TransferStep, UploadStep
 from golem_sync.yagna.models import Transfer
 
 NOT_CONNECTED = SimpleNamespace()  # handlers are tested without opening the service
@@ -503,7 +503,7 @@ def test_closing_a_download_while_its_progress_receiver_blocks_removes_the_part_
 # -- in-memory downloads: the provider does not choose how much the requestor allocates (audit #18)
 
 def test_an_in_memory_download_has_a_default_size_limit():
-    from golem_sync.storage.gftp import MAX_MEMORY_DOWNLOAD
+    from golem_sync._transfer.gftp import MAX_MEMORY_DOWNLOAD
 
     assert MAX_MEMORY_DOWNLOAD == 64 * 1024 * 1024
     for method in (WorkContext.download_data, WorkContext.download_json):
@@ -515,7 +515,7 @@ def test_an_in_memory_download_has_a_default_size_limit():
 
 
 def test_a_chunk_far_beyond_the_bytes_received_is_refused_before_allocating():
-    from golem_sync.storage.gftp import REORDER_WINDOW
+    from golem_sync._transfer.gftp import REORDER_WINDOW
 
     receipt = Receipt(NOT_CONNECTED, "n", max_size=1 << 30)  # type: ignore[arg-type]
     with pytest.raises(GolemWorkError, match="past the 0 bytes received"):

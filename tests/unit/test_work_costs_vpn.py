@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import pytest
 
 from golem_sync import GolemConfigError
-from golem_sync.market.proposals import Pricing
-from golem_sync.options import OptionLayer, VpnOptions, WorkOptions, merge_layers
-from golem_sync.vpn import Vpn
-from golem_sync.work.costs import CostLedger, usage_by_name
+from golem_sync._market.proposals import Pricing
+from golem_sync._options import OptionLayer, VpnOptions, WorkOptions, merge_layers
+from golem_sync._vpn import Vpn
+from golem_sync._work.costs import CostLedger, usage_by_name
 from golem_sync.yagna.models import Address, Deploy, Network
 
 DUR, CPU = "golem.usage.duration_sec", "golem.usage.cpu_sec"

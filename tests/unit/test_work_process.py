@@ -11,9 +11,9 @@ from typing import List
 import pytest
 
 from golem_sync import GolemCancelledError, GolemTimeoutError
-from golem_sync.blocking import Blocking
-from golem_sync.cancel import CancelToken
-from golem_sync.work.process import RemoteProcess
+from golem_sync._abandonable import AbandonableCalls
+from golem_sync._cancel import CancelToken
+from golem_sync._work.process import RemoteProcess
 from golem_sync.yagna.models import RuntimeEvent
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -55,7 +55,7 @@ class FakeActivity:
         self.activity_id = "act"
         self.results: List[object] = []
         self.polls = 0
-        self._blocking = Blocking(4)
+        self._blocking = AbandonableCalls(4)
 
         def get_batch_results(activity_id, batch_id, timeout=5.0, command_index=None):
             self.polls += 1
@@ -192,8 +192,8 @@ class SpawnActivity(FakeActivity):
 
 
 def test_spawn_raises_cancelled_when_the_job_is_cancelled_while_it_starts():
-    from golem_sync.options import WorkOptions
-    from golem_sync.work import ProviderInfo, WorkContext
+    from golem_sync._options import WorkOptions
+    from golem_sync._work import ProviderInfo, WorkContext
 
     token, stream = CancelToken(), ScriptedStream()
     activity = SpawnActivity(token, stream)
@@ -207,8 +207,8 @@ def test_spawn_raises_cancelled_when_the_job_is_cancelled_while_it_starts():
 
 
 def test_spawn_closes_the_stream_when_building_the_process_fails(monkeypatch):
-    from golem_sync.options import WorkOptions
-    from golem_sync.work import ProviderInfo, WorkContext, runner as runner_module
+    from golem_sync._options import WorkOptions
+    from golem_sync._work import ProviderInfo, WorkContext, runner as runner_module
 
     token, stream = CancelToken(), ScriptedStream()
     activity = SpawnActivity(CancelToken(), stream)  # send() cancels an unrelated token
@@ -263,7 +263,7 @@ def test_a_line_longer_than_the_budget_is_delivered_in_bounded_pieces(parts):
 
 def test_a_line_without_newline_costs_linear_time():
     """Feeding k chunks of one unterminated line must cost O(k), not O(k^2) (ratio of sizes 8)."""
-    from golem_sync.work.process import LineStream
+    from golem_sync._work.process import LineStream
 
     def feed(chunks: int) -> float:
         best = float("inf")
@@ -284,8 +284,8 @@ def test_a_line_without_newline_costs_linear_time():
 
 def test_a_bad_buffer_limit_is_refused_before_anything_is_sent():
     from golem_sync import GolemConfigError
-    from golem_sync.options import WorkOptions
-    from golem_sync.work import ProviderInfo, WorkContext
+    from golem_sync._options import WorkOptions
+    from golem_sync._work import ProviderInfo, WorkContext
 
     token, stream = CancelToken(), ScriptedStream()
     activity = SpawnActivity(token, stream)
@@ -319,7 +319,7 @@ class BlockingPollClient:
 
 
 def test_spawned_processes_do_not_starve_the_shared_pool_and_close_at_once():
-    shared = Blocking(2)  # the network's pool, shared by every job
+    shared = AbandonableCalls(2)  # the network's pool, shared by every job
     activity = FakeActivity()
     activity._blocking = shared
     activity.client = SimpleNamespace(activity=SimpleNamespace(get_batch_results=BlockingPollClient().get_batch_results))

@@ -10,10 +10,10 @@ from typing import Any, List, Optional
 import pytest
 
 from golem_sync import GolemActivityError, GolemCancelledError, GolemTimeoutError, signals
-from golem_sync.cancel import CancelToken
-from golem_sync.options import WorkOptions
-from golem_sync.work import Batch, ProviderInfo, WorkContext
-from golem_sync.work.runner import CommandRunner
+from golem_sync._cancel import CancelToken
+from golem_sync._options import WorkOptions
+from golem_sync._work import Batch, ProviderInfo, WorkContext
+from golem_sync._work.runner import CommandRunner
 
 
 def ok(commands: Any) -> List[Any]:

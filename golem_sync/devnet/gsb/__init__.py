@@ -3,7 +3,7 @@
 Three rooms, bottom up:
 
 - :mod:`.wire`: the pure protobuf codec of ``gsb_api.proto`` frames (Hello, Register, Call, Ping...);
-- :mod:`.body`: call bodies, Rust-serde flexbuffers through the core's :mod:`golem_sync.flex`,
+- :mod:`.body`: call bodies, Rust-serde flexbuffers through the core's :mod:`golem_sync._flex`,
   and serde ``Result`` unwrapping (:func:`ok_value`);
 - :mod:`.connection`: :class:`GsbConnection` (socket, reader thread, worker pool) and the
   incoming :class:`GsbRequest`.

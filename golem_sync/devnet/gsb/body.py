@@ -1,4 +1,4 @@
-"""GSB call bodies: Rust-serde flexbuffers, through the core's one codec (:mod:`golem_sync.flex`).
+"""GSB call bodies: Rust-serde flexbuffers, through the core's one codec (:mod:`golem_sync._flex`).
 
 yagna's services read and write serde structs as flexbuffer maps by field name; bodies may be
 zlib-compressed (a ya-service-bus option, not seen by default). Service results are serde
@@ -9,7 +9,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from ... import flex
+from ... import _flex as flex
 from ...errors import YagnaProtocolError
 from ..errors import GsbError, GsbServiceError
 

@@ -1,0 +1,173 @@
+"""Abandonable calls: blocking yagna calls the job thread can stop waiting for at once.
+
+A long poll (proposals, batch results, approval) blocks its thread for up to the poll timeout. The
+job thread hands such calls to this small pool and waits for the result OR its cancellation token,
+so ``job.cancel()`` ends the wait at once. A call still queued when the token fires never runs. A
+call already running is abandoned and its answer dropped: a read-only call should go through an
+:func:`abortable_reads` client, which the same cancellation aborts, so its thread is free at once.
+A call that CREATES something (an activity) may be abandoned only with an ``on_abandon`` cleanup,
+which receives the created thing when it arrives, so nothing leaks.
+
+``shutdown`` waits only for abandoned calls that have a cleanup (bounded); abandoned read-only calls
+are not waited for (they end at once if aborted, otherwise within their own HTTP timeout).
+
+Threads: one pool per network, shared by every job; ``call`` is safe from any thread and waits on
+the caller's thread; the calls and their cleanups run on the pool's ``golem-io`` threads;
+``shutdown`` is called once, by the owner. ``_cond`` guards ``_cleanups`` and ``_in_flight``.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Optional, TypeVar
+
+import attrs
+
+from ._cancel import CancelToken
+from .errors import GolemCancelledError, GolemTimeoutError
+from .yagna.client import YagnaClient
+from .yagna.transport import Transport
+
+logger = logging.getLogger("golem_sync.blocking")
+
+__all__ = ["AbandonableCalls", "abortable_reads"]
+
+T = TypeVar("T")
+
+
+class AbandonableCalls:
+    """A pool for abandonable calls.
+
+    Args:
+        max_workers: pool threads.
+        abort: called by :meth:`shutdown` after the queue is cancelled, to end read-only calls still
+            in flight (e.g. ``reads_client.transport.abort`` of an abortable client they go through).
+    """
+
+    def __init__(self, max_workers: int, *, abort: Optional[Callable[[], None]] = None) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="golem-io")
+        self._abort = abort
+        self._cond = threading.Condition()
+        self._cleanups = 0  # abandoned calls whose on_abandon has not finished yet
+        self._in_flight = 0  # calls queued or running
+
+    def call(self, token: CancelToken, fn: Callable[..., T], *args: object, wait_limit: Optional[float] = None,
+             on_abandon: Optional[Callable[[T], object]] = None, phase: Optional[str] = None,
+             **kwargs: object) -> T:
+        """Run ``fn(*args, **kwargs)``; raise GolemCancelledError as soon as ``token`` is cancelled.
+
+        A call still queued then is withdrawn and never runs. ``wait_limit`` bounds the wait as a
+        last resort: GolemTimeoutError (a ``TimeoutError``) with ``phase`` (default: ``fn``'s name);
+        the calls themselves carry HTTP timeouts. ``on_abandon(result)`` runs on the pool thread if
+        the call succeeds after the caller gave up. ``wait_limit``, ``on_abandon`` and ``phase``
+        are this method's own: they are never passed to ``fn``.
+        """
+        token.raise_if_cancelled()
+        future: "Future[T]" = self._pool.submit(fn, *args, **kwargs)
+        with self._cond:
+            self._in_flight += 1
+        future.add_done_callback(self._ended)
+        finished = threading.Event()
+        future.add_done_callback(lambda _: finished.set())
+        remove = token.on_cancel(finished.set)
+        try:
+            finished.wait(wait_limit)
+        finally:
+            remove()
+        if future.done():
+            if future.cancelled():  # withdrawn from the queue by shutdown()
+                token.raise_if_cancelled()
+                raise GolemCancelledError("the blocking-call pool was shut down")
+            error = future.exception()
+            if error is not None and token.cancelled:
+                # Most likely the cancel aborted the call (abortable_reads): report the cancel.
+                raise GolemCancelledError(token.reason or "cancelled") from error
+            return future.result()
+        if not future.cancel() and on_abandon is not None:  # running: it may still create something
+            self._track_cleanup(future, on_abandon)
+        token.raise_if_cancelled()
+        name = getattr(fn, "__name__", repr(fn))
+        raise GolemTimeoutError(f"{name} did not return within {wait_limit}s",
+                                phase=phase if phase is not None else name)
+
+    def shutdown(self, wait: bool = True, *, cleanup_timeout: float = 60.0, grace: float = 0.25) -> bool:
+        """Stop the pool: queued calls never run, ``abort`` ends read-only calls in flight.
+
+        With ``wait`` it returns once every abandoned call that has an ``on_abandon`` cleanup has run
+        it, or after ``cleanup_timeout`` seconds (a warning is logged). Other calls still running
+        (abandoned read-only calls) get ``grace`` seconds to end (an aborted one ends at once);
+        the pool's threads are joined only if they all did, otherwise they end on their own within
+        their calls' HTTP timeouts. Returns False if cleanups were still running.
+        """
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._abort is not None:
+            try:
+                self._abort()
+            except Exception:
+                logger.exception("aborting the blocking calls in flight failed")
+        if not wait:
+            return True
+        with self._cond:
+            done = self._cond.wait_for(lambda: self._cleanups == 0, timeout=cleanup_timeout)
+            left = self._cleanups
+            idle = self._cond.wait_for(lambda: self._in_flight == 0, timeout=grace if done else 0.0)
+            running = self._in_flight
+        if not done:
+            logger.warning("%d abandoned call(s) still cleaning up after %.0fs", left, cleanup_timeout)
+        if idle:
+            self._pool.shutdown(wait=True)  # nothing runs: joining the idle threads is immediate
+        else:
+            logger.debug("not waiting for %d abandoned read-only call(s)", running)
+        return done
+
+    def _ended(self, _: "Future[Any]") -> None:
+        with self._cond:
+            self._in_flight -= 1
+            self._cond.notify_all()
+
+    def _track_cleanup(self, future: "Future[T]", on_abandon: Callable[[T], object]) -> None:
+        with self._cond:
+            self._cleanups += 1
+
+        def run(f: "Future[T]") -> None:
+            try:
+                _clean_up(f, on_abandon)
+            finally:
+                with self._cond:
+                    self._cleanups -= 1
+                    self._cond.notify_all()
+
+        future.add_done_callback(run)
+
+
+def _clean_up(future: "Future[T]", on_abandon: Callable[[T], object]) -> None:
+    try:
+        if future.exception() is not None:
+            return  # nothing was created
+    except CancelledError:
+        return
+    try:
+        on_abandon(future.result())
+    except Exception:
+        logger.exception("cleanup of an abandoned call failed")
+
+
+@contextlib.contextmanager
+def abortable_reads(client: YagnaClient, token: CancelToken) -> Iterator[YagnaClient]:
+    """A private abortable copy of ``client`` for read-only long polls, aborted when ``token`` is cancelled.
+
+    Use it for calls that create nothing (event polls, approval waits, batch results) made through
+    :meth:`AbandonableCalls.call`: a cancel then ends the abandoned HTTP request at once, so neither its
+    pool thread nor ``close()`` waits it out. It is aborted and closed when the block ends; calls
+    that create or end something must keep using ``client``. One connection per block.
+    """
+    reads = YagnaClient(transport=Transport(attrs.evolve(client.config, pool_size=2), abortable=True))
+    remove = token.on_cancel(reads.transport.abort)
+    try:
+        yield reads
+    finally:
+        remove()
+        reads.transport.abort()  # ends a call abandoned for another reason (wait_limit)
+        reads.transport.close()

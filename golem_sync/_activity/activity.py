@@ -1,0 +1,204 @@
+"""One activity on one agreement.
+
+Threads: an :class:`Activity` is owned by its job's thread. ``destroy`` is idempotent and is the
+one call made on every exit path (success, worker error, cancellation, timeout).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Iterator, List, Optional, Sequence
+
+from .. import signals
+from .._abandonable import AbandonableCalls, abortable_reads
+from .._cancel import CancelToken, Deadline
+from ..errors import (GolemActivityError, GolemTimeoutError, YagnaError, YagnaNotFoundError, YagnaServerError,
+                      YagnaTimeoutError, YagnaUnreachableError)
+from .._options import ActivityOptions
+from ..yagna.activity import BatchStream
+from ..yagna.client import YagnaClient
+from ..yagna.models import Command, ExeScriptCommandResult
+
+__all__ = ["Activity"]
+
+logger = logging.getLogger("golem_sync.activity")
+
+#: Tries to destroy an activity when yagna fails transiently (5xx, timeout, unreachable).
+_DESTROY_TRIES = 3
+
+
+class Activity:
+    """An activity: executes batches and is destroyed exactly once."""
+
+    def __init__(self, client: YagnaClient, blocking: AbandonableCalls, activity_id: str, agreement_id: str,
+                 options: ActivityOptions, sender: Any) -> None:
+        self._client = client
+        self._blocking = blocking
+        self.activity_id = activity_id
+        self.agreement_id = agreement_id
+        self._options = options
+        self._sender = sender
+        self.destroyed = False
+
+    @property
+    def client(self) -> YagnaClient:
+        """The yagna client this activity talks through (for services beside it: transfers, VPN, polls)."""
+        return self._client
+
+    @property
+    def options(self) -> ActivityOptions:
+        """The activity options it was created with (execute timeout, result poll)."""
+        return self._options
+
+    @property
+    def sender(self) -> Any:
+        """The sender of this activity's signals (its job)."""
+        return self._sender
+
+    @classmethod
+    def create(cls, client: YagnaClient, blocking: AbandonableCalls, agreement_id: str, options: ActivityOptions,
+               sender: Any, token: Optional[CancelToken] = None) -> "Activity":
+        """Create an activity.
+
+        yagna's create blocks until the provider's exe-unit is up (0.76-1.5 s on the devnet). With a
+        ``token``, a cancel ends the wait at once; the activity that yagna creates afterwards is then
+        destroyed as soon as its id arrives, so it never outlives the cancelled job.
+        """
+
+        def destroy_late(activity_id: str) -> None:
+            logger.debug("destroying activity %s created after its job gave up", activity_id)
+            try:
+                client.activity.destroy_activity(activity_id, timeout=options.destroy_timeout_sec)
+            except YagnaError as exc:
+                logger.warning("could not destroy late activity %s: %s", activity_id, exc)
+            signals.emit(signals.activity_destroyed, sender, activity_id=activity_id)
+
+        try:
+            if token is None:
+                activity_id = client.activity.create_activity(agreement_id, timeout=options.create_timeout_sec)
+            else:
+                activity_id = blocking.call(token, client.activity.create_activity, agreement_id,
+                                            timeout=options.create_timeout_sec, on_abandon=destroy_late)
+        except YagnaError as exc:
+            raise GolemActivityError(f"could not create an activity on agreement {agreement_id}: {exc}") from exc
+        signals.emit(signals.activity_created, sender, activity_id=activity_id, agreement_id=agreement_id)
+        return cls(client, blocking, activity_id, agreement_id, options, sender)
+
+    def execute(self, commands: Sequence[Command], token: CancelToken,
+                timeout: Optional[float] = None) -> List[ExeScriptCommandResult]:
+        """Run a batch and wait for all its results (or the first error, which ends the batch)."""
+        batch_id = self.send(commands, token)
+        results = self.collect(batch_id, len(commands), token, timeout)
+        signals.emit(signals.batch_finished, self._sender, activity_id=self.activity_id, batch_id=batch_id,
+                     results=results)
+        return results
+
+    def collect(self, batch_id: str, size: int, token: CancelToken,
+                timeout: Optional[float] = None) -> List[ExeScriptCommandResult]:
+        """Every result of the batch, once it has finished (or ended at its first error)."""
+        return list(self.iter_results(batch_id, size, token, timeout))
+
+    # -- streams, partial results and usage (work-stream) -----------------------------------
+
+    def send(self, commands: Sequence[Command], token: CancelToken) -> str:
+        """Send a batch without waiting; returns its batch id (``batch_sent`` is emitted)."""
+        if not commands:
+            raise GolemActivityError("an ExeScript batch needs at least one command")
+        token.raise_if_cancelled()
+        try:
+            batch_id = self._client.activity.exec(self.activity_id, list(commands))
+        except YagnaError as exc:
+            raise GolemActivityError(f"activity {self.activity_id} refused the batch: {exc}") from exc
+        signals.emit(signals.batch_sent, self._sender, activity_id=self.activity_id, batch_id=batch_id,
+                     commands=list(commands))
+        return batch_id
+
+    def iter_results(self, batch_id: str, size: int, token: CancelToken,
+                     timeout: Optional[float] = None) -> Iterator[ExeScriptCommandResult]:
+        """Yield each command's result as soon as it is finished (long polls on the cumulative list).
+
+        Ends after the last result or the first one that ends the batch (an error). Raises
+        GolemTimeoutError (phase ``"batch"``) when the batch is not done within ``timeout``.
+        """
+        limit = timeout if timeout is not None else self._options.execute_timeout_sec
+        deadline = Deadline(limit)
+        seen = 0
+        # The polls go through a private abortable client: a cancel ends the HTTP request itself,
+        # so the helper pool thread (and close()) never waits out an abandoned poll.
+        with abortable_reads(self._client, token) as reads:
+            while True:
+                if deadline.expired:
+                    raise GolemTimeoutError(
+                        f"batch {batch_id} on activity {self.activity_id} did not finish within {limit:g}s",
+                        phase="batch")
+                try:
+                    results = self._blocking.call(
+                        token, reads.activity.get_batch_results, self.activity_id, batch_id,
+                        timeout=max(0.1, deadline.cap(self._options.result_poll_sec)), command_index=seen)
+                except YagnaTimeoutError:
+                    continue  # yagna's 408: command ``seen`` is not finished yet
+                except YagnaError as exc:
+                    raise GolemActivityError(
+                        f"reading results of batch {batch_id} on activity {self.activity_id} failed: "
+                        f"{exc}{self._state_hint()}") from exc
+                for result in results[seen:]:
+                    seen += 1
+                    yield result
+                    if result.is_batch_finished or seen >= size:
+                        return
+
+    def stream(self, batch_id: str, read_timeout: float) -> BatchStream:
+        """Open the batch's SSE event stream (the caller must close it)."""
+        try:
+            return self._client.activity.stream_batch(self.activity_id, batch_id, read_timeout=read_timeout)
+        except YagnaError as exc:
+            raise GolemActivityError(
+                f"could not open the event stream of batch {batch_id} on activity {self.activity_id}: {exc}"
+            ) from exc
+
+    def usage(self) -> Optional[List[float]]:
+        """The last usage vector the provider reported (``None`` before the first report)."""
+        try:
+            return self._client.activity.get_usage(self.activity_id).current_usage
+        except YagnaError as exc:
+            raise GolemActivityError(f"could not read the usage of activity {self.activity_id}: {exc}") from exc
+
+    def successor(self, token: Optional[CancelToken] = None) -> "Activity":
+        """A new activity on the same agreement (to replace this one after a command timeout)."""
+        return Activity.create(self._client, self._blocking, self.agreement_id, self._options, self._sender,
+                               token)
+
+    def state(self) -> str:
+        """The activity's current state name (``Ready``, ``Deployed``, ``Terminated``...)."""
+        return str(self._client.activity.get_state(self.activity_id).state)
+
+    def destroy(self) -> None:
+        """Destroy the activity; safe to call more than once, never raises."""
+        if self.destroyed:
+            return
+        self.destroyed = True
+        for attempt in range(_DESTROY_TRIES):
+            try:
+                self._client.activity.destroy_activity(self.activity_id, timeout=self._options.destroy_timeout_sec)
+                break
+            except YagnaNotFoundError:
+                break  # gone already
+            except (YagnaServerError, YagnaTimeoutError, YagnaUnreachableError) as exc:
+                if attempt + 1 == _DESTROY_TRIES:
+                    logger.error("could not destroy activity %s after %d tries: %s", self.activity_id,
+                                 _DESTROY_TRIES, exc)
+                    break
+                logger.info("destroying activity %s failed (%s); trying again", self.activity_id, exc)
+                time.sleep(0.5 * 2 ** attempt)  # a short, bounded backoff on the cleanup path
+            except YagnaError as exc:
+                logger.warning("could not destroy activity %s: %s", self.activity_id, exc)
+                break
+        signals.emit(signals.activity_destroyed, self._sender, activity_id=self.activity_id)
+
+    def _state_hint(self) -> str:
+        try:
+            state = self._client.activity.get_state(self.activity_id)
+        except YagnaError:
+            return ""
+        extra = f" ({state.reason or state.error_message})" if (state.reason or state.error_message) else ""
+        return f"; the activity is {state.state}{extra}"

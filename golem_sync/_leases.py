@@ -1,0 +1,84 @@
+"""Fresh agreements: the :class:`~golem_sync._runtime.ProviderSource` every job uses today.
+
+For each run: publish the demand, negotiate, sign, watch the agreement and account for its notes,
+create the activity; at the end destroy the activity, end the agreement and expect its invoice.
+
+Threads: ``acquire`` and ``release`` run on the job's thread.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Optional, Set
+
+from ._activity import Activity
+from ._agreement import AgreementLease
+from ._market.signing import release
+from ._cancel import CancelToken, Deadline
+from ._market.negotiation import Negotiator
+from ._options import RunOptions
+from ._runtime import ProviderSource, Rental, RunHandle, isolated
+from ._services import SharedServices
+from ._work import ProviderInfo
+
+__all__ = ["FreshAgreements"]
+
+logger = logging.getLogger("golem_sync.job")
+
+
+class FreshAgreements(ProviderSource):
+    """Negotiates a new agreement (and creates its activity) for every run.
+
+    ``services(token)`` gives the network's shared services, creating them if needed (a cancel
+    ends the wait); ``existing()`` gives them only if they exist (release must never create them).
+    """
+
+    def __init__(self, services: Callable[[CancelToken], SharedServices],
+                 existing: Callable[[], Optional[SharedServices]]) -> None:
+        self._services = services
+        self._existing = existing
+
+    def acquire(self, rental: Rental, job: RunHandle, options: RunOptions, startup: Deadline,
+                excluded: Set[str], on_signed: Callable[[str, ProviderInfo], None]) -> None:
+        token = rental.token
+        token.raise_if_cancelled()
+        services = self._services(token)
+        rental.client, rental.requestor_id = services.client, services.requestor_id
+        demand = services.demand_for(options)
+        negotiator = Negotiator(services.client, services.blocking, demand, options.market, options.agreement,
+                                services.app_session_id, job, excluded_providers=excluded)
+        signed = negotiator.agree(token, startup)
+        rental.lease = AgreementLease(signed.agreement_id, signed.proposal, token)
+        rental.proposal = signed.proposal
+        services.watcher.watch(rental.lease, job)
+        services.payments.register(signed.agreement_id, job, on_violation=rental.lease.broken,
+                                   debit_note_interval=_debit_note_interval(signed.proposal, options))
+        token.raise_if_cancelled()
+        rental.provider = ProviderInfo(signed.proposal.issuer_id, signed.proposal.provider_name,
+                                       signed.proposal.wallet(demand.platform))
+        on_signed(signed.agreement_id, rental.provider)
+        rental.activity = Activity.create(services.client, services.blocking, signed.agreement_id,
+                                          options.activity, job, token)
+
+    def release(self, rental: Rental, *, success: bool, reason: str) -> None:
+        services = self._existing()
+        if rental.activity is not None:
+            isolated("destroying the activity", rental.activity.destroy)
+        lease = rental.lease
+        if lease is None or services is None:
+            return
+        lease.released = True
+        outcome = isolated("ending the agreement", release, services.client, lease.agreement_id,
+                        reason if success else (lease.violation or reason), success=success)
+        isolated("forgetting the agreement", services.watcher.forget, lease.agreement_id)
+        # "failed": still live after retries (release logged it; yagna ends it at its validTo) and
+        # "cancelled": never approved. Either way no invoice can come, so close() must not wait.
+        isolated("closing the agreement's account", services.payments.agreement_ended, lease.agreement_id,
+              invoice_expected=outcome not in ("failed", "cancelled"))
+
+
+def _debit_note_interval(proposal: Any, options: RunOptions) -> float:
+    """The debit-note interval both sides agreed on: the provider's echo, else what we demanded."""
+    value = proposal.properties.get("golem.com.scheme.payu.debit-note.interval-sec?")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return float(options.market.debit_note_interval_sec)

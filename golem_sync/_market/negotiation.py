@@ -1,0 +1,229 @@
+"""Find a provider and sign an agreement: publish the demand, answer proposals, pick the best draft.
+
+Collection is continuous: every proposal that arrives while no agreement is signed is answered
+(unlike golem-js, whose batch reads proposals only once). An expired or vanished demand is
+published again.
+
+Threads: a :class:`Negotiator` lives on one job's thread for one attempt. Long polls go through
+:class:`~golem_sync._abandonable.AbandonableCalls` on the attempt's own :func:`~golem_sync._abandonable.abortable_reads`
+client, so a cancel ends the wait AND the HTTP request at once; the startup deadline bounds the whole
+negotiation, signing included. The drafts not chosen are rejected once an agreement is signed, and
+the demand is always unsubscribed before :meth:`Negotiator.agree` returns or raises.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any, Callable, Dict, List, Optional, Set
+
+from .. import signals
+from .._abandonable import AbandonableCalls, abortable_reads
+from .._cancel import CancelToken, Deadline
+from ..errors import GolemAgreementError, GolemNoProposalError, GolemTimeoutError, YagnaError, YagnaNotFoundError
+from .._options import AgreementOptions, MarketOptions
+from ..yagna.client import YagnaClient
+from ..yagna.models import ProposalEvent, ProposalRejectedEvent
+from .demand import DemandSpec
+from .proposals import ProposalView, default_scorer, proposal_problem
+from .signing import sign
+
+__all__ = ["Negotiator", "Signed"]
+
+logger = logging.getLogger("golem_sync.market")
+
+
+class Signed:
+    """The outcome of a negotiation: an approved agreement and the proposal it was made from."""
+
+    def __init__(self, agreement_id: str, proposal: ProposalView) -> None:
+        self.agreement_id = agreement_id
+        self.proposal = proposal
+
+
+class Negotiator:
+    """One negotiation on behalf of one job attempt."""
+
+    _LEFTOVER_BUDGET_SEC = 2.0  # how long rejecting the drafts not chosen may delay agree()
+
+    def __init__(self, client: YagnaClient, blocking: AbandonableCalls, demand: DemandSpec, market: MarketOptions,
+                 agreement: AgreementOptions, app_session_id: str, sender: Any,
+                 excluded_providers: Optional[Set[str]] = None) -> None:
+        self._client = client
+        self._blocking = blocking
+        self._demand = demand
+        self._market = market
+        self._agreement = agreement
+        self._app_session_id = app_session_id
+        self._sender = sender
+        self._excluded = set(excluded_providers or ())
+        self._scorer: Callable[[ProposalView], float] = market.proposal_scorer or default_scorer
+        self._drafts: Dict[str, ProposalView] = {}  # provider id -> its latest acceptable draft
+        self.proposals_seen = 0
+        self._acceptable = 0  # proposals that passed our rules (countered, or kept as drafts)
+        self._rejections: "Counter[str]" = Counter()  # why the others were rejected
+
+    def agree(self, token: CancelToken, deadline: Deadline) -> Signed:
+        """Block until an agreement is approved; raise GolemTimeoutError naming the phase on timeout.
+
+        The long polls (demand events, approval waits) go through a private abortable client, so a
+        cancel ends them at once instead of leaving them to hold a pool thread.
+        """
+        demand_id = self._subscribe()
+        try:
+            with abortable_reads(self._client, token) as reads:
+                while True:
+                    token.raise_if_cancelled()
+                    if deadline.expired:
+                        raise self._timeout(deadline)
+                    try:
+                        events = self._blocking.call(
+                            token, reads.market.collect_demand_events, demand_id,
+                            timeout=deadline.cap(self._market.offer_poll_sec),
+                            max_events=self._market.max_offer_events)
+                    except YagnaNotFoundError:
+                        logger.info("demand %s expired or vanished; publishing it again", demand_id)
+                        demand_id = self._subscribe()
+                        continue
+                    for event in events:
+                        self._on_event(demand_id, event)
+                    signed, failures = self._try_drafts(token, deadline, reads, demand_id)
+                    if signed is not None:
+                        self._reject_leftovers(demand_id)
+                        return signed
+                    if failures and not self._drafts:
+                        # Every candidate failed, and the others may have been rejected already (by a
+                        # filter, or for being worse): publish the demand anew so every provider but
+                        # the failed ones gets a fresh chance.
+                        self._unsubscribe(demand_id)
+                        demand_id = self._subscribe()
+        finally:
+            self._unsubscribe(demand_id)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _subscribe(self) -> str:
+        demand_id = self._client.market.subscribe_demand(self._demand.body())
+        signals.emit(signals.demand_subscribed, self._sender, demand_id=demand_id)
+        logger.debug("demand %s published", demand_id)
+        return demand_id
+
+    def _unsubscribe(self, demand_id: str) -> None:
+        try:
+            self._client.market.unsubscribe_demand(demand_id)
+        except YagnaNotFoundError:
+            pass
+        except YagnaError as exc:
+            logger.warning("could not unsubscribe demand %s: %s", demand_id, exc)
+        signals.emit(signals.demand_unsubscribed, self._sender, demand_id=demand_id)
+
+    def _on_event(self, demand_id: str, event: Any) -> None:
+        if isinstance(event, ProposalRejectedEvent):
+            reason = (event.reason or {}).get("message") if isinstance(event.reason, dict) else None
+            signals.emit(signals.proposal_rejected, self._sender, proposal_id=event.proposal_id,
+                         reason=reason, by="provider")
+            return
+        if not isinstance(event, ProposalEvent):
+            return
+        proposal = ProposalView.of(event.proposal)
+        self.proposals_seen += 1
+        signals.emit(signals.proposal_received, self._sender, proposal=proposal)
+        problem = self._problem(proposal)
+        if problem:
+            self._rejections[problem] += 1
+        else:
+            self._acceptable += 1
+        if proposal.state == "Initial":
+            if problem:
+                self._reject(demand_id, proposal, problem)
+            else:
+                self._counter(demand_id, proposal)
+        elif proposal.state == "Draft":
+            # Re-check the provider's answer: its terms may differ from the offer we countered.
+            if problem:
+                self._reject(demand_id, proposal, problem)
+            else:
+                self._drafts[proposal.issuer_id] = proposal
+
+    def _problem(self, proposal: ProposalView) -> Optional[str]:
+        if proposal.issuer_id in self._excluded:
+            return "provider failed this job before"
+        return proposal_problem(proposal, self._market, self._demand.platform)
+
+    def _counter(self, demand_id: str, proposal: ProposalView) -> None:
+        try:
+            counter_id = self._client.market.counter_proposal(demand_id, proposal.proposal_id,
+                                                              self._demand.counter_body())
+        except YagnaError as exc:
+            logger.info("countering proposal %s from %s failed: %s", proposal.proposal_id,
+                        proposal.provider_name or proposal.issuer_id, exc)
+            return
+        signals.emit(signals.proposal_responded, self._sender, proposal=proposal, counter_id=counter_id)
+
+    def _reject(self, demand_id: str, proposal: ProposalView, reason: str) -> None:
+        logger.debug("rejecting proposal %s from %s: %s", proposal.proposal_id,
+                     proposal.provider_name or proposal.issuer_id, reason)
+        try:
+            self._client.market.reject_proposal(demand_id, proposal.proposal_id, {"message": reason})
+        except YagnaError as exc:
+            logger.debug("rejecting proposal %s failed: %s", proposal.proposal_id, exc)
+        signals.emit(signals.proposal_rejected, self._sender, proposal_id=proposal.proposal_id,
+                     reason=reason, by="requestor")
+
+    def _reject_leftovers(self, demand_id: str) -> None:
+        """Answer the drafts not chosen (every proposal is answered). After signing, so the signed
+        agreement does not wait for them; errors are logged; stops after a couple of seconds (the
+        demand is unsubscribed next, which ends the rest in yagna)."""
+        budget = Deadline(self._LEFTOVER_BUDGET_SEC)
+        leftovers, self._drafts = list(self._drafts.values()), {}
+        for index, proposal in enumerate(leftovers):
+            if budget.expired:
+                logger.debug("%d draft(s) left unanswered: out of time", len(leftovers) - index)
+                return
+            self._reject(demand_id, proposal, "another provider was chosen")
+
+    def _try_drafts(self, token: CancelToken, deadline: Deadline, reads: YagnaClient,
+                    demand_id: str) -> "tuple[Optional[Signed], int]":
+        """Try the drafts best score first; a provider that fails to approve is excluded from now on.
+
+        Returns the signed agreement (or None) and how many providers failed. Stops once the startup
+        ``deadline`` has expired: each approval wait is capped by it, and GolemTimeoutError (phase
+        ``"agreement"``) is raised when it cut one short.
+        """
+        failures = 0
+        while self._drafts and not deadline.expired:
+            ranked: List[ProposalView] = sorted(self._drafts.values(), key=self._scorer, reverse=True)
+            best = ranked[0]
+            del self._drafts[best.issuer_id]
+            try:
+                agreement_id = sign(self._client, self._blocking, token, best, self._agreement,
+                                    self._app_session_id, self._sender, startup=deadline, reads=reads,
+                                    demand_id=demand_id)
+            except GolemTimeoutError as exc:
+                logger.info("agreement with %s: %s", best.provider_name or best.issuer_id, exc)
+                raise self._timeout(deadline) from exc  # the startup deadline, not the provider's fault
+            except (GolemAgreementError, YagnaError) as exc:
+                logger.info("agreement with %s failed: %s", best.provider_name or best.issuer_id, exc)
+                self._excluded.add(best.issuer_id)
+                failures += 1
+                continue
+            return Signed(agreement_id, best), failures
+        return None, failures
+
+    def _timeout(self, deadline: Deadline) -> GolemTimeoutError:
+        """The startup deadline ran out: GolemNoProposalError (also a GolemMarketError) when no
+        proposal came or every one was rejected, else a plain GolemTimeoutError."""
+        limit = f"{deadline.seconds:g}s"
+        if self.proposals_seen == 0:
+            return GolemNoProposalError(
+                f"no proposal from any provider within {limit} (check the subnet "
+                f"{self._market.resolved_subnet()!r}, the payment platform {self._demand.platform!r} "
+                "and the package constraints)", phase="proposal")
+        if self._acceptable == 0:
+            reasons = "; ".join(f"{count}x {reason}" for reason, count in self._rejections.most_common())
+            return GolemNoProposalError(
+                f"no agreement within {limit}: {self.proposals_seen} proposal(s) seen, none signed: every one "
+                f"was rejected ({reasons})", phase="agreement", proposals_seen=self.proposals_seen,
+                rejections=self._rejections)
+        return GolemTimeoutError(
+            f"no agreement within {limit}: {self.proposals_seen} proposal(s) seen, none signed",
+            phase="agreement")

@@ -1,0 +1,101 @@
+"""What the jobs of one network share: the allocation, the payment and agreement pollers, demands.
+
+Created once per network, by the first job that needs them (see ``GolemNetwork``), and torn
+down by ``close``. Threads: ``demand_for`` is called from job threads (its cache is guarded by a
+lock); the pollers and the allocation keeper own their threads.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, Optional
+
+import attrs
+import requests
+
+from . import signals
+from ._agreement import AgreementWatcher
+from ._abandonable import AbandonableCalls
+from ._market.demand import DemandSpec, build_demand
+from ._options import PaymentOptions, RunOptions
+from ._package import Decorations, resolve_package
+from ._payment import AllocationKeeper, PaymentProcessor
+from .yagna.client import YagnaClient
+from .yagna.transport import Transport
+
+__all__ = ["SharedServices"]
+
+
+class SharedServices:
+    """What jobs share: created once per network on first use, torn down by ``close``.
+
+    Built by one job thread, outside the network's lock; if any step fails, what the earlier
+    steps made (the allocation, started pollers) is released before the error propagates.
+    """
+
+    def __init__(self, client: YagnaClient, blocking: AbandonableCalls, app_session_id: str, requestor_id: str,
+                 payment: PaymentOptions, signal_sender: Any) -> None:
+        """``signal_sender`` is the sender of the allocation and network-wide payment signals."""
+        network = signal_sender
+        self.client = client
+        self.blocking = blocking
+        self.app_session_id = app_session_id
+        self.requestor_id = requestor_id
+        self.platform = payment.platform()
+        self._packages: Dict[Any, Decorations] = {}
+        self._lock = threading.Lock()
+        self._registry_session = requests.Session()
+        self.keeper = AllocationKeeper(self.client, payment, self.requestor_id,
+                                       on_change=lambda allocation: signals.emit(
+                                           signals.allocation_created, network, allocation=allocation))
+        self.allocation = self.keeper.open()
+        try:
+            signals.emit(signals.allocation_created, network, allocation=self.allocation)
+            # The pollers read through their own abortable transport, so close() ends their long polls
+            # at once instead of waiting them out; no retries there, the poll loop backs off by itself.
+            self.poll_client = YagnaClient(transport=Transport(
+                attrs.evolve(self.client.config, retries=0, pool_size=4), abortable=True))
+            self.payments = PaymentProcessor(self.client, payment, lambda: self.keeper.allocation_id,
+                                             self.app_session_id, network, poll_client=self.poll_client,
+                                             on_allocation_error=self.keeper.replace_soon)
+            self.watcher = AgreementWatcher(self.poll_client, self.app_session_id, poll_sec=payment.event_poll_sec)
+            # Providers bill per activity: each activity after an agreement's first allows one more note.
+            signals.activity_created.connect(self._on_activity_created, weak=False)
+            self.payments.start()
+            self.watcher.start()
+        except BaseException:
+            if hasattr(self, "watcher"):
+                self.stop_pollers()
+            self.keeper.close()
+            self._registry_session.close()
+            raise
+
+    @property
+    def allocation_id(self) -> str:
+        return self.keeper.allocation_id
+
+    def _on_activity_created(self, sender: Any, agreement_id: Optional[str] = None, **_: Any) -> None:
+        if agreement_id is not None:
+            self.payments.activity_started(agreement_id)  # agreements of other networks are ignored
+
+    def demand_for(self, options: RunOptions) -> DemandSpec:
+        """The demand for a run (package resolutions are cached: one registry call per image)."""
+        with self._lock:
+            package = self._packages.get(options.package)
+        if package is None:
+            package = resolve_package(options.package, session=self._registry_session)
+            with self._lock:
+                self._packages[options.package] = package
+        return build_demand(package, self.keeper.decorations, options.market, self.platform)
+
+    def stop_pollers(self) -> None:
+        """Stop the three pollers together: each may be inside one long poll, so join them in parallel."""
+        signals.activity_created.disconnect(self._on_activity_created)
+        pollers = [*self.payments.pollers, self.watcher.poller]
+        for poller in pollers:
+            poller.request_stop()
+        self.poll_client.transport.abort()
+        for poller in pollers:
+            poller.join()
+        self.payments.close()
+        self.poll_client.close()
+        self._registry_session.close()

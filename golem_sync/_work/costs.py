@@ -1,0 +1,258 @@
+"""What work costs: usage read from yagna, priced with the agreement's linear pricing.
+
+The estimate is ``start + sum(coefficient × counter)`` per activity (as the provider computes its
+debit notes); ``accepted`` is what this network actually accepted (invoice, else debit notes).
+
+Memory: rows stay while their job runs; after ``job_finished`` they stay among the most recent
+``keep_finished`` finished agreements (default 1000), and older ones only add to running totals.
+
+Threads: one :class:`CostLedger` per network. Jobs' threads record into it and any thread reads
+it; one lock guards its tables. Reading a live activity's usage is a REST call made by the reader,
+outside the lock.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from decimal import Decimal
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+import attrs
+
+from .._market.proposals import Pricing
+
+__all__ = ["CostLedger", "AgreementCost", "CostSummary", "usage_by_name"]
+
+logger = logging.getLogger("golem_sync.work.costs")
+
+Usage = Dict[str, float]
+
+
+def usage_by_name(vector: Sequence[str], values: Optional[Sequence[float]]) -> Usage:
+    """Pair the offer's ``golem.com.usage.vector`` names with a usage report's values."""
+    if not values:
+        return {name: 0.0 for name in vector}
+    return {name: float(value) for name, value in zip(vector, values)}
+
+
+@attrs.frozen
+class AgreementCost:
+    """One agreement's usage and cost (one row of the summary)."""
+
+    agreement_id: str
+    job_id: str
+    provider_id: str
+    provider_name: str
+    activities: int
+    usage: Mapping[str, float]
+    estimated: float
+    accepted: Optional[Decimal] = None
+    pricing: Optional[Pricing] = None
+
+
+@attrs.frozen
+class CostSummary:
+    """Per-agreement costs of a network, with totals; ``str()`` gives the table logged at close.
+
+    ``rows`` are the live agreements and the most recently finished ones; agreements dropped
+    from the ledger (see :class:`CostLedger`) count only in the totals: ``earlier_agreements``,
+    ``earlier_estimated`` and ``earlier_by_provider``. ``accepted_overall``, when known (the
+    payment processor's running total), is the accepted total over every agreement.
+    """
+
+    rows: Sequence[AgreementCost]
+    earlier_agreements: int = 0
+    earlier_estimated: float = 0.0
+    earlier_by_provider: Mapping[str, float] = attrs.Factory(dict)
+    accepted_overall: Optional[Decimal] = None
+
+    @property
+    def agreements(self) -> int:
+        """How many agreements the totals cover (rows and earlier ones)."""
+        return len(self.rows) + self.earlier_agreements
+
+    @property
+    def estimated_total(self) -> float:
+        return self.earlier_estimated + sum(row.estimated for row in self.rows)
+
+    @property
+    def accepted_total(self) -> Decimal:
+        if self.accepted_overall is not None:
+            return self.accepted_overall
+        return sum((row.accepted for row in self.rows if row.accepted is not None), Decimal(0))
+
+    def by_provider(self) -> Dict[str, float]:
+        """Estimated cost by provider name (id when unnamed)."""
+        totals: Dict[str, float] = dict(self.earlier_by_provider)
+        for row in self.rows:
+            key = row.provider_name or row.provider_id
+            totals[key] = totals.get(key, 0.0) + row.estimated
+        return totals
+
+    def __str__(self) -> str:
+        lines = [f"{'provider':<20} {'agreement':<14} {'duration s':>10} {'cpu s':>8} "
+                 f"{'estimated':>12} {'accepted':>12}"]
+        for row in self.rows:
+            accepted = "-" if row.accepted is None else f"{row.accepted:.6f}"
+            lines.append(
+                f"{(row.provider_name or row.provider_id)[:20]:<20} {row.agreement_id[:12] + '..':<14} "
+                f"{row.usage.get('golem.usage.duration_sec', 0.0):>10.1f} "
+                f"{row.usage.get('golem.usage.cpu_sec', 0.0):>8.2f} {row.estimated:>12.6f} {accepted:>12}")
+        if self.earlier_agreements:
+            lines.append(f"(+ {self.earlier_agreements} earlier agreement(s), estimated "
+                         f"{self.earlier_estimated:.6f})")
+        lines.append(f"{self.agreements} agreement(s); estimated {self.estimated_total:.6f}, "
+                     f"accepted {self.accepted_total:.6f}")
+        return "\n".join(lines)
+
+
+@attrs.define
+class _ActivityEntry:
+    usage: Usage
+    # Reads the current usage while the activity lives; None once it is over.
+    live: Optional[Callable[[], Usage]] = None
+
+
+@attrs.define
+class _AgreementEntry:
+    job_id: str
+    provider_id: str
+    provider_name: str
+    pricing: Optional[Pricing]
+    vector: List[str]
+    activities: Dict[str, _ActivityEntry] = attrs.Factory(dict)
+    finished: bool = False  # its job has finished (see CostLedger.job_finished)
+
+
+#: How many agreements of finished jobs keep their row by default.
+FINISHED_AGREEMENTS_KEPT = 1000
+
+
+class CostLedger:
+    """Usage and prices of the agreements a network's jobs signed.
+
+    Memory: an agreement's row stays while its job runs, so ``job_cost`` of a live job is exact.
+    Once :meth:`job_finished` is called for its job, the row joins the ``keep_finished`` most
+    recent finished agreements; older ones are dropped from the rows and only add to the
+    summary's totals (count, estimate, and estimate per provider: one number per provider), so
+    memory does not grow with the number of jobs. ``job_cost`` of a dropped job is 0.0.
+    """
+
+    def __init__(self, *, keep_finished: int = FINISHED_AGREEMENTS_KEPT) -> None:
+        self._lock = threading.Lock()
+        self._agreements: Dict[str, _AgreementEntry] = {}
+        self._keep_finished = keep_finished
+        self._finished: "OrderedDict[str, None]" = OrderedDict()  # finished agreement ids, oldest first
+        self._earlier_count = 0
+        self._earlier_estimated = 0.0
+        self._earlier_by_provider: Dict[str, float] = {}
+
+    def agreement(self, agreement_id: str, *, job_id: str, provider_id: str, provider_name: str,
+                  pricing: Optional[Pricing], vector: Sequence[str]) -> None:
+        with self._lock:
+            self._agreements.setdefault(agreement_id, _AgreementEntry(
+                job_id, provider_id, provider_name, pricing, list(vector)))
+
+    def activity(self, agreement_id: str, activity_id: str, live: Optional[Callable[[], Usage]]) -> None:
+        with self._lock:
+            entry = self._agreements.get(agreement_id)
+            if entry is not None:
+                entry.activities.setdefault(activity_id, _ActivityEntry({}, live))
+
+    def usage(self, agreement_id: str, activity_id: str, usage: Usage, *, final: bool = False) -> None:
+        """Record the latest usage of an activity (``final``: it is over, stop reading it live)."""
+        with self._lock:
+            entry = self._agreements.get(agreement_id)
+            if entry is None:
+                return
+            act = entry.activities.setdefault(activity_id, _ActivityEntry({}))
+            if usage:
+                act.usage = dict(usage)
+            if final:
+                act.live = None
+
+    def job_finished(self, job_id: str) -> None:
+        """The job is over: stop reading its usage live, and let its rows age out (see class doc)."""
+        with self._lock:
+            for agreement_id, entry in self._agreements.items():
+                if entry.job_id == job_id and not entry.finished:
+                    entry.finished = True
+                    for act in entry.activities.values():
+                        act.live = None
+                    self._finished[agreement_id] = None
+            while len(self._finished) > self._keep_finished:
+                old_id, _ = self._finished.popitem(last=False)
+                old = self._agreements.pop(old_id, None)
+                if old is not None:
+                    estimate = _estimate(old)
+                    key = old.provider_name or old.provider_id
+                    self._earlier_count += 1
+                    self._earlier_estimated += estimate
+                    self._earlier_by_provider[key] = self._earlier_by_provider.get(key, 0.0) + estimate
+
+    def cost_of(self, agreement_id: str, usage: Mapping[str, float]) -> float:
+        """The linear price of one activity's usage on this agreement (0.0 if unpriced)."""
+        with self._lock:
+            entry = self._agreements.get(agreement_id)
+            pricing = entry.pricing if entry else None
+        return pricing.cost(usage) if pricing is not None else 0.0
+
+    def job_cost(self, job_id: str, *, refresh: bool = True) -> float:
+        """The estimated cost of a job so far, over all its agreements and activities."""
+        if refresh:
+            self._refresh(lambda e: e.job_id == job_id)
+        with self._lock:
+            return sum(_estimate(e) for e in self._agreements.values() if e.job_id == job_id)
+
+    def agreement_cost(self, agreement_id: str, *, refresh: bool = True) -> float:
+        """The estimated cost of one agreement so far."""
+        if refresh:
+            self._refresh(lambda e: e is self._agreements.get(agreement_id))
+        with self._lock:
+            entry = self._agreements.get(agreement_id)
+            return _estimate(entry) if entry is not None else 0.0
+
+    def summary(self, accepted: Optional[Mapping[str, Decimal]] = None, *, refresh: bool = True,
+                accepted_total: Optional[Decimal] = None) -> CostSummary:
+        """One row per kept agreement, with totals over all of them.
+
+        ``accepted`` are the payment processor's accepted amounts by agreement, and
+        ``accepted_total`` its running total over every agreement (rows dropped included).
+        """
+        if refresh:
+            self._refresh(lambda e: True)
+        accepted = accepted or {}
+        with self._lock:
+            rows = []
+            for agreement_id, entry in self._agreements.items():
+                total: Usage = {}
+                for act in entry.activities.values():
+                    for name, value in act.usage.items():
+                        total[name] = total.get(name, 0.0) + value
+                rows.append(AgreementCost(agreement_id, entry.job_id, entry.provider_id, entry.provider_name,
+                                          len(entry.activities), total, _estimate(entry),
+                                          accepted.get(agreement_id), entry.pricing))
+            return CostSummary(rows, self._earlier_count, self._earlier_estimated,
+                               dict(self._earlier_by_provider), accepted_total)
+
+    def _refresh(self, wanted: Callable[[_AgreementEntry], bool]) -> None:
+        with self._lock:
+            live = [(entry, act, act.live) for entry in self._agreements.values() if wanted(entry)
+                    for act in entry.activities.values() if act.live is not None]
+        for _entry, act, read in live:  # REST calls outside the lock
+            try:
+                usage = read()
+            except Exception as exc:  # a gone activity keeps its last known usage
+                logger.debug("could not refresh usage: %s", exc)
+                continue
+            with self._lock:
+                if act.live is not None and usage:
+                    act.usage = dict(usage)
+
+
+def _estimate(entry: _AgreementEntry) -> float:
+    pricing = entry.pricing
+    if pricing is None:
+        return 0.0
+    return float(sum(pricing.cost(act.usage) for act in entry.activities.values()))
