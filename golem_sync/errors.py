@@ -177,3 +177,13 @@ class GolemRemoteJobError(GolemError):
     def __init__(self, message: str, *, type_name: str = "") -> None:
         super().__init__(message)
         self.type_name = type_name
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether trying the same yagna call again may succeed: a 5xx, a timeout or no connection.
+
+    ``501 Not Implemented`` is not transient: that yagna will never do it.
+    """
+    if isinstance(error, YagnaServerError):
+        return error.status != 501
+    return isinstance(error, (YagnaTimeoutError, YagnaUnreachableError))

@@ -12,8 +12,8 @@ from typing import Any, Iterator, List, Optional, Sequence
 from .. import signals
 from .._abandonable import AbandonableCalls, abortable_reads
 from .._cancel import CancelToken, Deadline
-from ..errors import (GolemActivityError, GolemTimeoutError, YagnaError, YagnaNotFoundError, YagnaServerError,
-                      YagnaTimeoutError, YagnaUnreachableError)
+from ..errors import (GolemActivityError, GolemTimeoutError, YagnaError, YagnaNotFoundError, YagnaTimeoutError,
+                      is_transient)
 from .._options import ActivityOptions
 from ..yagna.activity import BatchStream
 from ..yagna.client import YagnaClient
@@ -183,16 +183,16 @@ class Activity:
                 break
             except YagnaNotFoundError:
                 break  # gone already
-            except (YagnaServerError, YagnaTimeoutError, YagnaUnreachableError) as exc:
+            except YagnaError as exc:
+                if not is_transient(exc):
+                    logger.warning("could not destroy activity %s: %s", self.activity_id, exc)
+                    break
                 if attempt + 1 == _DESTROY_TRIES:
                     logger.error("could not destroy activity %s after %d tries: %s", self.activity_id,
                                  _DESTROY_TRIES, exc)
                     break
                 logger.info("destroying activity %s failed (%s); trying again", self.activity_id, exc)
                 time.sleep(0.5 * 2 ** attempt)  # a short, bounded backoff on the cleanup path
-            except YagnaError as exc:
-                logger.warning("could not destroy activity %s: %s", self.activity_id, exc)
-                break
         signals.emit(signals.activity_destroyed, self._sender, activity_id=self.activity_id)
 
     def _state_hint(self) -> str:

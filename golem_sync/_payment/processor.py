@@ -39,14 +39,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, U
 import attrs
 
 from .. import signals
-from ..errors import (
-    YagnaError,
-    YagnaNotFoundError,
-    YagnaRequestError,
-    YagnaServerError,
-    YagnaTimeoutError,
-    YagnaUnreachableError,
-)
+from ..errors import YagnaError, YagnaRequestError, is_transient
 from .._options import PaymentOptions
 from .._pollers import EventPoller
 from ..yagna.client import YagnaClient
@@ -87,7 +80,6 @@ class PaymentRetry:
         return float(min(self.max_delay, self.first_delay * self.factor ** max(0, failures - 1)))
 
 
-_TRANSIENT = (YagnaServerError, YagnaTimeoutError, YagnaUnreachableError)
 _ALREADY_SETTLED = re.compile(r"already\s+(accepted|rejected|settled|paid)", re.IGNORECASE)
 _ALLOCATION_GONE = re.compile(
     r"allocation\b.*\b(not\s+found|expired|released|does\s*n[o']t\s+exist|no\s+longer\s+exists|unknown)"
@@ -534,7 +526,7 @@ class PaymentProcessor:
         step = task.step
         task.failures += 1
         allocation_gone = step == "accept" and is_allocation_gone(exc)
-        if not (allocation_gone or isinstance(exc, _TRANSIENT)):
+        if not (allocation_gone or is_transient(exc)):
             logger.error("%s of %s %s failed and is not retried: %s", step, task.kind.label, task.doc_id, exc)
             self._give_up(task)
             return

@@ -142,3 +142,14 @@ def test_read_timeout_on_get_is_retried_then_a_timeout_error(server: Any, client
         client.activity.get_state("act-1")
     assert len(server.requests) == 2  # GET is idempotent: one retry, then give up
     _check_secret(info.value, app_key)
+
+
+def test_transient_means_trying_again_may_help():
+    from golem_sync.errors import (YagnaRequestError, YagnaServerError, YagnaTimeoutError, YagnaUnreachableError,
+                                   is_transient)
+
+    assert is_transient(YagnaServerError("busy", status=503))
+    assert is_transient(YagnaTimeoutError("slow"))
+    assert is_transient(YagnaUnreachableError("down"))
+    assert not is_transient(YagnaServerError("not implemented", status=501))  # yagna will never do it
+    assert not is_transient(YagnaRequestError("bad", status=400))
