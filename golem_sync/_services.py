@@ -45,7 +45,7 @@ class SharedServices:
         self._lock = threading.Lock()
         self._registry_session = requests.Session()
         self.keeper = AllocationKeeper(self.client, payment, self.requestor_id,
-                                       on_change=lambda allocation: signals.emit(
+                                       on_replaced=lambda allocation: signals.emit(
                                            signals.allocation_created, network, allocation=allocation))
         self.allocation = self.keeper.open()
         try:

@@ -89,16 +89,16 @@ def renew_margin(lifetime: float) -> float:
 class AllocationKeeper:
     """Owns the network's allocation: creates it, renews or replaces it, releases it.
 
-    ``on_change(allocation)`` is called (on the keeper's thread, no lock held) after a renewal or a
-    replacement, e.g. to emit a signal.
+    ``on_replaced(allocation)`` is called (on the keeper's thread, no lock held) with a new allocation
+    that replaced the old one, e.g. to emit ``allocation_created`` (an extension keeps the same one).
     """
 
     def __init__(self, client: YagnaClient, options: PaymentOptions, address: str, *,
-                 on_change: Optional[Callable[[Any], None]] = None) -> None:
+                 on_replaced: Optional[Callable[[Any], None]] = None) -> None:
         self._client = client
         self._options = options
         self._address = address
-        self._on_change = on_change
+        self._on_replaced = on_replaced
         self._cond = threading.Condition()
         self._allocation: Any = None
         self._decorations: Optional[Decorations] = None
@@ -214,7 +214,6 @@ class AllocationKeeper:
             self._expires = time.monotonic() + lifetime
         self.renewals += 1
         logger.info("allocation %s extended by %.0fs", current.allocation_id, lifetime)
-        self._changed(amended)
         return True
 
     def _replace(self, lifetime: float) -> None:
@@ -227,19 +226,19 @@ class AllocationKeeper:
                 self._retired.append(old.allocation_id)
         self.replacements += 1
         logger.info("allocation %s replaced by %s", old.allocation_id if old else None, allocation.allocation_id)
-        self._changed(allocation)
+        self._replaced(allocation)
         if old is not None and not closing:
             if self._release(old.allocation_id):
                 with self._cond:
                     if old.allocation_id in self._retired:
                         self._retired.remove(old.allocation_id)
 
-    def _changed(self, allocation: Any) -> None:
-        if self._on_change is not None:
+    def _replaced(self, allocation: Any) -> None:
+        if self._on_replaced is not None:
             try:
-                self._on_change(allocation)
+                self._on_replaced(allocation)
             except Exception:
-                logger.exception("allocation change hook failed")
+                logger.exception("allocation replacement hook failed")
 
     # -- REST ------------------------------------------------------------------------------
 

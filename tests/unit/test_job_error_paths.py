@@ -451,3 +451,37 @@ def test_job_cost_property_is_deprecated_for_get_cost(golem, fake_yagna):
     job.result(timeout=10)
     with pytest.warns(DeprecationWarning, match="get_cost"):
         assert job.cost == job.get_cost()
+
+
+def test_an_allocation_yagna_dropped_is_replaced_and_the_invoice_still_paid(golem, fake_yagna):
+    """S1 through the hook: an accept answered "Allocation … not found" replaces the allocation and pays."""
+    created: List[str] = []
+    g = golem(payment={"invoice_wait_sec": 5})
+    signals.allocation_created.connect(lambda sender, allocation: created.append(allocation.allocation_id),
+                                       sender=g, weak=False)
+    job = g.create_job()
+    job.start_work(lambda ctx: ctx.agreement_id)
+    agreement = job.result(timeout=10)
+    first = g.allocation_id
+    fake_yagna.released.append(first)  # yagna dropped it behind our back (its timeout passed)
+    fake_yagna.push_invoice("inv-after-expiry", agreement)
+    assert timed(g.close) < 5.0
+    assert len(fake_yagna.allocations) == 2 and fake_yagna.allocations[0] == first
+    assert fake_yagna.accepted.get("inv-after-expiry") == fake_yagna.allocations[1]
+    assert created == fake_yagna.allocations  # the replacement is announced like the first
+    assert set(fake_yagna.released) >= set(fake_yagna.allocations)
+
+
+def test_extending_the_allocation_is_not_announced_as_a_new_one(golem, fake_yagna):
+    created: List[str] = []
+    g = golem(payment={"invoice_wait_sec": 0.2, "allocation_expiration_sec": 2})
+    signals.allocation_created.connect(lambda sender, allocation: created.append(allocation.allocation_id),
+                                       sender=g, weak=False)
+    job = g.create_job()
+    job.start_work(lambda ctx: "ok")
+    job.result(timeout=10)
+    deadline = time.monotonic() + 5
+    while not fake_yagna.amended and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake_yagna.amended
+    assert created == [g.allocation_id]
