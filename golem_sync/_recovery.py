@@ -25,7 +25,7 @@ from typing import Any, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ._market.signing import release
 from ._cancel import Deadline
-from .errors import GolemError, GolemStoreError, YagnaError, YagnaNotFoundError
+from .errors import GolemError, GolemStoreError, YagnaError, YagnaNotFoundError, is_transient
 from ._options import PaymentOptions
 from ._payment.allocation import create_allocation
 from ._pollers import EventPoller
@@ -37,6 +37,8 @@ __all__ = ["recover", "RecoveredPayments", "POLL_SEC"]
 logger = logging.getLogger("golem_sync.store")
 
 POLL_SEC = 2.0  # one long poll; bounds how long stop() waits for the poller
+_RETRY_TRIES = 5  # GET/allocate/accept of one invoice, on transient yagna failures
+_RETRY_FIRST_SEC = 0.5  # doubled after each failure: at most 7.5 s of backoff per invoice
 
 
 def recover(store: JobStore, client: YagnaClient, payment: PaymentOptions,
@@ -105,6 +107,7 @@ class RecoveredPayments:
         self._allocation_id: Optional[str] = None
         self._deadline = Deadline(payment.invoice_wait_sec)
         self._done = threading.Event()
+        self._stopping = threading.Event()
         self._finished = False
         self._poller = EventPoller("store-settle", self._fetch, self._handle, poll_sec=POLL_SEC, after=since)
 
@@ -118,6 +121,7 @@ class RecoveredPayments:
 
     def stop(self) -> None:
         """Stop reading, release the allocation, report what stayed unpaid. Idempotent."""
+        self._stopping.set()
         self._poller.stop(POLL_SEC + 10.0)
         with self._lock:
             if self._finished:
@@ -151,15 +155,28 @@ class RecoveredPayments:
     def _handle(self, event: Any) -> None:
         if "Received" not in str(event.event_type):
             return
-        invoice_id = event.invoice_id
+        delay = _RETRY_FIRST_SEC
+        for attempt in range(1, _RETRY_TRIES + 1):
+            error = self._settle(event.invoice_id)
+            if error is None or not is_transient(error) or attempt == _RETRY_TRIES:
+                break
+            logger.info("invoice %s of a recovered agreement: %s; trying again in %.1fs", event.invoice_id, error, delay)
+            if self._stopping.wait(delay):  # stop() ends the backoff at once
+                return
+            delay *= 2
+        if error is not None:
+            logger.warning("could not accept invoice %s for a recovered agreement: %s", event.invoice_id, error)
+
+    def _settle(self, invoice_id: str) -> Optional[GolemError]:
+        """Accept one invoice if it is for a recovered agreement; the error that stopped it, if any."""
         try:
             invoice = self._client.payment.get_invoice(invoice_id)
             with self._lock:
                 if invoice.agreement_id not in self.pending:
-                    return
+                    return None
             if invoice.status != "RECEIVED":  # settled by someone else meanwhile
                 self._settled(invoice.agreement_id, accepted=False)
-                return
+                return None
             if self._allocation_id is None:
                 self._allocation_id = create_allocation(self._client, self._payment,
                                                         self._requestor_id).allocation_id
@@ -168,7 +185,8 @@ class RecoveredPayments:
                         invoice.amount, invoice.agreement_id)
             self._settled(invoice.agreement_id, accepted=True)
         except GolemError as exc:
-            logger.warning("could not accept invoice %s for a recovered agreement: %s", invoice_id, exc)
+            return exc.__cause__ if isinstance(exc.__cause__, GolemError) else exc
+        return None
 
     def _settled(self, agreement_id: str, *, accepted: bool) -> None:
         with self._lock:
