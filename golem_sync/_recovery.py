@@ -160,7 +160,8 @@ class RecoveredPayments:
             error = self._settle(event.invoice_id)
             if error is None or not is_transient(error) or attempt == _RETRY_TRIES:
                 break
-            logger.info("invoice %s of a recovered agreement: %s; trying again in %.1fs", event.invoice_id, error, delay)
+            logger.info("invoice %s of a recovered agreement: %s; trying again in %.1fs",
+                        event.invoice_id, error, delay)
             if self._stopping.wait(delay):  # stop() ends the backoff at once
                 return
             delay *= 2
