@@ -33,6 +33,10 @@ _LAZY: Dict[str, str] = {
     "Job": "._job",
     "JobState": "._state",
     "GolemNetwork": "._network",
+    "ProviderPool": "._pool",
+    "PoolStats": "._pool",
+    "PoolFuture": "._pool",
+    "LeaseInfo": "._pool",
     "ActivityOptions": "._options",
     "AgreementOptions": "._options",
     "JobOptions": "._options",
@@ -54,6 +58,7 @@ __all__ = [
     "__version__", "GolemNetwork", "Job", "JobState", "WorkContext", "Result", "ProviderInfo",
     "YagnaConfig", "signals", "PackageOptions", "MarketOptions", "AgreementOptions", "ActivityOptions",
     "WorkOptions", "JobOptions", "PaymentOptions", "VpnOptions", "RemoteProcess", "CostSummary", "Batch",
+    "ProviderPool", "PoolStats", "PoolFuture", "LeaseInfo",
     *_errors_all,
 ]
 

@@ -111,6 +111,7 @@ class Job(Generic[T]):
         self._runner: Optional[int] = None  # ident of the thread running this job
         self._announcer: Optional[int] = None  # ident of the thread emitting job_created
         self._task: "Optional[Future[None]]" = None  # the pool's task for this job
+        self._moved = False  # taken out of the pool's queue to run on a thread of its own
         self._run_args: Optional[Tuple[Callable[[WorkContext], T], RunOptions]] = None
 
     def __repr__(self) -> str:
@@ -135,7 +136,9 @@ class Job(Generic[T]):
         """
         if not callable(worker):
             raise TypeError(f"worker must be callable (a function taking a WorkContext), got {type(worker).__name__}")
-        run_options = merge_layers(self._runtime.defaults, self._layer, OptionLayer.parse(options, where="start_work"))
+        call_layer = OptionLayer.parse(options, where="start_work")
+        self._runtime.check_layer(call_layer, "start_work")
+        run_options = merge_layers(self._runtime.defaults, self._layer, call_layer)
         check_package(run_options.package)
         with self._lock:
             if self._state is JobState.PENDING:
@@ -193,6 +196,19 @@ class Job(Generic[T]):
         task = self._task
         if task is not None and task.cancel():
             self._end_unstarted()  # it was still queued: nothing was acquired
+
+    def cancel_if_queued(self, reason: str) -> bool:
+        """End the job as cancelled if no thread has taken it yet; True if it was ended so.
+
+        (``Executor``-style cancel: a job already running is left running.)
+        """
+        with self._lock:
+            task = self._task
+            if task is None or self._moved or not task.cancel():
+                return False
+        self._token.cancel(reason)
+        self._end_unstarted()
+        return True
 
     def wait_for_result(self, timeout: Optional[float] = None) -> T:
         """Block until the job ends; return its result or raise its error.
@@ -296,8 +312,11 @@ class Job(Generic[T]):
 
     def _run_elsewhere(self) -> None:
         """Still queued: take the task back from the pool and run it on a thread of its own."""
-        task = self._task
-        if task is not None and task.cancel():
+        with self._lock:
+            task = self._task
+            moved = task is not None and not self._moved and task.cancel()
+            self._moved = self._moved or moved
+        if moved:
             self._runtime.spawn(self._run)
 
     def _claim(self) -> bool:

@@ -8,7 +8,7 @@ Threads: ``acquire`` and ``release`` run on the job's thread.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional, Set
+from typing import Any, Callable, Optional, Set, Tuple
 
 from ._activity import Activity
 from ._agreement import AgreementLease
@@ -20,7 +20,7 @@ from ._runtime import ProviderSource, Rental, RunHandle, isolated
 from ._services import SharedServices
 from ._work import ProviderInfo
 
-__all__ = ["FreshAgreements"]
+__all__ = ["FreshAgreements", "sign_agreement", "end_agreement"]
 
 logger = logging.getLogger("golem_sync.job")
 
@@ -43,37 +43,53 @@ class FreshAgreements(ProviderSource):
         token.raise_if_cancelled()
         services = self._services(token)
         rental.client, rental.requestor_id = services.client, services.requestor_id
-        demand = services.demand_for(options)
-        negotiator = Negotiator(services.client, services.blocking, demand, options.market, options.agreement,
-                                services.app_session_id, job, excluded_providers=excluded)
-        signed = negotiator.agree(token, startup)
-        rental.lease = AgreementLease(signed.agreement_id, signed.proposal, token)
-        rental.proposal = signed.proposal
-        services.watcher.watch(rental.lease, job)
-        services.payments.register(signed.agreement_id, job, on_violation=rental.lease.broken,
-                                   debit_note_interval=_debit_note_interval(signed.proposal, options))
+        rental.lease, rental.provider = sign_agreement(services, options, job, token, startup, excluded,
+                                                       lease_token=token, sender=job)
+        rental.proposal = rental.lease.proposal
         token.raise_if_cancelled()
-        rental.provider = ProviderInfo(signed.proposal.issuer_id, signed.proposal.provider_name,
-                                       signed.proposal.wallet(demand.platform))
-        on_signed(signed.agreement_id, rental.provider)
-        rental.activity = Activity.create(services.client, services.blocking, signed.agreement_id,
+        on_signed(rental.lease.agreement_id, rental.provider)
+        rental.activity = Activity.create(services.client, services.blocking, rental.lease.agreement_id,
                                           options.activity, job, token)
 
     def release(self, rental: Rental, *, success: bool, reason: str) -> None:
         services = self._existing()
         if rental.activity is not None:
             isolated("destroying the activity", rental.activity.destroy)
-        lease = rental.lease
-        if lease is None or services is None:
-            return
-        lease.released = True
-        outcome = isolated("ending the agreement", release, services.client, lease.agreement_id,
-                        reason if success else (lease.violation or reason), success=success)
-        isolated("forgetting the agreement", services.watcher.forget, lease.agreement_id)
-        # "failed": still live after retries (release logged it; yagna ends it at its validTo) and
-        # "cancelled": never approved. Either way no invoice can come, so close() must not wait.
-        isolated("closing the agreement's account", services.payments.agreement_ended, lease.agreement_id,
-              invoice_expected=outcome not in ("failed", "cancelled"))
+        if rental.lease is not None and services is not None:
+            end_agreement(services, rental.lease, reason, success=success)
+
+
+def sign_agreement(services: SharedServices, options: RunOptions, handle: Any, token: CancelToken,
+                   startup: Deadline, excluded: Set[str], *, lease_token: CancelToken,
+                   sender: Any) -> Tuple[AgreementLease, ProviderInfo]:
+    """Negotiate and sign one agreement, watched and accounted for from then on.
+
+    ``token`` ends the negotiation; ``lease_token`` is cancelled when the provider terminates the
+    agreement or breaks its terms; ``sender`` sends the agreement's and its notes' signals.
+    """
+    demand = services.demand_for(options)
+    negotiator = Negotiator(services.client, services.blocking, demand, options.market, options.agreement,
+                            services.app_session_id, handle, excluded_providers=excluded)
+    signed = negotiator.agree(token, startup)
+    lease = AgreementLease(signed.agreement_id, signed.proposal, lease_token)
+    services.watcher.watch(lease, sender)
+    services.payments.register(signed.agreement_id, sender, on_violation=lease.broken,
+                               debit_note_interval=_debit_note_interval(signed.proposal, options))
+    provider = ProviderInfo(signed.proposal.issuer_id, signed.proposal.provider_name,
+                            signed.proposal.wallet(demand.platform))
+    return lease, provider
+
+
+def end_agreement(services: SharedServices, lease: AgreementLease, reason: str, *, success: bool) -> None:
+    """End the agreement (if still live), stop watching it and expect its invoice. Never raises."""
+    lease.released = True
+    outcome = isolated("ending the agreement", release, services.client, lease.agreement_id,
+                       reason if success else (lease.violation or reason), success=success)
+    isolated("forgetting the agreement", services.watcher.forget, lease.agreement_id)
+    # "failed": still live after retries (release logged it; yagna ends it at its validTo) and
+    # "cancelled": never approved. Either way no invoice can come, so close() must not wait.
+    isolated("closing the agreement's account", services.payments.agreement_ended, lease.agreement_id,
+             invoice_expected=outcome not in ("failed", "cancelled"))
 
 
 def _debit_note_interval(proposal: Any, options: RunOptions) -> float:

@@ -32,6 +32,7 @@ from ._cancel import CancelToken
 from .errors import (GolemCancelledError, GolemConfigError, GolemError, GolemTimeoutError, GolemUserError)
 from ._job import Job, JobState
 from ._leases import FreshAgreements
+from ._pool import ProviderPool
 from ._options import OptionLayer, PaymentOptions, parse_section
 from ._runtime import JobRuntime, ProviderSource
 from ._services import SharedServices
@@ -110,6 +111,8 @@ class GolemNetwork:
         #: Usage and estimated cost of every agreement of this network's jobs (see cost_summary()).
         self.costs = CostLedger()
         self._runtime = _NetworkRuntime(self)
+        self._pools: List[ProviderPool] = []
+        self._pool_host = _PoolHost(self)
         self._store = StoreBinding(self, job_store) if job_store is not None else None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -157,6 +160,7 @@ class GolemNetwork:
             with self._lock:
                 self._closing = True
             self._close_step("jobs", self._end_jobs)
+            self._close_step("pools", self._close_pools)
             self._close_step("pool", self._stop_pool)
             services = self._services_obj
             if services is not None:
@@ -191,6 +195,12 @@ class GolemNetwork:
             if job.future in late:
                 logger.error("job %s did not end within %.0fs of close(); leaving it", job.id, JOB_END_GRACE_SEC)
 
+    def _close_pools(self) -> None:
+        with self._lock:
+            pools = list(self._pools)
+        for pool in pools:
+            pool.close(JOB_END_GRACE_SEC)
+
     def _stop_pool(self) -> None:
         with self._lock:
             still = any(job.is_running() for job in self._jobs.values())
@@ -218,14 +228,47 @@ class GolemNetwork:
 
     def create_job(self, **options: Any) -> Job[Any]:
         """A new job with these default options (sections as in ``GolemNetwork``); not started."""
-        layer = OptionLayer.parse(options, where="create_job")
+        return self._new_job(self._runtime, OptionLayer.parse(options, where="create_job"))
+
+    def _new_job(self, runtime: JobRuntime, layer: OptionLayer) -> Job[Any]:
         with self._lock:
             self._ensure_open()
-            job: Job[Any] = Job(self._runtime, str(uuid.uuid4()), layer)
+            job: Job[Any] = Job(runtime, str(uuid.uuid4()), layer)
             self._jobs[job.id] = job
         if self._store is not None:
             self._store.job_created(job)
         return job
+
+    def create_pool(self, *, size: int = 4, min_size: int = 0, idle_timeout_sec: Optional[float] = 60.0,
+                    setup: Any = None, teardown: Any = None, fresh_activity: bool = False,
+                    name: Optional[str] = None, **options: Any) -> ProviderPool:
+        """A pool of up to ``size`` warm leases (agreement + deployed activity) that jobs borrow.
+
+        ``options`` are job option sections (``package``, ``market``, ``agreement``, ``activity``,
+        ``work``, ``job``) for the pool's leases and jobs. ``min_size`` leases are kept warm (made at
+        once; see ``pool.ready()``); a lease idle longer than ``idle_timeout_sec`` is released, down
+        to ``min_size``. ``setup(ctx)``/``teardown(ctx)`` run once per activity. ``fresh_activity``
+        gives each job a new activity on the same agreement. ``golem.close()`` closes pools first.
+        See :class:`~golem_sync.ProviderPool`.
+        """
+        layer = OptionLayer.parse(options, where="create_pool")
+        with self._lock:
+            self._ensure_open()
+        pool = ProviderPool(self._pool_host, layer, size=size, min_size=min_size, idle_timeout_sec=idle_timeout_sec,
+                            setup=setup, teardown=teardown, fresh_activity=fresh_activity, name=name)
+        with self._lock:
+            closing = self._closing
+            if not closing:
+                self._pools.append(pool)
+        if closing:  # close() began meanwhile: it did not see this pool
+            pool.close()
+            raise GolemUserError("this GolemNetwork is closed; create a new one")
+        return pool
+
+    def pools(self) -> List[ProviderPool]:
+        """The pools of this network not yet closed."""
+        with self._lock:
+            return list(self._pools)
 
     def get_job_by_id(self, job_id: str) -> Optional[Union[Job[Any], StoredJob]]:
         """The job with this id, or ``None``.
@@ -398,6 +441,32 @@ class _NetworkRuntime(JobRuntime):
 
     def job_finished(self, job: Job[Any]) -> None:
         self._network._job_finished(job)
+
+
+class _PoolHost:
+    """What the network gives its pools (:class:`golem_sync._pool.pool.PoolHost`)."""
+
+    def __init__(self, network: GolemNetwork) -> None:
+        self._network = network
+
+    @property
+    def runtime(self) -> JobRuntime:
+        return self._network._runtime
+
+    def services(self, token: CancelToken) -> SharedServices:
+        return self._network._services(token)
+
+    def services_if_created(self) -> Optional[SharedServices]:
+        return self._network._services_if_created()
+
+    def new_job(self, runtime: JobRuntime, layer: OptionLayer) -> Job[Any]:
+        return self._network._new_job(runtime, layer)
+
+    def pool_closed(self, pool: ProviderPool) -> None:
+        network = self._network
+        with network._lock:
+            if pool in network._pools:
+                network._pools.remove(pool)
 
 
 #: How long close() waits for running jobs to end after cancelling them (their cleanup is bounded).

@@ -21,6 +21,7 @@ from ._state import JobState
 from ._work import WorkContext
 
 if TYPE_CHECKING:
+    from ._activity import Activity
     from ._work.costs import CostLedger
 
 __all__ = ["Attempt", "execute", "Outcome"]
@@ -51,12 +52,19 @@ class Attempt:
         self.job.mark_activity(rental.activity.activity_id)
         self.ctx = WorkContext(rental.activity, rental.provider, self.token, self.options.work, job=self.job,
                                vpn=self.options.vpn, requestor_id=rental.requestor_id, proposal=rental.proposal,
-                               ledger=self.ledger)  # costs bookkeeping, opt-in VPN
+                               ledger=self.ledger,  # costs bookkeeping, opt-in VPN
+                               prepared=rental.warm, keep=rental.warm, activity_setup=rental.activity_setup,
+                               on_activity=self._replaced)
         # Entering deploys and runs work.setup; leaving (in cleanup, after the job_succeeded/failed/
         # cancelled signal, as documented) runs work.teardown (not once cancelled), closes streams,
         # reads the final usage, destroys its (possibly replaced) activity and removes the VPN.
         self._context.enter_context(self.ctx)
         return worker(self.ctx)
+
+    def _replaced(self, activity: Activity) -> None:
+        """The work context replaced a retired activity (after a command timeout)."""
+        self.rental.activity = activity
+        self.job.mark_activity(activity.activity_id)
 
     @property
     def provider_id(self) -> Optional[str]:

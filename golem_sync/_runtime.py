@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import logging
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Set
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Set, Tuple
 
 import attrs
 
@@ -65,6 +65,11 @@ class Rental:
     proposal: "Optional[ProposalView]" = None
     client: "Optional[YagnaClient]" = None
     requestor_id: str = ""
+    #: The activity is warm (a pool's): deployed, started and set up already, and it outlives the
+    #: run (the work context hands it back instead of destroying it).
+    warm: bool = False
+    #: Run on every replacement activity the work context makes, before ``work.setup`` (a pool's setup).
+    activity_setup: "Tuple[Callable[[Any], Any], ...]" = ()
 
     @property
     def provider_id(self) -> Optional[str]:
@@ -123,6 +128,9 @@ class JobRuntime(abc.ABC):
 
         For a queued job another job's worker waits for: it must not need a pool thread.
         """
+
+    def check_layer(self, layer: "OptionLayer", where: str) -> None:
+        """Refuse options this runtime cannot honour for one job (``GolemConfigError``); all by default."""
 
     @abc.abstractmethod
     def persist(self, job: Any) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "debit_note_rejected", "invoice_received", "invoice_accepted", "invoice_rejected",
     "allocation_created", "allocation_released",
     "transfer_progress",
+    "lease_created", "lease_acquired", "lease_released", "lease_retired", "pool_closed",
 ]
 
 logger = logging.getLogger("golem_sync.signals")
@@ -88,6 +89,17 @@ transfer_progress = namespace.signal(
         "send none) and once more when it ends. Runs on the transfer's socket thread (the last one on "
         "the worker's thread). kwargs: "
         "activity_id, direction ('upload'|'download'), remote_path, bytes_done, bytes_total (None if unknown)")
+
+# -- warm pools (sender: the ProviderPool) ---------------------------------------------------
+# A pool's agreements, activities and their notes also have the pool as sender while no job holds
+# them; a lease's activity sends its batch and activity signals as the job that borrowed it.
+lease_created = namespace.signal("lease-created", doc="A new lease is warm. kwargs: lease (LeaseInfo)")
+lease_acquired = namespace.signal("lease-acquired", doc="A job got a lease. kwargs: lease, job")
+lease_released = namespace.signal("lease-released", doc="A job gave its lease back. kwargs: lease, success")
+lease_retired = namespace.signal(
+    "lease-retired", doc="A lease was released (activity destroyed, agreement ended). kwargs: lease, reason "
+                         "(a key: idle_timeout, expiring, shutdown, provider_terminated, ...), detail")
+pool_closed = namespace.signal("pool-closed", doc="The pool shut down and released every lease. kwargs: stats")
 
 
 def emit(signal: blinker.NamedSignal, sender: Any, **kwargs: Any) -> None:

@@ -52,8 +52,12 @@ class Activity:
 
     @property
     def sender(self) -> Any:
-        """The sender of this activity's signals (its job)."""
+        """The sender of this activity's signals (its job, or the pool that keeps it)."""
         return self._sender
+
+    def lend(self, sender: Any) -> None:
+        """Send this activity's signals as ``sender`` from now (a pool lends its activity to a job)."""
+        self._sender = sender
 
     @classmethod
     def create(cls, client: YagnaClient, blocking: AbandonableCalls, agreement_id: str, options: ActivityOptions,

@@ -6,7 +6,7 @@ after a command timeout, transfers, usage, deploy and cleanup) is its
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 from .._activity import Activity
 from .._cancel import CancelToken
@@ -34,7 +34,8 @@ class WorkContext:
     deploys and starts the activity (after creating the opt-in VPN) and runs ``work.setup``;
     leaving runs ``work.teardown`` unless the job was cancelled and destroys the activity. A
     worker never enters it. The keyword arguments are the job's wiring: see
-    :class:`~golem_sync._work.runner.CommandRunner`.
+    :class:`~golem_sync._work.runner.CommandRunner` (``prepared``/``keep`` for a pool's warm
+    activity, which outlives the job; files a previous job left on it are still there).
 
     Threads: used from the worker's thread (the job's pool thread), which also enters and leaves
     it. The job may cancel it from another thread through its token; every blocking call here
@@ -43,11 +44,15 @@ class WorkContext:
 
     def __init__(self, activity: Activity, provider: ProviderInfo, token: CancelToken, options: WorkOptions,
                  *, job: Any = None, vpn: Optional[VpnOptions] = None, requestor_id: str = "",
-                 proposal: Any = None, ledger: Optional[CostLedger] = None) -> None:
+                 proposal: Any = None, ledger: Optional[CostLedger] = None, prepared: bool = False,
+                 keep: bool = False, activity_setup: Sequence[Callable[[Any], Any]] = (),
+                 on_activity: Optional[Callable[[Activity], None]] = None) -> None:
         self.provider = provider
         self.job = job
         self._runner = CommandRunner(activity, provider, token, options, job=job, hook_arg=self, vpn=vpn,
-                                     requestor_id=requestor_id, proposal=proposal, ledger=ledger)
+                                     requestor_id=requestor_id, proposal=proposal, ledger=ledger,
+                                     prepared=prepared, keep=keep, activity_setup=activity_setup,
+                                     on_activity=on_activity)
 
     @property
     def activity_id(self) -> str:

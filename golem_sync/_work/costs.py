@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from decimal import Decimal
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
@@ -27,6 +28,8 @@ __all__ = ["CostLedger", "AgreementCost", "CostSummary", "usage_by_name"]
 logger = logging.getLogger("golem_sync.work.costs")
 
 Usage = Dict[str, float]
+#: The usage counter of an activity's wall-clock time.
+DURATION = "golem.usage.duration_sec"
 
 
 def usage_by_name(vector: Sequence[str], values: Optional[Sequence[float]]) -> Usage:
@@ -125,6 +128,19 @@ class _AgreementEntry:
     finished: bool = False  # its job has finished (see CostLedger.job_finished)
 
 
+@attrs.define
+class _Share:
+    """A job's time on an activity it does not own (a pool lease's): priced as the usage it added."""
+
+    agreement_id: str
+    activity_id: str
+    pricing: Optional[Pricing]
+    start: Optional[Usage]  # the activity's usage when the job got it; None: the activity is all the job's
+    end: Optional[Usage] = None  # its usage when the job gave it back; None while the job holds it
+    began: float = attrs.field(factory=time.monotonic)
+    ended: Optional[float] = None
+
+
 #: How many agreements of finished jobs keep their row by default.
 FINISHED_AGREEMENTS_KEPT = 1000
 
@@ -147,6 +163,8 @@ class CostLedger:
         self._earlier_count = 0
         self._earlier_estimated = 0.0
         self._earlier_by_provider: Dict[str, float] = {}
+        self._shares: Dict[str, List[_Share]] = {}  # job id -> its shares of pool activities
+        self._finished_shares: "OrderedDict[str, None]" = OrderedDict()  # job ids, oldest first
 
     def agreement(self, agreement_id: str, *, job_id: str, provider_id: str, provider_name: str,
                   pricing: Optional[Pricing], vector: Sequence[str]) -> None:
@@ -172,16 +190,80 @@ class CostLedger:
             if final:
                 act.live = None
 
+    def share_begin(self, job_id: str, agreement_id: str, activity_id: str, start: Optional[Usage]) -> None:
+        """``job_id`` runs on a pool's activity from now; its cost is the usage it adds from ``start``.
+
+        ``start=None``: the activity was made for the job, so all of it (start price included) is the job's.
+        """
+        with self._lock:
+            entry = self._agreements.get(agreement_id)
+            self._shares.setdefault(job_id, []).append(_Share(
+                agreement_id, activity_id, entry.pricing if entry is not None else None,
+                None if start is None else dict(start)))
+
+    def share_end(self, job_id: str, activity_id: str, usage: Mapping[str, float]) -> None:
+        """The job gave the activity back with this usage (empty: the last one recorded)."""
+        with self._lock:
+            for share in self._shares.get(job_id, ()):
+                if share.activity_id == activity_id and share.end is None:
+                    share.end = dict(usage) or self._last_usage(share)
+                    share.ended = time.monotonic()
+
+    def agreement_finished(self, agreement_id: str) -> None:
+        """A pool's agreement is over: its row may age out like a finished job's."""
+        with self._lock:
+            entry = self._agreements.get(agreement_id)
+            if entry is not None and not entry.finished:
+                self._finish_entry(agreement_id, entry)
+            self._age_out()
+
     def job_finished(self, job_id: str) -> None:
         """The job is over: stop reading its usage live, and let its rows age out (see class doc)."""
         with self._lock:
             for agreement_id, entry in self._agreements.items():
                 if entry.job_id == job_id and not entry.finished:
-                    entry.finished = True
-                    for act in entry.activities.values():
-                        act.live = None
-                    self._finished[agreement_id] = None
-            while len(self._finished) > self._keep_finished:
+                    self._finish_entry(agreement_id, entry)
+            if job_id in self._shares:
+                for share in self._shares[job_id]:
+                    if share.end is None:
+                        share.end = self._last_usage(share)
+                        share.ended = time.monotonic()
+                self._finished_shares[job_id] = None
+                while len(self._finished_shares) > self._keep_finished:
+                    old_job, _ = self._finished_shares.popitem(last=False)
+                    self._shares.pop(old_job, None)
+            self._age_out()
+
+    def _finish_entry(self, agreement_id: str, entry: _AgreementEntry) -> None:
+        entry.finished = True
+        for act in entry.activities.values():
+            act.live = None
+        self._finished[agreement_id] = None
+
+    def _last_usage(self, share: _Share) -> Usage:
+        entry = self._agreements.get(share.agreement_id)
+        act = entry.activities.get(share.activity_id) if entry is not None else None
+        return dict(act.usage) if act is not None else dict(share.start or {})
+
+    def _share_cost(self, share: _Share) -> float:
+        """The linear price of what the job added to the activity's usage.
+
+        Providers report usage every few seconds, so a short job may see no change: its duration
+        counts at least the time it held the activity.
+        """
+        pricing = share.pricing
+        if pricing is None:
+            return 0.0
+        end = share.end if share.end is not None else self._last_usage(share)
+        start = share.start or {}
+        added = {name: max(0.0, value - start.get(name, 0.0)) for name, value in end.items()}
+        held = (share.ended if share.ended is not None else time.monotonic()) - share.began
+        added[DURATION] = max(added.get(DURATION, 0.0), held)
+        cost = sum(pricing.coefficients.get(name, 0.0) * value for name, value in added.items())
+        return cost + (pricing.start if share.start is None else 0.0)
+
+    def _age_out(self) -> None:
+        while len(self._finished) > self._keep_finished:
                 old_id, _ = self._finished.popitem(last=False)
                 old = self._agreements.pop(old_id, None)
                 if old is not None:
@@ -201,9 +283,12 @@ class CostLedger:
     def job_cost(self, job_id: str, *, refresh: bool = True) -> float:
         """The estimated cost of a job so far, over all its agreements and activities."""
         if refresh:
-            self._refresh(lambda e: e.job_id == job_id)
+            with self._lock:
+                shared = {s.agreement_id for s in self._shares.get(job_id, ()) if s.end is None}
+            self._refresh(lambda e: e.job_id == job_id or any(e is self._agreements.get(a) for a in shared))
         with self._lock:
-            return sum(_estimate(e) for e in self._agreements.values() if e.job_id == job_id)
+            own = sum(_estimate(e) for e in self._agreements.values() if e.job_id == job_id)
+            return own + sum(self._share_cost(share) for share in self._shares.get(job_id, ()))
 
     def agreement_cost(self, agreement_id: str, *, refresh: bool = True) -> float:
         """The estimated cost of one agreement so far."""

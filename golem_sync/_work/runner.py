@@ -24,6 +24,13 @@ Environment variables: ``work.env`` (job level) goes into ``deploy``'s env, so e
 the job sees it; ``env=`` on ``run``/``spawn``/``Batch.run`` is per command and is set by a
 ``/bin/sh`` wrapper (ExeScript ``run`` has no env), overriding the job's values.
 
+Pool leases: a warm pool (:mod:`golem_sync._pool`) keeps activities alive between jobs. Its
+jobs' runners are built with ``prepared=True`` (the activity is deployed, started and set up
+already: ``start()`` runs only ``work.setup``) and ``keep=True`` (``close()`` hands a healthy
+activity back instead of destroying it, and records the job's share of its cost). The pool's own
+runner for an activity deploys it and runs the pool's ``setup`` (``activity_setup``), and destroys
+it at the end. ``activity_setup`` also runs on every replacement activity, before ``work.setup``.
+
 Threads: a runner is owned by the job's pool thread, which constructs, starts and closes it and
 runs the worker (every method here is called there). Two things reach it from other threads: a
 spawned process's watcher thread marks the activity retired when its command times out (an
@@ -77,7 +84,9 @@ class CommandRunner:
 
     def __init__(self, activity: Activity, provider: ProviderInfo, token: CancelToken, options: WorkOptions, *,
                  job: Any = None, hook_arg: Any = None, vpn: Optional[VpnOptions] = None,
-                 requestor_id: str = "", proposal: Any = None, ledger: Optional[CostLedger] = None) -> None:
+                 requestor_id: str = "", proposal: Any = None, ledger: Optional[CostLedger] = None,
+                 prepared: bool = False, keep: bool = False, activity_setup: Sequence[Callable[[Any], Any]] = (),
+                 on_activity: Optional[Callable[[Activity], None]] = None) -> None:
         self.provider = provider
         self.token = token
         self.options = options
@@ -94,6 +103,10 @@ class CommandRunner:
         self._stale = threading.Event()  # set (from any thread) when a command timed out
         self._processes: List[RemoteProcess] = []
         self._closed = False
+        self._prepared = prepared
+        self._keep = keep
+        self._activity_setup = tuple(activity_setup)
+        self._on_activity = on_activity
         self._ledger = ledger if ledger is not None else CostLedger()
         vector = proposal.properties.get("golem.com.usage.vector") if proposal is not None else None
         self._vector = [str(v) for v in vector] if isinstance(vector, list) else []
@@ -110,6 +123,12 @@ class CommandRunner:
         If any of it fails, the runner is closed (see :meth:`close`) before the error propagates.
         """
         try:
+            if self._prepared:  # deployed and set up by its owner (a pool lease)
+                if self._keep:
+                    self._begin_share(read=True)
+                for setup in self.options.setup:
+                    setup(self._hook_arg)
+                return
             if self._vpn_options is not None and self._vpn_options.enabled:
                 self._vpn = Vpn.create(self._activity.client, self._vpn_options, self._requestor_id)
                 self._vpn_ip = self._vpn.add_node(self.provider.id)
@@ -120,7 +139,10 @@ class CommandRunner:
 
     def close(self) -> None:
         """Teardown (skipped once the job is cancelled), stop processes, record the final usage,
-        destroy the activity, remove the VPN. Idempotent; each step is isolated; never raises."""
+        destroy the activity, remove the VPN. Idempotent; each step is isolated; never raises.
+
+        With ``keep``, an activity not retired by a command timeout is left alive for its owner
+        (its usage so far is recorded, and the job's share of it)."""
         if self._closed:
             return
         self._closed = True
@@ -128,8 +150,10 @@ class CommandRunner:
             for teardown in self.options.teardown:
                 _isolated(f"teardown {teardown!r}", teardown, self._hook_arg)
         _isolated("stopping the spawned processes", self._stop_processes)
-        _isolated("recording the final usage", self._final_usage)
-        _isolated("destroying the activity", self._activity.destroy)
+        handing_back = self._keep and not self._stale.is_set()
+        _isolated("recording the final usage", self._final_usage, not handing_back)
+        if not handing_back:
+            _isolated("destroying the activity", self._activity.destroy)
         if self._vpn is not None:
             _isolated("removing the VPN", self._vpn.remove)
 
@@ -146,6 +170,11 @@ class CommandRunner:
     def activity(self) -> Activity:
         """The current activity (a new one after a command timeout, see the module doc)."""
         return self._activity
+
+    @property
+    def retired(self) -> bool:
+        """True when the current activity was retired by a command timeout and not yet replaced."""
+        return self._stale.is_set()
 
     @property
     def vpn(self) -> Optional[Vpn]:
@@ -277,7 +306,7 @@ class CommandRunner:
         if failed:
             raise GolemActivityError(f"deploying on {who} failed: {failed[0].message}")
         signals.emit(signals.activity_ready, self.job, activity_id=self._activity.activity_id)
-        for setup in self.options.setup:
+        for setup in (*self._activity_setup, *self.options.setup):
             setup(self._hook_arg)
 
     def _deploy_command(self) -> Deploy:
@@ -324,13 +353,15 @@ class CommandRunner:
         self.token.raise_if_cancelled()
         old = self._activity
         self._stop_processes()
-        self._final_usage()
+        self._final_usage(True)
         old.destroy()
         self._activity = old.successor(self.token)
         self._stale.clear()
-        if self.job is not None and hasattr(self.job, "activity_id"):
-            self.job.activity_id = self._activity.activity_id
+        if self._on_activity is not None:
+            self._on_activity(self._activity)
         self._track_activity()
+        if self._keep:
+            self._begin_share(read=False)  # a new activity for this job: all of it is the job's
         logger.info("activity %s replaced by %s", old.activity_id, self._activity.activity_id)
         self._prepare()
 
@@ -340,15 +371,37 @@ class CommandRunner:
         self._ledger.activity(self._activity.agreement_id, activity.activity_id,
                               lambda: usage_by_name(vector, activity.usage()))
 
-    def _final_usage(self) -> None:
+    def _final_usage(self, final: bool) -> None:
+        """Record the activity's usage as the runner leaves it (``final``: it is about to go)."""
         if self._activity.destroyed:
+            self._end_share({})
             return
         try:
             usage = usage_by_name(self._vector, self._activity.usage())
         except GolemError as exc:
             logger.debug("final usage of %s: %s", self._activity.activity_id, exc)
             usage = {}
-        self._ledger.usage(self._activity.agreement_id, self._activity.activity_id, usage, final=True)
+        self._ledger.usage(self._activity.agreement_id, self._activity.activity_id, usage, final=final)
+        self._end_share(usage)
+
+    def _begin_share(self, *, read: bool) -> None:
+        """Start counting the job's share of a kept activity (from its usage now, or all of it)."""
+        job_id = getattr(self.job, "id", "")
+        if not job_id:
+            return
+        start: Optional[Dict[str, float]] = None
+        if read:
+            try:
+                start = usage_by_name(self._vector, self._activity.usage())
+            except GolemError as exc:
+                logger.debug("usage of %s at the job's start: %s", self._activity.activity_id, exc)
+                start = {}
+        self._ledger.share_begin(job_id, self._activity.agreement_id, self._activity.activity_id, start)
+
+    def _end_share(self, usage: Mapping[str, float]) -> None:
+        job_id = getattr(self.job, "id", "")
+        if self._keep and job_id:
+            self._ledger.share_end(job_id, self._activity.activity_id, usage)
 
     def _stop_processes(self) -> None:
         for process in self._processes:

@@ -55,12 +55,12 @@ class ScriptedActivity:
 
 
 def make(log: List[str], token: Optional[CancelToken] = None, errors: Optional[List[BaseException]] = None,
-         job: Any = None) -> WorkContext:
+         job: Any = None, **runner: Any) -> WorkContext:
     options = WorkOptions(setup=[lambda ctx: log.append(f"setup on {ctx.activity_id}")],
                           teardown=[lambda ctx: log.append(f"teardown on {ctx.activity_id}")])
     activity = ScriptedActivity(log, errors=errors)
     return WorkContext(activity, ProviderInfo("p", "prov"), token or CancelToken(), options,  # type: ignore[arg-type]
-                       job=job)
+                       job=job, **runner)
 
 
 def test_entering_deploys_and_runs_setup_leaving_tears_down_and_destroys():
@@ -117,7 +117,7 @@ def test_a_failing_teardown_is_logged_and_the_activity_is_still_destroyed(caplog
 def test_a_command_timeout_retires_the_activity_and_the_next_command_gets_a_prepared_one():
     log: List[str] = []
     job = SimpleNamespace(id="job-1", activity_id="act-1")
-    with make(log, job=job) as ctx:
+    with make(log, job=job, on_activity=lambda a: setattr(job, "activity_id", a.activity_id)) as ctx:
         ctx._runner.activity.errors.append(GolemTimeoutError("too slow", phase="batch"))
         with pytest.raises(GolemTimeoutError):
             ctx.run("sleep 100")
