@@ -184,6 +184,7 @@ class ProviderPool(Executor):
         self._lock = threading.Lock()  # admission and closing
         self._closing = False
         self._jobs: "weakref.WeakSet[Job[Any]]" = weakref.WeakSet()  # created, not yet ended
+        self._futures: "weakref.WeakKeyDictionary[Job[Any], PoolFuture]" = weakref.WeakKeyDictionary()
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"{threads.PREFIX}pool-job")
         self._closed = threading.Event()
         self._runtime = _PoolRuntime(self, host.runtime)
@@ -221,6 +222,8 @@ class ProviderPool(Executor):
         job = self.create_job()
         future = PoolFuture(job)
         job.add_done_callback(future._settle)
+        with self._lock:
+            self._futures[job] = future
 
         def worker(ctx: Any) -> Any:
             return fn(ctx, *args, **kwargs)
@@ -265,10 +268,13 @@ class ProviderPool(Executor):
         with self._lock:
             first = not self._closing
             self._closing = True
-            jobs = list(self._jobs)
-        if cancel_futures:
-            for job in jobs:
-                job.cancel_if_queued("the pool is shutting down")
+            jobs = [(job, self._futures.get(job)) for job in self._jobs]
+        if cancel_futures:  # as ThreadPoolExecutor: queued submissions end cancelled, futures too
+            for job, future in jobs:
+                if future is not None:
+                    future.cancel()
+                else:
+                    job.cancel_if_queued("the pool is shutting down")
         if first:
             self._keeper.close()
             self._executor.shutdown(wait=False)

@@ -85,7 +85,8 @@ def golem(golem_devnet, probe, recorder):
 
 
 REQUESTOR_THREADS = ("golem-job", "golem-io", "golem-allocation", "golem-payment-retry", "golem-agreement-events",
-                     "golem-debit-note-events", "golem-invoice-events", "golem-process", "golem-transfer")
+                     "golem-debit-note-events", "golem-invoice-events", "golem-process", "golem-transfer",
+                     "golem-pool")
 
 
 def requestor_threads() -> List[str]:
