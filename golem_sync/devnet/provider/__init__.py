@@ -8,6 +8,8 @@ Rooms:
 - :mod:`.market`: the offer, negotiation, agreement approval and agreement events;
 - :mod:`.activity`: activity events (an exe-unit per activity);
 - :mod:`.payments`: debit notes and invoices; :mod:`.scheduler`: the payments thread's timer queue;
+- :mod:`.rules`: ya-provider's agreement rules (one activity at a time, single-activity close,
+  idle-agreement timeout, expiration) and the termination reasons it gives, as pure functions;
 - :mod:`.rest`: the provider's own tiny REST client (never golem_sync's requestor client);
 - :mod:`.state`: the agent's records and the ``*Info`` snapshots it hands out.
 

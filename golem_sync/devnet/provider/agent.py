@@ -4,11 +4,15 @@ It does what ya-provider does, over REST with the provider's own app key (plain 
 golem_sync's requestor client, so the devnet stays an independent check of that client):
 publishes an offer, negotiates, approves agreements, starts an exe-unit emulator per activity,
 sends debit notes and an invoice, and can misbehave on purpose (:class:`ProviderFaults`).
+Agreements follow ya-provider's rules (:mod:`.rules`): one activity at a time, single-activity
+agreements closed after their activity, idle agreements broken after ``idle_agreement_timeout``,
+and every agreement broken at its expiration.
 
 Exe-units run commands on the host, unsandboxed: this is a test network.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import threading
 import time
@@ -20,7 +24,17 @@ from ..exeunit import ExeUnit
 from .activity import ActivityWatcher
 from .market import ProviderAgreementWatcher, OfferNegotiator
 from .payments import issue_debit_note, issue_invoice
-from .rest import ProviderApiError, ProviderRest
+from .rest import ProviderApiError, ProviderRest, utcnow
+from .rules import (
+    SECOND_ACTIVITY_MESSAGE,
+    SECOND_ACTIVITY_REASON,
+    agreement_expiration,
+    expired_before_start_reason,
+    expired_reason,
+    is_multi_activity,
+    no_activity_reason,
+    single_activity_closed_reason,
+)
 from .scheduler import Scheduler
 from .state import (
     ActivityInfo,
@@ -66,7 +80,8 @@ class ProviderAgent:
         - ``<name>-market``: offer events; counters proposals; spawns ``<name>-approve-*`` threads.
         - ``<name>-agreements``: agreement events; on termination stops that agreement's exe-units.
         - ``<name>-activity``: activity events; creates and stops exe-units.
-        - ``<name>-payments``: debit notes, invoices, provider-side terminations (one at a time).
+        - ``<name>-payments``: debit notes, invoices, provider-side terminations (one at a time),
+          and the agreement clocks (idle timeout, expiration) as scheduled jobs.
     Agent state (agreements, activities, documents) is guarded by one lock; the read-only
     introspection methods and :meth:`wait_for` are safe from any thread.
 
@@ -240,21 +255,39 @@ class ProviderAgent:
     def _on_agreement(self, agreement: Mapping[str, Any]) -> None:
         offer = agreement.get("offer") or {}
         demand = agreement.get("demand") or {}
+        offer_properties = offer.get("properties") or self.offer["properties"]
+        demand_properties = demand.get("properties") or {}
         record = AgreementRecord(
             str(agreement["agreementId"]),
             str(demand.get("requestorId", "")),
-            offer.get("properties") or self.offer["properties"],
+            offer_properties,
+            multi_activity=is_multi_activity(demand_properties, offer_properties),
+            expiration=agreement_expiration(demand_properties),
         )
         with self._cond:
             self._agreements.setdefault(record.agreement_id, record)
             self._cond.notify_all()
 
     def _on_approved(self, agreement_id: str) -> None:
+        """Approved: start the agreement's clocks (expiration, and the idle timeout unless an activity lives)."""
         with self._cond:
             agreement = self._agreements.get(agreement_id)
             if agreement is not None and agreement.state == "Pending":
                 agreement.state = "Approved"
             self._cond.notify_all()
+            if agreement is None or agreement.state != "Approved" or self._stop.is_set():
+                return
+            idle_token = self._arm_idle(agreement) if agreement.current_activity is None else None
+            expiration = agreement.expiration
+        if idle_token is not None:
+            self._schedule_idle_check(agreement_id, idle_token)
+        if expiration is not None:
+            left = (expiration - utcnow()).total_seconds()
+            if left <= 0:  # like ya-provider: an agreement expired before it started is broken at once
+                self._scheduler.schedule(0.0, lambda: self._terminate_agreement(
+                    agreement_id, expired_before_start_reason(expiration)))
+            else:
+                self._scheduler.schedule(left, lambda: self._check_expiration(agreement_id, expiration))
 
     def _on_terminated(self, agreement_id: str, reason: Optional[Mapping[str, Any]], terminator: str) -> None:
         """Agreement over (either side): stop its exe-units (golem-js never destroys them), invoice it."""
@@ -287,10 +320,25 @@ class ProviderAgent:
             work_dir = self.work_root / activity_id
             activity = ActivityRecord(activity_id, agreement_id, work_dir, None)
             self._activities[activity_id] = activity
-            agreement.activity_ids.append(activity_id)
-            schedule_terminate = (self.spec.faults.terminate_agreement_after is not None
+            holder = agreement.current_activity
+            refuse = holder is not None
+            if refuse:
+                activity.state = "Refused"
+                self._cond.notify_all()
+            else:
+                agreement.current_activity = activity_id
+                agreement.idle_token += 1  # a created activity stops the idle clock
+                agreement.activity_ids.append(activity_id)
+            schedule_terminate = (not refuse and self.spec.faults.terminate_agreement_after is not None
                                   and not agreement.terminate_scheduled)
             agreement.terminate_scheduled = agreement.terminate_scheduled or schedule_terminate
+        if refuse:
+            # ya-provider allows one activity at a time: it marks the new one Terminated (yagna then
+            # fails the requestor's create call with this reason) and leaves the live one alone.
+            logger.info("%s: refusing activity %s: agreement %s already has activity %s", self._label,
+                        activity_id, agreement_id, holder)
+            self._set_terminated_over_rest(activity_id, SECOND_ACTIVITY_MESSAGE, reason=SECOND_ACTIVITY_REASON)
+            return
         try:
             work_dir.mkdir(parents=True, exist_ok=True)
             activity.exeunit = self._exeunit_factory(
@@ -305,6 +353,7 @@ class ProviderAgent:
                 self._cond.notify_all()
             # Tell yagna at once: the requestor's create call would otherwise wait for its timeout.
             self._set_terminated_over_rest(activity_id, f"exe-unit failed to start: {exc}")
+            self._activity_ended(activity)
             return
         with self._cond:
             # The agreement may have ended (or the agent stopped) while the exe-unit started; those
@@ -328,6 +377,66 @@ class ProviderAgent:
             return
         self._stop_exeunit(activity, "activity destroyed by the requestor")
         logger.info("%s: activity %s destroyed", self._label, activity_id)
+        self._activity_ended(activity)
+
+    def _activity_ended(self, activity: ActivityRecord) -> None:
+        """The agreement's live activity is over (destroyed, or its exe-unit failed to start).
+
+        Like ya-provider: the agreement is idle again, so the idle clock restarts; a single-activity
+        agreement is closed by the provider ("Finished with success."). A refused activity ends
+        nothing: it never held the agreement.
+        """
+        agreement_id = activity.agreement_id
+        with self._cond:
+            agreement = self._agreements.get(agreement_id)
+            if agreement is None or agreement.current_activity != activity.activity_id:
+                return
+            agreement.current_activity = None
+            self._cond.notify_all()
+            if agreement.state == "Terminated" or self._stop.is_set():
+                return
+            idle_token = self._arm_idle(agreement)
+            close = not agreement.multi_activity
+        self._schedule_idle_check(agreement_id, idle_token)
+        if close:
+            logger.info("%s: first activity of single-activity agreement %s is over: closing it", self._label,
+                        agreement_id)
+            self._scheduler.schedule(0.0, lambda: self._terminate_agreement(
+                agreement_id, single_activity_closed_reason()))
+
+    # -- agreement clocks (jobs on the payments thread) ----------------------------------------
+
+    @staticmethod
+    def _arm_idle(agreement: AgreementRecord) -> int:
+        """Start a new idle period (under the lock); returns the token its check must still see."""
+        agreement.idle_token += 1
+        return agreement.idle_token
+
+    def _schedule_idle_check(self, agreement_id: str, token: int) -> None:
+        timeout = float(self.spec.idle_agreement_timeout)
+        self._scheduler.schedule(timeout, lambda: self._check_idle(agreement_id, token, timeout))
+
+    def _check_idle(self, agreement_id: str, token: int, timeout: float) -> None:
+        """ya-provider's idle-agreement timeout: no activity since the clock started breaks the agreement."""
+        with self._cond:
+            agreement = self._agreements[agreement_id]
+            if (agreement.state == "Terminated" or agreement.idle_token != token
+                    or agreement.current_activity is not None or self._stop.is_set()):
+                return
+        logger.info("%s: agreement %s had no activity for %.1f s", self._label, agreement_id, timeout)
+        self._terminate_agreement(agreement_id, no_activity_reason(timeout))
+
+    def _check_expiration(self, agreement_id: str, expiration: _dt.datetime) -> None:
+        """ya-provider breaks an agreement at its ``golem.srv.comp.expiration`` (stopping its activity)."""
+        left = (expiration - utcnow()).total_seconds()
+        if left > 0:  # the monotonic and wall clocks disagree a little: come back when it is due
+            self._scheduler.schedule(left, lambda: self._check_expiration(agreement_id, expiration))
+            return
+        with self._cond:
+            if self._agreements[agreement_id].state == "Terminated" or self._stop.is_set():
+                return
+        logger.info("%s: agreement %s expired", self._label, agreement_id)
+        self._terminate_agreement(agreement_id, expired_reason(expiration))
 
     def _stop_exeunit(self, activity: ActivityRecord, reason: str, timeout: float = 5.0) -> None:
         """Record the final usage and stop the exe-unit (sets the activity Terminated in yagna)."""
@@ -346,8 +455,8 @@ class ProviderAgent:
         with self._cond:
             self._cond.notify_all()
 
-    def _set_terminated_over_rest(self, activity_id: str, message: str) -> None:
-        body = {"state": ["Terminated", None], "reason": "exe-unit failure", "errorMessage": message}
+    def _set_terminated_over_rest(self, activity_id: str, message: str, reason: str = "exe-unit failure") -> None:
+        body = {"state": ["Terminated", None], "reason": reason, "errorMessage": message}
         try:
             self._rest.call("PUT", "activity", f"/activity/{activity_id}/state", json=body)
         except ProviderApiError as exc:
@@ -459,7 +568,7 @@ class ProviderAgent:
         })
 
     def _terminate_agreement(self, agreement_id: str, reason: Optional[Mapping[str, Any]] = None) -> None:
-        """The provider ends the agreement (fault ``terminate_agreement_after``, or a payment deadline)."""
+        """The provider ends the agreement (a fault, a payment deadline, or one of the agreement rules)."""
         with self._cond:
             if self._agreements[agreement_id].state == "Terminated":
                 return

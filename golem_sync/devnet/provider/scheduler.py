@@ -1,9 +1,11 @@
 """A one-thread timer queue: run jobs at (or after) a monotonic deadline, in deadline order.
 
 Threads: :meth:`Scheduler.run` is the agent's *payments* thread and runs every job (debit
-notes, invoices, provider-side terminations), so payment documents of one provider are issued
-one at a time and never race each other. :meth:`schedule` and :meth:`stop` are safe from any
-thread. The thread sleeps on a condition until the next deadline (no polling).
+notes, invoices, provider-side terminations, the agreement clocks: idle timeout and expiration),
+so payment documents of one provider are issued one at a time and never race each other. There
+is no cancel: a job that may have become stale checks, when it runs, whether it still applies.
+:meth:`schedule` and :meth:`stop` are safe from any thread. The thread sleeps on a condition
+until the next deadline (no polling).
 """
 from __future__ import annotations
 

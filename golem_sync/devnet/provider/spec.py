@@ -14,6 +14,7 @@ import attrs
 
 from ..errors import DevnetConfigError
 from ..exeunit import ExeUnitFaults
+from .rules import DEFAULT_IDLE_AGREEMENT_TIMEOUT, MULTI_ACTIVITY
 
 __all__ = [
     "ProviderFaults",
@@ -127,6 +128,12 @@ class ProviderSpec:
     Prices are in tokens: per second of CPU, per second of activity duration, and once per activity.
     ``debit_note_interval_sec`` is advertised in the offer; a requestor that negotiates another
     interval gets that one.
+
+    The agreement rules follow ya-provider (see :mod:`.rules`): one activity at a time per agreement;
+    ``multi_activity`` is what the offer advertises as ``golem.srv.caps.multi-activity`` (with False,
+    or a demand without it, the provider terminates the agreement after its first activity);
+    ``idle_agreement_timeout`` (seconds, ya-provider's ``--idle-agreement-timeout``) is how long an
+    approved agreement may have no activity before the provider breaks it ("NoActivity").
     """
 
     name: str = attrs.field(default="devnet-provider", validator=_non_empty_str)
@@ -140,6 +147,8 @@ class ProviderSpec:
     price_per_duration_sec: float = attrs.field(default=0.00005, validator=_non_negative)
     start_price: float = attrs.field(default=0.0, validator=_non_negative)
     debit_note_interval_sec: int = attrs.field(default=120, validator=_positive_int)
+    multi_activity: bool = attrs.field(default=True, validator=_bool)
+    idle_agreement_timeout: float = attrs.field(default=DEFAULT_IDLE_AGREEMENT_TIMEOUT, validator=_positive)
     faults: ProviderFaults = attrs.field(factory=ProviderFaults)
 
     @faults.validator
@@ -186,7 +195,7 @@ def build_offer(spec: ProviderSpec, *, node_id: str, subnet: str, payment_platfo
         "golem.runtime.capabilities": list(spec.capabilities),
         "golem.runtime.name": spec.runtime,
         "golem.runtime.version": _RUNTIME_VERSION,
-        "golem.srv.caps.multi-activity": True,
+        MULTI_ACTIVITY: spec.multi_activity,
     }
     # Like ya-provider: only requestors on our subnet match this offer.
     constraints = f"(golem.node.debug.subnet={subnet})"

@@ -5,6 +5,7 @@ underscore classes are the agent's mutable records, only touched under the agent
 """
 from __future__ import annotations
 
+import datetime as _dt
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, List, Mapping, Optional, Tuple
@@ -37,7 +38,8 @@ class ActivityInfo:
     """A snapshot of one activity.
 
     ``state`` is ``"Starting"`` (exe-unit starting), ``"Running"``, ``"Stopped"`` (exe-unit stopped by
-    the provider: destroyed, agreement ended, agent stopped) or ``"Failed"`` (exe-unit did not start).
+    the provider: destroyed, agreement ended, agent stopped), ``"Failed"`` (exe-unit did not start) or
+    ``"Refused"`` (created while another activity of its agreement lived: no exe-unit, never invoiced).
     """
 
     activity_id: str
@@ -77,15 +79,22 @@ def seconds(value: Any) -> Optional[float]:
 
 
 class AgreementRecord:
-    def __init__(self, agreement_id: str, requestor_id: str, properties: Mapping[str, Any]) -> None:
+    def __init__(self, agreement_id: str, requestor_id: str, properties: Mapping[str, Any], *,
+                 multi_activity: bool = True, expiration: Optional[_dt.datetime] = None) -> None:
         self.agreement_id = agreement_id
         self.requestor_id = requestor_id
         self.properties = dict(properties)  # the agreed offer side: negotiated values live here
         self.state = "Pending"
         self.terminated_by: Optional[str] = None
-        self.activity_ids: List[str] = []
+        self.activity_ids: List[str] = []  # the activities served (and invoiced), in creation order
         self.invoice_id: Optional[str] = None
         self.terminate_scheduled = False
+        self.multi_activity = multi_activity  # False: the provider closes it after its first activity
+        self.expiration = expiration  # golem.srv.comp.expiration (UTC), None when the demand has none
+        self.current_activity: Optional[str] = None  # the one activity allowed at a time
+        # Bumped when the idle clock is armed or stopped: a scheduled idle check with an older
+        # value is stale (the scheduler has no cancel).
+        self.idle_token = 0
 
 
 class ActivityRecord:
