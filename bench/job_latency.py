@@ -24,8 +24,8 @@ from golem_sync import GolemNetwork, signals
 from golem_sync.devnet.launcher import Devnet
 
 
-def raw_job(info: Any) -> Dict[str, float]:
-    """The echo job with plain requests; returns seconds per phase."""
+def raw_job(info: Any, execs: int = 1) -> Dict[str, float]:
+    """The echo job with plain requests (``execs`` echo batches on its one activity); seconds per phase."""
     s = requests.Session()
     s.headers["Authorization"] = f"Bearer {info.app_key}"
     api = info.api_url
@@ -89,8 +89,9 @@ def raw_job(info: Any) -> Dict[str, float]:
 
     run([{"deploy": {}}, {"start": {}}])
     mark("deploy")
-    run([{"run": {"entry_point": "/bin/sh", "args": ["-c", "echo hi"],
-                  "capture": {"stdout": {"atEnd": {"format": "str"}}}}}])
+    for _ in range(execs):
+        run([{"run": {"entry_point": "/bin/sh", "args": ["-c", "echo hi"],
+                      "capture": {"stdout": {"atEnd": {"format": "str"}}}}}])
     mark("exec")
     s.delete(f"{api}/activity-api/v1/activity/{activity_id}", params={"timeout": 10})
     mark("destroy")

@@ -369,13 +369,13 @@ class LeaseKeeper(ProviderSource):
 
     def _renew_activity(self, lease: PoolLease, key: str, *, graceful: bool) -> None:
         """Destroy the lease's activity and make a new one; retire the lease if that cannot be done."""
-        self._end_activity(lease, graceful)
         services = self._hooks.existing()
         if (services is None or not lease.multi_activity or lease.token.cancelled or self._drained
                 or time.monotonic() >= lease.usable_until):
             detail = "the agreement allows one activity" if not lease.multi_activity else key
-            self._retire_lease(lease, key if lease.multi_activity else "single_activity", detail)
+            self._retire_lease(lease, key if lease.multi_activity else "single_activity", detail, graceful=graceful)
             return
+        self._end_activity(lease, graceful)
         try:
             self._activate(lease, services, self._token)
         except BaseException as exc:
@@ -388,11 +388,16 @@ class LeaseKeeper(ProviderSource):
             lease.idle_since = time.monotonic()
             self._dispatch_locked()
 
-    def _retire_lease(self, lease: PoolLease, key: str, detail: str) -> None:
+    def _retire_lease(self, lease: PoolLease, key: str, detail: str, *, graceful: Optional[bool] = None) -> None:
         """End the lease: its activity (teardown first when graceful), its agreement. Never raises."""
+        if graceful is None:
+            graceful = key in _GRACEFUL
         with self._cond:
             lease.state = LeaseState.RETIRING
-        self._end_activity(lease, graceful=key in _GRACEFUL and not lease.token.cancelled)
+        # From here on the agreement's end is ours, even when the provider gets there first (a
+        # single-activity provider closes it as soon as its activity is destroyed).
+        lease.agreement.released = True
+        self._end_activity(lease, graceful=graceful and not lease.token.cancelled)
         services = self._hooks.existing()
         if services is not None:
             end_agreement(services, lease.agreement, f"pool: {key.replace('_', ' ')}",

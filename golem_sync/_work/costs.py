@@ -190,16 +190,26 @@ class CostLedger:
             if final:
                 act.live = None
 
-    def share_begin(self, job_id: str, agreement_id: str, activity_id: str, start: Optional[Usage]) -> None:
-        """``job_id`` runs on a pool's activity from now; its cost is the usage it adds from ``start``.
+    def share_begin(self, job_id: str, agreement_id: str, activity_id: str, *, whole: bool = False) -> None:
+        """``job_id`` runs on a pool's activity from now; its cost is the usage it adds to the last
+        one recorded, its duration at least the time it holds the activity.
 
-        ``start=None``: the activity was made for the job, so all of it (start price included) is the job's.
+        ``whole``: the activity was made for the job, so all of it (start price included) is the job's.
         """
         with self._lock:
             entry = self._agreements.get(agreement_id)
+            act = entry.activities.get(activity_id) if entry is not None else None
+            start = None if whole else dict(act.usage if act is not None else {})
             self._shares.setdefault(job_id, []).append(_Share(
-                agreement_id, activity_id, entry.pricing if entry is not None else None,
-                None if start is None else dict(start)))
+                agreement_id, activity_id, entry.pricing if entry is not None else None, start))
+
+    def share_held(self, job_id: str, activity_id: str) -> float:
+        """Seconds the job has held the activity (0.0 if it holds no share of it)."""
+        with self._lock:
+            for share in self._shares.get(job_id, ()):
+                if share.activity_id == activity_id and share.end is None:
+                    return time.monotonic() - share.began
+        return 0.0
 
     def share_end(self, job_id: str, activity_id: str, usage: Mapping[str, float]) -> None:
         """The job gave the activity back with this usage (empty: the last one recorded)."""

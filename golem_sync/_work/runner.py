@@ -61,6 +61,9 @@ from .transfers import StepBuilder, TransferEnv, TransferStep
 
 __all__ = ["CommandRunner", "ProviderInfo"]
 
+#: A job on a kept (pool) activity reads its usage when it gives it back only if it held it this long.
+SHARE_READ_MIN_SEC = 1.0
+
 logger = logging.getLogger("golem_sync.work")
 
 
@@ -125,7 +128,7 @@ class CommandRunner:
         try:
             if self._prepared:  # deployed and set up by its owner (a pool lease)
                 if self._keep:
-                    self._begin_share(read=True)
+                    self._begin_share(whole=False)
                 for setup in self.options.setup:
                     setup(self._hook_arg)
                 return
@@ -361,7 +364,7 @@ class CommandRunner:
             self._on_activity(self._activity)
         self._track_activity()
         if self._keep:
-            self._begin_share(read=False)  # a new activity for this job: all of it is the job's
+            self._begin_share(whole=True)  # a new activity for this job: all of it is the job's
         logger.info("activity %s replaced by %s", old.activity_id, self._activity.activity_id)
         self._prepare()
 
@@ -372,8 +375,15 @@ class CommandRunner:
                               lambda: usage_by_name(vector, activity.usage()))
 
     def _final_usage(self, final: bool) -> None:
-        """Record the activity's usage as the runner leaves it (``final``: it is about to go)."""
-        if self._activity.destroyed:
+        """Record the activity's usage as the runner leaves it (``final``: it is about to go).
+
+        A kept activity held only briefly is not read (one REST call that would double a short
+        pool job's time): the job's share then counts the time it held the activity.
+        """
+        job_id = getattr(self.job, "id", "")
+        brief = (not final and self._keep and job_id
+                 and self._ledger.share_held(job_id, self._activity.activity_id) < SHARE_READ_MIN_SEC)
+        if self._activity.destroyed or brief:
             self._end_share({})
             return
         try:
@@ -384,19 +394,11 @@ class CommandRunner:
         self._ledger.usage(self._activity.agreement_id, self._activity.activity_id, usage, final=final)
         self._end_share(usage)
 
-    def _begin_share(self, *, read: bool) -> None:
-        """Start counting the job's share of a kept activity (from its usage now, or all of it)."""
+    def _begin_share(self, *, whole: bool) -> None:
+        """Start counting the job's share of a kept activity (from its last recorded usage, or all of it)."""
         job_id = getattr(self.job, "id", "")
-        if not job_id:
-            return
-        start: Optional[Dict[str, float]] = None
-        if read:
-            try:
-                start = usage_by_name(self._vector, self._activity.usage())
-            except GolemError as exc:
-                logger.debug("usage of %s at the job's start: %s", self._activity.activity_id, exc)
-                start = {}
-        self._ledger.share_begin(job_id, self._activity.agreement_id, self._activity.activity_id, start)
+        if job_id:
+            self._ledger.share_begin(job_id, self._activity.agreement_id, self._activity.activity_id, whole=whole)
 
     def _end_share(self, usage: Mapping[str, float]) -> None:
         job_id = getattr(self.job, "id", "")

@@ -302,3 +302,67 @@ def test_a_provider_that_ends_an_idle_lease_is_dropped_quietly(quitting):
         assert retired.wait(30)
         assert reasons[0] == "provider_terminated"
         assert pool.stats().jobs_run == 0
+
+
+# -- the provider's agreement rules (as ya-provider's) ---------------------------------------
+
+@pytest.fixture(scope="module")
+def strict_devnet():
+    from golem_sync.devnet.launcher import Devnet
+    from golem_sync.devnet.provider import ProviderSpec
+
+    devnet = Devnet(providers=[ProviderSpec(name="single", multi_activity=False),
+                               ProviderSpec(name="strict", idle_agreement_timeout=3.0)])
+    try:
+        yield devnet.up()
+    finally:
+        devnet.down()
+
+
+@pytest.fixture
+def strict(strict_devnet):
+    recorder = Recorder()
+    probe = YagnaProbe(strict_devnet.api_url, strict_devnet.app_key)
+    network = make_network(strict_devnet).init()
+    yield network, recorder
+    audit(network, recorder, probe)
+    recorder.close()
+
+
+def test_a_single_activity_agreement_is_never_given_a_second_activity(strict):
+    network, recorder = strict
+    with network.create_pool(size=1, market={"allowed_provider_names": ["single"]}) as pool:
+        first = pool.submit(where).result(timeout=60)
+        failed = pool.submit(lambda ctx: 1 / 0)
+        assert isinstance(failed.exception(timeout=60), ZeroDivisionError)
+        after = pool.submit(where).result(timeout=60)
+        assert after[0] != first[0]  # a new agreement, not a refused second activity
+        assert pool.stats().retired.get("single_activity") == 1
+    assert recorder.ids("agreement-terminated", "agreement_id") == []  # the provider never had to end one
+
+
+def test_a_warm_lease_outlives_the_providers_idle_agreement_timeout(strict):
+    network, recorder = strict
+    with network.create_pool(size=1, min_size=1, idle_timeout_sec=None,
+                             market={"allowed_provider_names": ["strict"]}) as pool:
+        before = pool.submit(where).result(timeout=60)
+        assert isinstance(pool.submit(lambda ctx: 1 / 0).exception(timeout=60), ZeroDivisionError)
+        time.sleep(4.5)  # longer than the provider's 3 s idle-agreement timeout, twice over the renewal
+        after = pool.submit(where).result(timeout=60)
+        assert after[0] == before[0] and after[1] != before[1]
+    assert recorder.ids("agreement-terminated", "agreement_id") == []
+
+
+def test_a_lease_is_retired_before_its_agreement_expires(strict):
+    network, recorder = strict
+    with network.create_pool(size=1, min_size=1, market={"expiration_sec": 20,
+                                                         "allowed_provider_names": ["strict"]}) as pool:
+        retired = threading.Event()
+        reasons: List[str] = []
+        signals.lease_retired.connect(lambda sender, **kw: (reasons.append(kw["reason"]), retired.set()),
+                                      sender=pool, weak=False)
+        pool.ready(timeout=60)
+        assert retired.wait(30)
+        assert reasons[0] == "expiring"
+        assert pool.submit(lambda ctx: ctx.run("echo still").stdout).result(timeout=60) == "still\n"
+    assert recorder.ids("agreement-terminated", "agreement_id") == []
