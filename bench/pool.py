@@ -27,8 +27,8 @@ from typing import Any, Dict, List
 
 import requests
 
-from golem_sync import GolemNetwork
 from golem_sync.devnet.launcher import Devnet
+from golem_sync.store import Retention
 from job_latency import network_for, raw_job
 
 
@@ -40,7 +40,7 @@ def rss_mib() -> float:
 
 def golem_threads() -> int:
     """Threads golem_sync started (the devnet's providers run in this process too)."""
-    return sum(1 for t in threading.enumerate() if t.name.startswith("golem-"))
+    return sum(1 for t in threading.enumerate() if t.name.startswith("golem-") and not t.name.startswith("golem-devnet"))
 
 
 def echo(ctx: Any, *_: Any) -> str:
@@ -105,7 +105,8 @@ def cancel_in_command(info: Any, n: int = 5) -> List[float]:
 
 
 def soak(info: Any, n: int) -> Dict[str, Any]:
-    net = network_for(info).init()
+    # A long-lived network keeps every finished job unless told otherwise (as golem-js does).
+    net = network_for(info, retention=Retention(max_finished=100)).init()
     peak_threads = 0
     rss: Dict[int, float] = {}
     try:

@@ -127,21 +127,23 @@ class Activity:
         limit = timeout if timeout is not None else self._options.execute_timeout_sec
         deadline = Deadline(limit)
         seen = 0
-        # The polls go through a private abortable client: a cancel ends the HTTP request itself,
-        # so the helper pool thread (and close()) never waits out an abandoned poll.
+        # The polls run on the caller's thread through a private abortable client: a cancel aborts
+        # the HTTP request itself, so the wait ends at once without a helper thread per poll.
         with abortable_reads(self._client, token) as reads:
             while True:
+                token.raise_if_cancelled()
                 if deadline.expired:
                     raise GolemTimeoutError(
                         f"batch {batch_id} on activity {self.activity_id} did not finish within {limit:g}s",
                         phase="batch")
                 try:
-                    results = self._blocking.call(
-                        token, reads.activity.get_batch_results, self.activity_id, batch_id,
-                        timeout=max(0.1, deadline.cap(self._options.result_poll_sec)), command_index=seen)
+                    results = reads.activity.get_batch_results(
+                        self.activity_id, batch_id, timeout=max(0.1, deadline.cap(self._options.result_poll_sec)),
+                        command_index=seen)
                 except YagnaTimeoutError:
                     continue  # yagna's 408: command ``seen`` is not finished yet
                 except YagnaError as exc:
+                    token.raise_if_cancelled()  # the cancel aborted the poll
                     raise GolemActivityError(
                         f"reading results of batch {batch_id} on activity {self.activity_id} failed: "
                         f"{exc}{self._state_hint()}") from exc
