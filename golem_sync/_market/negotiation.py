@@ -66,7 +66,7 @@ class Negotiator:
         """Block until an agreement is approved; raise GolemTimeoutError naming the phase on timeout.
 
         The long polls (demand events, approval waits) go through a private abortable client, so a
-        cancel ends them at once instead of leaving them to hold a pool thread.
+        cancel ends them at once; demand events are polled on the caller's thread.
         """
         demand_id = self._subscribe()
         try:
@@ -75,15 +75,18 @@ class Negotiator:
                     token.raise_if_cancelled()
                     if deadline.expired:
                         raise self._timeout(deadline)
-                    try:
-                        events = self._blocking.call(
-                            token, reads.market.collect_demand_events, demand_id,
-                            timeout=deadline.cap(self._market.offer_poll_sec),
+                    try:  # on this thread: a cancel aborts the poll (no helper thread per poll)
+                        events = reads.market.collect_demand_events(
+                            demand_id, timeout=deadline.cap(self._market.offer_poll_sec),
                             max_events=self._market.max_offer_events)
                     except YagnaNotFoundError:
+                        token.raise_if_cancelled()
                         logger.info("demand %s expired or vanished; publishing it again", demand_id)
                         demand_id = self._subscribe()
                         continue
+                    except YagnaError:
+                        token.raise_if_cancelled()  # the cancel aborted the poll
+                        raise
                     for event in events:
                         self._on_event(demand_id, event)
                     signed, failures = self._try_drafts(token, deadline, reads, demand_id)
