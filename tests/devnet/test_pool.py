@@ -154,6 +154,35 @@ def test_cancel_while_waiting_for_a_lease(golem):
         assert busy.result(timeout=30) is True
 
 
+def test_cancel_while_negotiating_a_new_lease_frees_its_slot(golem):
+    allow = threading.Event()
+    with golem.create_pool(size=1, market={"proposal_filter": lambda p: allow.is_set()}) as pool:
+        job = pool.create_job()
+        job.start_work(lambda ctx: "never")
+        time.sleep(1.0)  # negotiating: every offer is turned down for now
+        assert pool.stats().starting == 1
+        t0 = time.monotonic()
+        job.cancel(timeout=10)
+        assert job.state is JobState.CANCELLED and time.monotonic() - t0 < 2.0
+        allow.set()
+        assert pool.submit(lambda ctx: ctx.run("echo next").stdout).result(timeout=60) == "next\n"
+
+
+def test_an_idle_lease_has_its_debit_notes_accepted_and_signals_tell_its_life(golem, recorder):
+    with golem.create_pool(size=1, min_size=1, market={"debit_note_interval_sec": 1}) as pool:
+        pool.ready(timeout=60)
+        accepted = threading.Event()
+        signals.debit_note_accepted.connect(lambda sender, **kw: accepted.set(), sender=pool, weak=False)
+        assert accepted.wait(20)  # nobody holds the lease: the pool accepts its notes
+        job = pool.submit(lambda ctx: ctx.run("echo hi").stdout).job
+        assert job.result(timeout=60) == "hi\n"
+        assert job.get_cost() > 0.0
+        rows = [row for row in golem.cost_summary().rows if row.agreement_id == job.agreement_id]
+        assert len(rows) == 1 and rows[0].job_id == pool.id
+    names = recorder.names_for(pool, prefix="lease-") + recorder.names_for(pool, prefix="pool-")
+    assert names == ["lease-created", "lease-acquired", "lease-released", "lease-retired", "pool-closed"]
+
+
 def test_idle_leases_are_released_down_to_min_size_and_ready_waits_for_min_size(golem, probe, recorder):
     with golem.create_pool(size=2, min_size=1, idle_timeout_sec=1.0) as pool:
         pool.ready(timeout=60)
