@@ -19,21 +19,9 @@ from golem_sync import (GolemAgreementError, GolemCancelledError, GolemConfigErr
                         GolemUserError, JobState, ProviderPool, signals)
 
 from hygiene import YagnaProbe
-from test_job_api import IMAGE, Recorder, make_network, requestor_threads
+from test_job_api import IMAGE, Recorder, make_network, probe, recorder, requestor_threads  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.devnet
-
-
-@pytest.fixture
-def recorder():
-    rec = Recorder()
-    yield rec
-    rec.close()
-
-
-@pytest.fixture
-def probe(golem_devnet) -> YagnaProbe:
-    return YagnaProbe(golem_devnet.api_url, golem_devnet.app_key)
 
 
 def audit(network, recorder: Recorder, probe: YagnaProbe) -> None:
@@ -285,27 +273,39 @@ def test_a_pool_on_a_closed_network_is_refused(golem_devnet):
 
 # -- misbehaving providers -------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def quitting_devnet():
+def devnet_of(*specs):
+    """A devnet of its own with these providers (for a module's fixture)."""
     from golem_sync.devnet.launcher import Devnet
-    from golem_sync.devnet.provider import ProviderFaults, ProviderSpec
 
-    devnet = Devnet(providers=[ProviderSpec(name="quitter", faults=ProviderFaults(terminate_agreement_after=1.5)),
-                               ProviderSpec(name="steady")])
+    devnet = Devnet(providers=list(specs))
     try:
         yield devnet.up()
     finally:
         devnet.down()
 
 
+def audited_network(info):
+    """A network on ``info`` and a recorder; audited through yagna when the test ends."""
+    rec = Recorder()
+    network = make_network(info).init()
+    try:
+        yield network, rec
+        audit(network, rec, YagnaProbe(info.api_url, info.app_key))
+    finally:
+        rec.close()
+
+
+@pytest.fixture(scope="module")
+def quitting_devnet():
+    from golem_sync.devnet.provider import ProviderFaults, ProviderSpec
+
+    yield from devnet_of(ProviderSpec(name="quitter", faults=ProviderFaults(terminate_agreement_after=1.5)),
+                         ProviderSpec(name="steady"))
+
+
 @pytest.fixture
 def quitting(quitting_devnet):
-    recorder = Recorder()
-    probe = YagnaProbe(quitting_devnet.api_url, quitting_devnet.app_key)
-    network = make_network(quitting_devnet).init()
-    yield network, recorder
-    audit(network, recorder, probe)
-    recorder.close()
+    yield from audited_network(quitting_devnet)
 
 
 def test_a_provider_that_ends_a_busy_lease_makes_the_job_retry_on_another_lease(quitting):
@@ -337,25 +337,15 @@ def test_a_provider_that_ends_an_idle_lease_is_dropped_quietly(quitting):
 
 @pytest.fixture(scope="module")
 def strict_devnet():
-    from golem_sync.devnet.launcher import Devnet
     from golem_sync.devnet.provider import ProviderSpec
 
-    devnet = Devnet(providers=[ProviderSpec(name="single", multi_activity=False),
-                               ProviderSpec(name="strict", idle_agreement_timeout=3.0)])
-    try:
-        yield devnet.up()
-    finally:
-        devnet.down()
+    yield from devnet_of(ProviderSpec(name="single", multi_activity=False),
+                         ProviderSpec(name="strict", idle_agreement_timeout=3.0))
 
 
 @pytest.fixture
 def strict(strict_devnet):
-    recorder = Recorder()
-    probe = YagnaProbe(strict_devnet.api_url, strict_devnet.app_key)
-    network = make_network(strict_devnet).init()
-    yield network, recorder
-    audit(network, recorder, probe)
-    recorder.close()
+    yield from audited_network(strict_devnet)
 
 
 def test_a_single_activity_agreement_is_never_given_a_second_activity(strict):
