@@ -89,6 +89,7 @@ def execute(job: RunHandle, worker: Callable[[WorkContext], Any], options: RunOp
             result = attempt.run(worker, startup, excluded)
         except BaseException as raw:
             error = classify(job, raw, attempt, options)
+            attempt.rental.provider_failed = _provider_failure(error)
             if _provider_failure(error) and tries < options.job.max_retries and not job.cancel_token.cancelled:
                 tries += 1
                 logger.info("job %s: provider failed (%s); retry %d of %d on another provider",

@@ -70,6 +70,9 @@ class Rental:
     warm: bool = False
     #: Run on every replacement activity the work context makes, before ``work.setup`` (a pool's setup).
     activity_setup: "Tuple[Callable[[Any], Any], ...]" = ()
+    #: Set by the run before ``release`` when the attempt failed because of the provider (its
+    #: activity or agreement was lost): what it holds must not be reused.
+    provider_failed: bool = False
 
     @property
     def provider_id(self) -> Optional[str]:

@@ -175,9 +175,12 @@ class LeaseKeeper(ProviderSource):
             isolated("adopting the replacement activity", self._adopt, lease, rental.activity)
         if lease.activity is not None:
             lease.activity.lend(self._pool)
-        if lease.token.cancelled:
-            key = "provider_violation" if lease.agreement.violation else "provider_terminated"
-            detail = lease.agreement.violation or lease.agreement.provider_reason or lease.token.reason
+        if lease.token.cancelled or rental.provider_failed:
+            if lease.token.cancelled:
+                key = "provider_violation" if lease.agreement.violation else "provider_terminated"
+                detail = lease.agreement.violation or lease.agreement.provider_reason or lease.token.reason
+            else:  # e.g. the activity was lost: the provider failed, not the job
+                key, detail = "provider_failed", "the job failed because of the provider"
             self._hand_back(lease, LeaseState.RETIRING, lambda: self._retire_lease(lease, key, detail))
         elif not success or lease.activity is None or lease.activity.destroyed:
             why = reason.lower() if reason in ("Failed", "Cancelled") else "failed"

@@ -73,7 +73,7 @@ class PoolStats:
     ``idle``/``busy``/``starting``/``retiring`` count leases (``starting`` includes negotiations
     under way); ``waiting`` are jobs on a thread waiting for a lease, ``pending`` every started
     pool job not yet ended (queued or running). ``retired`` counts retired leases by reason
-    (``idle_timeout``, ``expiring``, ``shutdown``, ``provider_terminated``, ``provider_violation``,
+    (``idle_timeout``, ``expiring``, ``shutdown``, ``provider_terminated``, ``provider_violation``, ``provider_failed``,
     ``no_activity``, ``single_activity``, ``job_failed``, ``job_cancelled``, ``make_room``...).
     """
 
@@ -291,10 +291,9 @@ class ProviderPool(Executor):
             raise GolemUserError(f"pool.close() on golem_sync's thread {threads.name()!r} would wait for itself")
         self.shutdown(wait=False, cancel_futures=True)
         with self._lock:
-            jobs = list(self._jobs)
+            jobs = [job for job in self._jobs if job.is_running()]  # a job never started has nothing to end
         for job in jobs:
-            if job.is_running():
-                job.request_cancel(f"pool {self.name} is closing")
+            job.request_cancel(f"pool {self.name} is closing")
         futures_wait([job.future for job in jobs], timeout=timeout)
         if not self._keeper.join(timeout):
             logger.error("pool %s: leases not released within %ss of close()", self.name, timeout)
