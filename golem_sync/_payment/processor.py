@@ -302,6 +302,13 @@ class PaymentProcessor:
         with self._lock:
             self._accounts[agreement_id] = _AgreementAccount(_hold(sender), debit_note_interval, on_violation)
 
+    def set_sender(self, agreement_id: str, sender: Any) -> None:
+        """Send this agreement's note signals as ``sender`` from now (a pool lends it to a job)."""
+        with self._lock:
+            account = self._accounts.get(agreement_id)
+            if account is not None:
+                account.sender_ref = _hold(sender)
+
     def activity_started(self, agreement_id: str) -> None:
         """An activity started on the agreement; each one after the first allows one extra note.
 

@@ -175,6 +175,9 @@ class LeaseKeeper(ProviderSource):
             isolated("adopting the replacement activity", self._adopt, lease, rental.activity)
         if lease.activity is not None:
             lease.activity.lend(self._pool)
+        services = self._hooks.existing()
+        if services is not None:
+            self._send_as(lease, services, self._pool)
         if lease.token.cancelled or rental.provider_failed:
             if lease.token.cancelled:
                 key = "provider_violation" if lease.agreement.violation else "provider_terminated"
@@ -274,6 +277,7 @@ class LeaseKeeper(ProviderSource):
         rental.lease, rental.provider, rental.proposal = lease.agreement, lease.provider, lease.agreement.proposal
         rental.activity, rental.warm, rental.activity_setup = lease.activity, True, self._setup
         lease.activity.lend(job)
+        self._send_as(lease, services, job)
         attempt = rental.token
 
         def stop_attempt() -> None:
@@ -281,6 +285,12 @@ class LeaseKeeper(ProviderSource):
 
         lease.unlink = lease.token.on_cancel(stop_attempt)
         signals.emit(signals.lease_acquired, self._pool, lease=lease.info(), job=job)
+
+    @staticmethod
+    def _send_as(lease: PoolLease, services: SharedServices, sender: Any) -> None:
+        """The agreement's signals (its termination, its notes) come from ``sender`` from now."""
+        services.watcher.watch(lease.agreement, sender)
+        services.payments.set_sender(lease.agreement_id, sender)
 
     # -- making, renewing and retiring leases ------------------------------------------------
 
@@ -334,6 +344,8 @@ class LeaseKeeper(ProviderSource):
                 self._activities += 1
             context = self._context(lease, activity, activity_token, services, prepared=False)
             context.__enter__()  # deploy, start, pool setup (it closes itself if that fails)
+            # Recorded as the baseline of the first job's share (short jobs do not read it themselves).
+            isolated("reading a new activity's usage", context.get_usage)
         finally:
             unlink()
 

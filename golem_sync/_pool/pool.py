@@ -115,7 +115,10 @@ class PoolFuture(Future):  # type: ignore[type-arg]
                 return False
         finally:
             self._cancelling = None
-        return super().cancel()
+        cancelled = super().cancel()
+        if cancelled:  # as an executor must: tell wait()/as_completed() waiters it is over
+            self.set_running_or_notify_cancel()
+        return cancelled
 
     def _settle(self, job: "Job[Any]") -> None:
         if self._cancelling == threading.get_ident() or self.done():

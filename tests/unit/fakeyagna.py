@@ -2,9 +2,11 @@
 create activity, deploy/start, run batches, destroy, terminate, debit notes, invoices).
 
 For the error-path tests: knobs make any step fail, hang or race (``fail``, ``approve``/``max_wait``,
-``batch_delay``, ``accept_fail``) and ``push_*`` inject provider-side events. Whole-job behaviour
-against the REAL yagna lives in ``tests/devnet``; this stand-in is for paths real yagna cannot be
-made to take on demand (a 500 on exactly one call, a race between two requests).
+``batch_delay``, ``accept_fail``) and ``push_*`` inject provider-side events. For the pool tests,
+``offer_props`` are the properties every provider offers, ``usage`` sets an activity's reported
+usage and ``activity_agreement`` records the agreement each activity was created on. Whole-job
+behaviour against the REAL yagna lives in ``tests/devnet``; this stand-in is for paths real yagna
+cannot be made to take on demand (a 500 on exactly one call, a race between two requests).
 
 Threads: route callbacks run on whichever thread made the request; ``lock`` guards the tables.
 """
@@ -60,6 +62,9 @@ class FakeYagna:
         self.allocation_answer_lost = 0  # POST /allocations creates, then the answer times out
         self.amended = []         # allocation ids extended by PUT
         self.accepted = {}        # doc id -> allocation id it was accepted from
+        self.offer_props = dict(OFFER_PROPS)  # what every provider's proposals carry
+        self.activity_agreement = {}  # activity id -> the agreement it was created on
+        self.usage = {}           # activity id -> its reported usage vector (default [1.0, 2.0])
         self._routes()
 
     # -- helpers -------------------------------------------------------------------------
@@ -103,7 +108,7 @@ class FakeYagna:
     def proposal(self, pid, state, issuer="0xprov", props=None):
         return {"eventType": "ProposalEvent", "eventDate": now(), "proposal": {
             "proposalId": pid, "issuerId": issuer, "state": state, "timestamp": now(),
-            "properties": dict(props or OFFER_PROPS), "constraints": "()"}}
+            "properties": dict(props or self.offer_props), "constraints": "()"}}
 
     def calls(self, method=None, part=""):
         with self.lock:
@@ -125,7 +130,9 @@ class FakeYagna:
             self.invoice_events.append({"eventType": "InvoiceReceivedEvent", "eventDate": now(), "invoiceId": doc_id})
 
     def push_terminated(self, agreement_id, message="provider quit"):
+        """The provider terminated the agreement: yagna reports it Terminated and sends the event."""
         with self.lock:
+            self.agreements[agreement_id] = "Terminated"
             self.agreement_events.append({"eventType": "AgreementTerminatedEvent", "eventDate": now(),
                                           "agreementId": agreement_id, "terminator": "Provider",
                                           "reason": {"message": message}})
@@ -263,6 +270,7 @@ class FakeYagna:
         def create_activity(r):
             aid = f"act-{next(self.ids)}"
             self.activities[aid] = True
+            self.activity_agreement[aid] = json.loads(r.body or b"{}").get("agreementId")
             return 201, {"activityId": aid}
         A("POST", AC + r"/activity", create_activity)
 
@@ -285,7 +293,8 @@ class FakeYagna:
             return [{"index": i, "eventDate": now(), "result": "Ok", "stdout": "out\n", "stderr": "",
                      "isBatchFinished": i == n - 1} for i in range(n)]
         A("GET", AC + r"/activity/([^/?]+)/exec/([^/?]+)", results)
-        A("GET", AC + r"/activity/([^/?]+)/usage", lambda r, a: {"currentUsage": [1.0, 2.0], "timestamp": 1})
+        A("GET", AC + r"/activity/([^/?]+)/usage",
+          lambda r, a: {"currentUsage": list(self.usage.get(a, [1.0, 2.0])), "timestamp": 1})
         A("GET", AC + r"/activity/([^/?]+)/state", lambda r, a: {"state": ["Ready", None]})
 
 
