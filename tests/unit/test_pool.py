@@ -15,7 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -664,8 +664,8 @@ def test_queued_submissions_hold_no_thread(golem, fake_yagna):
     assert agreement_creates(fake_yagna) == 1
 
 
-def test_future_cancel_of_a_queued_job_cancels_it(golem, fake_yagna):
-    g = golem()
+def busy_pool(g: Any) -> Tuple[Any, Any, threading.Event]:
+    """A pool of one lease, held by a running job until ``gate`` is set (its result: "finished")."""
     pool = g.create_pool(size=1)
     gate = threading.Event()
     running = threading.Event()
@@ -677,6 +677,12 @@ def test_future_cancel_of_a_queued_job_cancels_it(golem, fake_yagna):
 
     first = pool.submit(blocker)
     assert running.wait(WAIT)
+    return pool, first, gate
+
+
+def test_future_cancel_of_a_queued_job_cancels_it(golem, fake_yagna):
+    g = golem()
+    pool, first, gate = busy_pool(g)
     queued = pool.submit(ok)
     cancelled, _ = on_signal(signals.job_cancelled, queued.job)
     assert queued.cancel() is True
@@ -694,17 +700,7 @@ def test_future_cancel_of_a_queued_job_cancels_it(golem, fake_yagna):
 
 def test_shutdown_with_cancel_futures_cancels_the_queued_and_lets_the_running_finish(golem, fake_yagna):
     g = golem()
-    pool = g.create_pool(size=1)
-    gate = threading.Event()
-    running = threading.Event()
-
-    def blocker(ctx: Any) -> str:
-        running.set()
-        assert gate.wait(WAIT)
-        return "finished"
-
-    first = pool.submit(blocker)
-    assert running.wait(WAIT)
+    pool, first, gate = busy_pool(g)
     queued = [pool.submit(ok) for _ in range(3)]
     closer = threading.Thread(target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True})
     closer.start()
