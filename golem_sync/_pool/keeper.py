@@ -37,7 +37,7 @@ import attrs
 from .. import signals, _threads as threads
 from .._activity import Activity
 from .._cancel import CancelToken, Deadline
-from ..errors import GolemCancelledError, GolemTimeoutError
+from ..errors import GolemCancelledError, GolemError, GolemTimeoutError
 from .._leases import end_agreement, sign_agreement
 from .._options import RunOptions, WorkOptions
 from .._runtime import ProviderSource, Rental, RunHandle, isolated
@@ -345,7 +345,10 @@ class LeaseKeeper(ProviderSource):
             context = self._context(lease, activity, activity_token, services, prepared=False)
             context.__enter__()  # deploy, start, pool setup (it closes itself if that fails)
             # Recorded as the baseline of the first job's share (short jobs do not read it themselves).
-            isolated("reading a new activity's usage", context.get_usage)
+            try:
+                context.get_usage()
+            except GolemError as exc:  # no baseline: the first job's share counts from zero
+                logger.debug("usage of new activity %s: %s", activity.activity_id, exc)
         finally:
             unlink()
 

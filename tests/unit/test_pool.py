@@ -1316,3 +1316,16 @@ def test_a_debit_note_during_a_pool_job_is_announced_as_the_job_s(golem, fake_ya
     job.start_work(worker)
     job.wait_for_result(timeout=WAIT)
     assert heard.is_set()
+
+
+def test_a_usage_read_that_fails_when_a_lease_starts_does_not_stop_it(golem, fake_yagna, caplog):
+    fake_yagna.fail_next("GET", "/usage", 500, times=10)
+    g = golem()
+    pool = g.create_pool(size=1, min_size=1)
+    with caplog.at_level("ERROR", logger="golem_sync"):
+        pool.ready(timeout=WAIT)
+        future = pool.submit(ok)
+        future.result(timeout=WAIT)
+        assert future.job.state is JobState.DONE
+    assert pool.stats().leases_created == 1 and pool.stats().retired == {}
+    assert not [r for r in caplog.records if "usage" in r.getMessage()]  # not an error: only the baseline is lost
