@@ -56,7 +56,7 @@ class PaymentApi(ApiBase):
         timeout: Optional[_dt.datetime] = None,
         make_deposit: bool = False,
     ) -> Allocation:
-        """Reserve ``total_amount`` on ``payment_platform`` (e.g. ``"erc20-holesky-tglm"``)."""
+        """Reserve ``total_amount`` on ``payment_platform`` (e.g. ``"erc20-hoodi-tglm"``)."""
         new = NewAllocation(total_amount=_amount(total_amount, "total_amount"),
                             payment_platform=payment_platform, address=address, timeout=timeout,
                             make_deposit=make_deposit)
