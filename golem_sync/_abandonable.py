@@ -13,7 +13,12 @@ are not waited for (they end at once if aborted, otherwise within their own HTTP
 
 Threads: one pool per network, shared by every job; ``call`` is safe from any thread and waits on
 the caller's thread; the calls and their cleanups run on the pool's ``golem-io`` threads;
-``shutdown`` is called once, by the owner. ``_cond`` guards ``_cleanups`` and ``_in_flight``.
+``shutdown`` is called once, by the owner. ``_cond`` guards ``_cleanups``, ``_in_flight``, the idle
+read clients and ``_closed``.
+
+:meth:`AbandonableCalls.reads` lends a job thread an abortable client for its own long polls (demand
+events, approval waits, batch results) and takes it back afterwards, so a warm job does not open a
+new connection (and build a new session) for every batch.
 """
 from __future__ import annotations
 
@@ -21,13 +26,14 @@ import contextlib
 import logging
 import threading
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
 
 import attrs
 
 from ._cancel import CancelToken
 from .errors import GolemCancelledError, GolemTimeoutError
 from .yagna.client import YagnaClient
+from .yagna.config import YagnaConfig
 from .yagna.transport import Transport
 
 logger = logging.getLogger("golem_sync.blocking")
@@ -46,12 +52,65 @@ class AbandonableCalls:
             in flight (e.g. ``reads_client.transport.abort`` of an abortable client they go through).
     """
 
+    #: Idle read clients kept per yagna config; more are closed when handed back.
+    IDLE_READS = 8
+
     def __init__(self, max_workers: int, *, abort: Optional[Callable[[], None]] = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="golem-io")
         self._abort = abort
         self._cond = threading.Condition()
         self._cleanups = 0  # abandoned calls whose on_abandon has not finished yet
         self._in_flight = 0  # calls queued or running
+        self._idle_reads: Dict[YagnaConfig, List[YagnaClient]] = {}
+        self._closed = False
+
+    @contextlib.contextmanager
+    def reads(self, client: YagnaClient, token: CancelToken) -> Iterator[YagnaClient]:
+        """Lend an abortable copy of ``client`` for long polls made on THIS thread; ``token`` aborts it.
+
+        Like :func:`abortable_reads`, but the client is reused: after a block that ended normally and
+        was not cancelled it goes back to a small idle list (its connection stays open) for the next
+        borrower. A cancelled, aborted or failed block closes it. Calls that create or end something
+        must keep using ``client``, and the lent client must not be handed to :meth:`call` (an
+        abandoned call would still be using it when it is lent again).
+        """
+        reads = self._take_reads(_reads_config(client.config))
+        remove = token.on_cancel(reads.transport.abort)
+        clean = False
+        try:
+            yield reads
+            clean = True
+        finally:
+            remove()
+            if not (clean and not token.cancelled and not reads.transport.aborted and self._give_back(reads)):
+                reads.transport.abort()
+                reads.transport.close()
+
+    def _take_reads(self, config: YagnaConfig) -> YagnaClient:
+        with self._cond:
+            idle = self._idle_reads.get(config)
+            if idle:
+                return idle.pop()
+        return YagnaClient(transport=Transport(config, abortable=True))
+
+    def _give_back(self, reads: YagnaClient) -> bool:
+        with self._cond:
+            if self._closed:
+                return False
+            idle = self._idle_reads.setdefault(reads.transport.config, [])
+            if len(idle) >= self.IDLE_READS:
+                return False
+            idle.append(reads)
+            return True
+
+    def _close_reads(self) -> None:
+        with self._cond:
+            self._closed = True
+            idle = [reads for clients in self._idle_reads.values() for reads in clients]
+            self._idle_reads.clear()
+        for reads in idle:
+            reads.transport.abort()
+            reads.transport.close()
 
     def call(self, token: CancelToken, fn: Callable[..., T], *args: object, wait_limit: Optional[float] = None,
              on_abandon: Optional[Callable[[T], object]] = None, phase: Optional[str] = None,
@@ -102,6 +161,7 @@ class AbandonableCalls:
         their calls' HTTP timeouts. Returns False if cleanups were still running.
         """
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._close_reads()
         if self._abort is not None:
             try:
                 self._abort()
@@ -163,7 +223,7 @@ def abortable_reads(client: YagnaClient, token: CancelToken) -> Iterator[YagnaCl
     pool thread nor ``close()`` waits it out. It is aborted and closed when the block ends; calls
     that create or end something must keep using ``client``. One connection per block.
     """
-    reads = YagnaClient(transport=Transport(attrs.evolve(client.config, pool_size=2), abortable=True))
+    reads = YagnaClient(transport=Transport(_reads_config(client.config), abortable=True))
     remove = token.on_cancel(reads.transport.abort)
     try:
         yield reads
@@ -171,3 +231,8 @@ def abortable_reads(client: YagnaClient, token: CancelToken) -> Iterator[YagnaCl
         remove()
         reads.transport.abort()  # ends a call abandoned for another reason (wait_limit)
         reads.transport.close()
+
+
+def _reads_config(config: YagnaConfig) -> YagnaConfig:
+    """A read client's config: ``config`` with two connections (one long poll and a spare)."""
+    return attrs.evolve(config, pool_size=2)

@@ -10,7 +10,7 @@ import time
 from typing import Any, Iterator, List, Optional, Sequence
 
 from .. import signals
-from .._abandonable import AbandonableCalls, abortable_reads
+from .._abandonable import AbandonableCalls
 from .._cancel import CancelToken, Deadline
 from ..errors import (GolemActivityError, GolemTimeoutError, YagnaError, YagnaNotFoundError, YagnaTimeoutError,
                       is_transient)
@@ -127,9 +127,9 @@ class Activity:
         limit = timeout if timeout is not None else self._options.execute_timeout_sec
         deadline = Deadline(limit)
         seen = 0
-        # The polls run on the caller's thread through a private abortable client: a cancel aborts
+        # The polls run on the caller's thread through a lent abortable client: a cancel aborts
         # the HTTP request itself, so the wait ends at once without a helper thread per poll.
-        with abortable_reads(self._client, token) as reads:
+        with self._blocking.reads(self._client, token) as reads:
             while True:
                 token.raise_if_cancelled()
                 if deadline.expired:

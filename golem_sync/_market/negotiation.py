@@ -4,9 +4,10 @@ Collection is continuous: every proposal that arrives while no agreement is sign
 (unlike golem-js, whose batch reads proposals only once). An expired or vanished demand is
 published again.
 
-Threads: a :class:`Negotiator` lives on one job's thread for one attempt. Long polls go through
-:class:`~golem_sync._abandonable.AbandonableCalls` on the attempt's own :func:`~golem_sync._abandonable.abortable_reads`
-client, so a cancel ends the wait AND the HTTP request at once; the startup deadline bounds the whole
+Threads: a :class:`Negotiator` lives on one job's thread for one attempt. Its long polls (demand events,
+approval waits) run on that thread through an abortable client lent by
+:meth:`~golem_sync._abandonable.AbandonableCalls.reads`, so a cancel ends the wait AND the HTTP
+request at once; the startup deadline bounds the whole
 negotiation, signing included. The drafts not chosen are rejected once an agreement is signed, and
 the demand is always unsubscribed before :meth:`Negotiator.agree` returns or raises.
 """
@@ -17,7 +18,7 @@ from collections import Counter
 from typing import Any, Callable, Dict, List, Optional, Set
 
 from .. import signals
-from .._abandonable import AbandonableCalls, abortable_reads
+from .._abandonable import AbandonableCalls
 from .._cancel import CancelToken, Deadline
 from ..errors import GolemAgreementError, GolemNoProposalError, GolemTimeoutError, YagnaError, YagnaNotFoundError
 from .._options import AgreementOptions, MarketOptions
@@ -65,12 +66,12 @@ class Negotiator:
     def agree(self, token: CancelToken, deadline: Deadline) -> Signed:
         """Block until an agreement is approved; raise GolemTimeoutError naming the phase on timeout.
 
-        The long polls (demand events, approval waits) go through a private abortable client, so a
-        cancel ends them at once; demand events are polled on the caller's thread.
+        The long polls (demand events, approval waits) run on the caller's thread through an
+        abortable client lent by ``blocking.reads``, so a cancel ends them at once.
         """
         demand_id = self._subscribe()
         try:
-            with abortable_reads(self._client, token) as reads:
+            with self._blocking.reads(self._client, token) as reads:
                 while True:
                     token.raise_if_cancelled()
                     if deadline.expired:

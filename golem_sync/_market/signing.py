@@ -7,8 +7,8 @@ approval, cancel, terminate); :mod:`golem_sync._agreement` holds an approved agr
 :func:`release` reports what it did (:data:`ReleaseOutcome`); ``failed`` means the agreement may
 still be live, so nobody should wait for its invoice.
 
-Threads: :func:`sign` and :func:`release` run on the job's thread and hold no lock; the approval
-wait runs on a :class:`~golem_sync._abandonable.AbandonableCalls` thread.
+Threads: :func:`sign` and :func:`release` run on the job's thread and hold no lock; so does the
+approval wait, through an abortable read client that a cancel aborts (no helper thread).
 """
 from __future__ import annotations
 
@@ -65,8 +65,13 @@ def sign(client: YagnaClient, blocking: AbandonableCalls, token: CancelToken, pr
     try:
         client.market.confirm_agreement(agreement_id, app_session_id=app_session_id)
         signals.emit(signals.agreement_confirmed, sender, agreement_id=agreement_id)
-        _await_approval(reads or client, blocking, token, proposal, agreement_id,
-                        options.approval_timeout_sec, startup or Deadline(None))
+        if reads is None:
+            with blocking.reads(client, token) as lent:
+                _await_approval(lent, token, proposal, agreement_id, options.approval_timeout_sec,
+                                startup or Deadline(None))
+        else:
+            _await_approval(reads, token, proposal, agreement_id, options.approval_timeout_sec,
+                            startup or Deadline(None))
     except BaseException:
         release(client, agreement_id, "Agreement not approved in time" if not token.cancelled else "Cancelled")
         raise
@@ -74,9 +79,9 @@ def sign(client: YagnaClient, blocking: AbandonableCalls, token: CancelToken, pr
     return agreement_id
 
 
-def _await_approval(client: YagnaClient, blocking: AbandonableCalls, token: CancelToken, proposal: ProposalView,
-                    agreement_id: str, limit: float, startup: Deadline) -> None:
-    """Wait (in slices, so a cancel is heard) until the provider approves, refuses, or a limit runs out.
+def _await_approval(reads: YagnaClient, token: CancelToken, proposal: ProposalView, agreement_id: str,
+                    limit: float, startup: Deadline) -> None:
+    """Wait until the provider approves, refuses, or a limit runs out (a cancel aborts ``reads``).
 
     ``limit`` is the approval timeout (GolemAgreementError when it runs out); ``startup`` the job's
     startup deadline (GolemTimeoutError, phase ``"agreement"``, when it runs out first).
@@ -87,10 +92,11 @@ def _await_approval(client: YagnaClient, blocking: AbandonableCalls, token: Canc
         if startup.expired:
             raise GolemTimeoutError(f"startup timeout ({startup.seconds:g}s) reached while waiting for {who} to "
                                     f"approve agreement {agreement_id}", phase="agreement")
+        token.raise_if_cancelled()
         try:
-            state = blocking.call(token, client.market.wait_for_approval, agreement_id,
-                                  max(0.1, startup.cap(deadline.cap(limit))))
+            state = reads.market.wait_for_approval(agreement_id, max(0.1, startup.cap(deadline.cap(limit))))
         except YagnaError as exc:
+            token.raise_if_cancelled()  # the cancel aborted the wait
             raise GolemAgreementError(f"waiting for {who} to approve agreement {agreement_id} failed: {exc}") from exc
         if state == "Approved":
             return

@@ -56,6 +56,20 @@ def _error_detail(response: requests.Response) -> Optional[str]:
     return text[:500]
 
 
+class _BearerAuth(requests.auth.AuthBase):
+    """Adds yagna's ``Authorization: Bearer <app key>`` header; its repr never shows the key."""
+
+    def __init__(self, app_key: str) -> None:
+        self._header = f"Bearer {app_key}"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self._header
+        return request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(<app key>)"
+
+
 class Transport:
     """Sends requests to the yagna REST APIs and turns every failure into a :class:`YagnaError`."""
 
@@ -81,7 +95,9 @@ class Transport:
         self._adapter = adapter
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
-        self._session.headers["Authorization"] = f"Bearer {config.app_key}"
+        # As an auth hook rather than a default header: requests then skips its ~/.netrc lookup,
+        # which it otherwise repeats on every call.
+        self._session.auth = _BearerAuth(config.app_key)
         self._session.headers["Accept"] = "application/json"
 
     def __repr__(self) -> str:
@@ -144,6 +160,11 @@ class Transport:
     def close(self) -> None:
         """Close every pooled connection. Further calls open new ones."""
         self._session.close()
+
+    @property
+    def aborted(self) -> bool:
+        """True once :meth:`abort` was called (an abortable transport then refuses new calls)."""
+        return isinstance(self._adapter, AbortableAdapter) and self._adapter.aborted
 
     def abort(self) -> None:
         """End every call in flight at once (they raise YagnaUnreachableError) and refuse new ones.

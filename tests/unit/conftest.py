@@ -72,7 +72,8 @@ class ScriptedServer:
                 body = self.rfile.read(length) if length else b""
                 with server.lock:
                     server.requests.append({"method": self.command, "path": self.path,
-                                            "headers": dict(self.headers), "body": body})
+                                            "headers": dict(self.headers), "body": body,
+                                            "peer": self.client_address})
                     status, payload = server.replies.pop(0) if server.replies else (500, {"message": "no script"})
                 if status == 0:
                     server.release.wait(timeout=30)

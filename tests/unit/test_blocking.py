@@ -124,3 +124,90 @@ def test_a_wait_limit_that_runs_out_raises_golem_timeout_error_naming_the_phase(
     finally:
         gate.set()
         blocking.shutdown()
+
+
+# -- read clients lent to job threads (AbandonableCalls.reads) ------------------------------------
+
+def _state_reply():
+    return (200, {"state": ["Ready", None]})
+
+
+def test_a_read_client_lent_for_a_clean_block_is_lent_again_on_the_same_connection(server):
+    server.script(_state_reply(), _state_reply())
+    client = YagnaClient(YagnaConfig(app_key="k", api_url=server.url, retries=0))
+    blocking = AbandonableCalls(1)
+    try:
+        with blocking.reads(client, CancelToken()) as first:
+            first.activity.get_state("act-1")
+        with blocking.reads(client, CancelToken()) as second:
+            second.activity.get_state("act-1")
+        assert second is first
+        assert server.requests[0]["peer"] == server.requests[1]["peer"], "a new connection per block"
+    finally:
+        blocking.shutdown()
+        client.close()
+
+
+def test_a_cancelled_or_failed_block_does_not_lend_its_client_again(server):
+    server.script(_state_reply(), _state_reply(), _state_reply())
+    client = YagnaClient(YagnaConfig(app_key="k", api_url=server.url, retries=0))
+    blocking = AbandonableCalls(1)
+    try:
+        token = CancelToken()
+        with blocking.reads(client, token) as cancelled:
+            cancelled.activity.get_state("act-1")
+            token.cancel()
+        assert cancelled.transport.aborted
+        with pytest.raises(RuntimeError):
+            with blocking.reads(client, CancelToken()) as failed:
+                failed.activity.get_state("act-1")
+                raise RuntimeError("the caller's own error")
+        assert failed is not cancelled and failed.transport.aborted
+        with blocking.reads(client, CancelToken()) as fresh:
+            fresh.activity.get_state("act-1")
+        assert fresh is not failed and fresh is not cancelled
+    finally:
+        blocking.shutdown()
+        client.close()
+
+
+def test_shutdown_closes_idle_read_clients_and_keeps_none_lent_afterwards(server):
+    server.script(_state_reply(), _state_reply())
+    client = YagnaClient(YagnaConfig(app_key="k", api_url=server.url, retries=0))
+    blocking = AbandonableCalls(1)
+    with blocking.reads(client, CancelToken()) as idle:
+        idle.activity.get_state("act-1")
+    blocking.shutdown()
+    assert idle.transport.aborted
+    with blocking.reads(client, CancelToken()) as late:  # still works after shutdown, but is not kept
+        late.activity.get_state("act-1")
+    assert late is not idle and late.transport.aborted
+    client.close()
+
+
+def test_cancel_ends_an_approval_wait_at_once_without_a_helper_thread(server):
+    from golem_sync._market.proposals import ProposalView
+    from golem_sync._market.signing import sign
+    from golem_sync._options import AgreementOptions
+
+    server.script((201, "agr-1"), (204, None), (0, None),  # create, confirm, a wait yagna never answers
+                  (404, {"message": "gone"}))  # release: the agreement is already over
+    client = YagnaClient(YagnaConfig(app_key="k", api_url=server.url, retries=0))
+    blocking = AbandonableCalls(2)
+    token = CancelToken()
+    proposal = ProposalView("prop-1", "0xprov", "Draft", {"golem.node.id.name": "p1"})
+    threading.Timer(0.3, token.cancel).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(GolemCancelledError):
+            sign(client, blocking, token, proposal, AgreementOptions(approval_timeout_sec=30), "s", None)
+        assert time.monotonic() - started < 3.0
+        assert not [t for t in threading.enumerate() if t.name.startswith("golem-io")], \
+            "the approval wait used a helper thread"
+        assert [r["path"].split("?")[0] for r in server.requests][:3] == [
+            "/market-api/v1/agreements", "/market-api/v1/agreements/agr-1/confirm",
+            "/market-api/v1/agreements/agr-1/wait"]
+    finally:
+        server.release.set()
+        blocking.shutdown()
+        client.close()

@@ -105,3 +105,18 @@ def test_repr_and_str_never_show_the_app_key(client: YagnaClient, app_key: str) 
     for text in texts:
         assert app_key not in text, text
     assert "127.0.0.1:7465" in repr(client)
+
+
+def test_a_netrc_entry_for_the_yagna_host_does_not_replace_the_app_key(client: YagnaClient,
+                                                                       mocked: responses.RequestsMock,
+                                                                       calls: Any, app_key: str,
+                                                                       tmp_path: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # requests swaps a plain Authorization header for Basic auth from ~/.netrc when the host has an entry.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password hunter2\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    mocked.get(f"{ROOT}/me", json={"identity": "0xabc", "name": "default", "role": "manager"})
+    client.identity.me()
+    assert calls()[0].request.headers["Authorization"] == f"Bearer {app_key}"
