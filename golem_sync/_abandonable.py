@@ -12,9 +12,10 @@ which receives the created thing when it arrives, so nothing leaks.
 are not waited for (they end at once if aborted, otherwise within their own HTTP timeout).
 
 Threads: one pool per network, shared by every job; ``call`` is safe from any thread and waits on
-the caller's thread; the calls and their cleanups run on the pool's ``golem-io`` threads;
-``shutdown`` is called once, by the owner. ``_cond`` guards ``_cleanups``, ``_in_flight``, the idle
-read clients and ``_closed``.
+the caller's thread; the calls and their cleanups run on ``golem-io`` threads, started on demand (at
+most ``max_workers``) and ended as soon as no call is queued, so an idle network holds none;
+``shutdown`` is called once, by the owner. ``_cond`` guards the queue, the worker count,
+``_cleanups``, ``_in_flight``, the idle read clients and ``_closed``.
 
 :meth:`AbandonableCalls.reads` lends a job thread an abortable client for its own long polls (demand
 events, approval waits, batch results) and takes it back afterwards, so a warm job does not open a
@@ -25,8 +26,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
+from collections import deque
+from concurrent.futures import CancelledError, Future
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import attrs
 
@@ -56,7 +58,13 @@ class AbandonableCalls:
     IDLE_READS = 8
 
     def __init__(self, max_workers: int, *, abort: Optional[Callable[[], None]] = None) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="golem-io")
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        self._max_workers = max_workers
+        self._queue: Deque[Tuple["Future[Any]", Callable[[], Any]]] = deque()
+        self._workers = 0  # golem-io threads alive
+        self._started = 0  # for thread names
+        self._stopping = False  # shutdown() began: no new calls
         self._abort = abort
         self._cond = threading.Condition()
         self._cleanups = 0  # abandoned calls whose on_abandon has not finished yet
@@ -124,7 +132,7 @@ class AbandonableCalls:
         are this method's own: they are never passed to ``fn``.
         """
         token.raise_if_cancelled()
-        future: "Future[T]" = self._pool.submit(fn, *args, **kwargs)
+        future: "Future[T]" = self._submit(lambda: fn(*args, **kwargs))
         with self._cond:
             self._in_flight += 1
         future.add_done_callback(self._ended)
@@ -156,11 +164,16 @@ class AbandonableCalls:
 
         With ``wait`` it returns once every abandoned call that has an ``on_abandon`` cleanup has run
         it, or after ``cleanup_timeout`` seconds (a warning is logged). Other calls still running
-        (abandoned read-only calls) get ``grace`` seconds to end (an aborted one ends at once);
-        the pool's threads are joined only if they all did, otherwise they end on their own within
-        their calls' HTTP timeouts. Returns False if cleanups were still running.
+        (abandoned read-only calls) get ``grace`` seconds to end (an aborted one ends at once), and
+        so do the pool's threads; threads still running end on their own within their calls' HTTP
+        timeouts. Returns False if cleanups were still running.
         """
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._cond:
+            self._stopping = True
+            queued = list(self._queue)
+            self._queue.clear()
+        for future, _ in queued:
+            future.cancel()  # never runs; its caller sees it cancelled (its callbacks count it ended)
         self._close_reads()
         if self._abort is not None:
             try:
@@ -172,15 +185,47 @@ class AbandonableCalls:
         with self._cond:
             done = self._cond.wait_for(lambda: self._cleanups == 0, timeout=cleanup_timeout)
             left = self._cleanups
-            idle = self._cond.wait_for(lambda: self._in_flight == 0, timeout=grace if done else 0.0)
+            idle = self._cond.wait_for(lambda: self._in_flight == 0 and self._workers == 0,
+                                       timeout=grace if done else 0.0)
             running = self._in_flight
         if not done:
             logger.warning("%d abandoned call(s) still cleaning up after %.0fs", left, cleanup_timeout)
-        if idle:
-            self._pool.shutdown(wait=True)  # nothing runs: joining the idle threads is immediate
-        else:
+        if not idle:
             logger.debug("not waiting for %d abandoned read-only call(s)", running)
         return done
+
+    def _submit(self, fn: Callable[[], T]) -> "Future[T]":
+        future: "Future[T]" = Future()
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("the blocking-call pool was shut down")
+            self._queue.append((future, fn))
+            start = self._workers < self._max_workers
+            if start:
+                self._workers += 1
+                self._started += 1
+                name = f"golem-io_{self._started}"
+        if start:
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+        return future
+
+    def _work(self) -> None:
+        """Run queued calls until none is left, then end (no idle thread is kept)."""
+        while True:
+            with self._cond:
+                if not self._queue:
+                    self._workers -= 1
+                    self._cond.notify_all()
+                    return
+                future, fn = self._queue.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue  # withdrawn by its caller's cancel
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the caller, as an executor would
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
 
     def _ended(self, _: "Future[Any]") -> None:
         with self._cond:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
+import os
 import time
 from typing import Any, Mapping, Optional, Tuple
 
 import requests
+import requests.utils
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
@@ -27,7 +29,7 @@ from ..errors import (
     YagnaUnreachableError,
 )
 from .abortable import AbortableAdapter
-from .config import YagnaConfig
+from .config import API_PREFIXES, YagnaConfig
 
 __all__ = ["Transport", "IDEMPOTENT_METHODS"]
 
@@ -56,6 +58,23 @@ def _error_detail(response: requests.Response) -> Optional[str]:
     return text[:500]
 
 
+def _session_for(config: YagnaConfig) -> requests.Session:
+    """A session that read the environment (proxies, CA bundle) once, when it was made.
+
+    With ``trust_env`` requests re-reads it on every call, about a sixth of a short job's CPU time.
+    When yagna's APIs sit on hosts the proxy settings treat differently, it is left to do so.
+    """
+    session = requests.Session()
+    proxies = [requests.utils.get_environ_proxies(config.base_url(api)) for api in API_PREFIXES]
+    if all(p == proxies[0] for p in proxies):
+        session.trust_env = False
+        session.proxies.update(proxies[0])
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            session.verify = bundle
+    return session
+
+
 class _BearerAuth(requests.auth.AuthBase):
     """Adds yagna's ``Authorization: Bearer <app key>`` header; its repr never shows the key."""
 
@@ -77,7 +96,7 @@ class Transport:
                  abortable: bool = False) -> None:
         """``abortable=True`` lets :meth:`abort` end calls in flight (for long-poll loops)."""
         self.config = config
-        self._session = session or requests.Session()
+        self._session = session or _session_for(config)
         retry = Retry(
             total=config.retries,
             connect=config.retries,

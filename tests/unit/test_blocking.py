@@ -211,3 +211,51 @@ def test_cancel_ends_an_approval_wait_at_once_without_a_helper_thread(server):
         server.release.set()
         blocking.shutdown()
         client.close()
+
+
+def _io_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("golem-io")]
+
+
+def test_no_io_thread_is_kept_once_the_calls_are_done():
+    blocking = AbandonableCalls(4)
+    gate = threading.Barrier(5)
+    try:
+        callers = [threading.Thread(target=blocking.call, args=(CancelToken(), gate.wait, 5)) for _ in range(4)]
+        for caller in callers:
+            caller.start()
+        gate.wait(5)  # all four calls run at once, each on its own thread
+        for caller in callers:
+            caller.join(5)
+        deadline = time.monotonic() + 2
+        while _io_threads() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _io_threads() == [], "idle golem-io threads were kept after the calls ended"
+    finally:
+        blocking.shutdown()
+
+
+def test_calls_beyond_max_workers_wait_in_order_and_all_run():
+    blocking = AbandonableCalls(2)
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def work(i: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return i
+
+    results = []
+    callers = [threading.Thread(target=lambda i=i: results.append(blocking.call(CancelToken(), work, i)))
+               for i in range(6)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(5)
+    blocking.shutdown()
+    assert sorted(results) == list(range(6))
+    assert most[0] == 2

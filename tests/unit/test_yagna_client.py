@@ -120,3 +120,25 @@ def test_a_netrc_entry_for_the_yagna_host_does_not_replace_the_app_key(client: Y
     mocked.get(f"{ROOT}/me", json={"identity": "0xabc", "name": "default", "role": "manager"})
     client.identity.me()
     assert calls()[0].request.headers["Authorization"] == f"Bearer {app_key}"
+
+
+def test_a_proxy_from_the_environment_is_used_for_yagna(server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The environment is read once, when the client is made (not on every call), and still honoured.
+    for var in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    server.script((200, {"identity": "0xabc", "name": "default", "role": "manager"}))
+    with YagnaClient(YagnaConfig(app_key="k", api_url="http://yagna.invalid:7465", retries=0)) as client:
+        assert client.identity.me().identity == "0xabc"
+    assert server.requests[0]["path"] == "http://yagna.invalid:7465/me"  # an absolute URI: a proxy request
+
+
+def test_no_proxy_keeps_yagna_off_the_proxy(server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens: using it would fail
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    server.script((200, {"identity": "0xabc", "name": "default", "role": "manager"}))
+    with YagnaClient(YagnaConfig(app_key="k", api_url=server.url, retries=0)) as client:
+        assert client.identity.me().identity == "0xabc"
+    assert server.requests[0]["path"] == "/me"
