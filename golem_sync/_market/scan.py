@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import Counter
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import attrs
 
@@ -173,28 +173,30 @@ def _by_scan(client: YagnaClient, constraints: str, seconds: float, deadline: De
         if exc.status in _NO_SCAN_API:
             raise _NoScanApi(exc) from exc
         raise
-    found: Dict[str, ProposalView] = {}
-    try:
-        while True:
-            left = deadline.remaining() or 0.0
-            if left < 0.05:
-                break
-            try:
-                batch = client.market.collect_scan(scan_id, timeout=left, max_events=_MAX_EVENTS)
-            except YagnaNotFoundError as exc:
-                logger.warning("market scan %s ended early (%s); keeping the %d offers seen", scan_id, exc,
-                               len(found))
-                break
-            for offer in batch:
-                found[offer.offer_id] = ProposalView(offer.offer_id, offer.provider_id, "Initial",
-                                                     dict(offer.properties), offer)
-    finally:
-        _quietly(f"ending market scan {scan_id}", client.market.end_scan, scan_id)
-    return list(found.values())
+
+    def poll(left: float) -> List[ProposalView]:
+        return [ProposalView(offer.offer_id, offer.provider_id, "Initial", dict(offer.properties), offer)
+                for offer in client.market.collect_scan(scan_id, timeout=left, max_events=_MAX_EVENTS)]
+
+    return _collect(f"market scan {scan_id}", poll, lambda: client.market.end_scan(scan_id), deadline)
 
 
 def _by_demand(client: YagnaClient, body: Mapping[str, Any], deadline: Deadline) -> List[ProposalView]:
     demand_id = client.market.subscribe_demand(body)
+
+    def poll(left: float) -> List[ProposalView]:
+        events = client.market.collect_demand_events(demand_id, timeout=min(left, _DEMAND_POLL_SEC),
+                                                     max_events=_MAX_EVENTS)
+        return [ProposalView.of(event.proposal) for event in events
+                if isinstance(event, ProposalEvent) and event.proposal.state == "Initial"]
+
+    return _collect(f"scan demand {demand_id}", poll, lambda: client.market.unsubscribe_demand(demand_id), deadline)
+
+
+def _collect(what: str, poll: Callable[[float], List[ProposalView]], end: Callable[[], None],
+             deadline: Deadline) -> List[ProposalView]:
+    """Poll until the deadline, de-duplicated by id; ``end`` runs on every path (its errors are
+    logged, never raised). When yagna no longer knows the scan (404) what came so far is kept."""
     found: Dict[str, ProposalView] = {}
     try:
         while True:
@@ -202,24 +204,21 @@ def _by_demand(client: YagnaClient, body: Mapping[str, Any], deadline: Deadline)
             if left < 0.05:
                 break
             try:
-                events = client.market.collect_demand_events(demand_id, timeout=min(left, _DEMAND_POLL_SEC),
-                                                             max_events=_MAX_EVENTS)
+                batch = poll(left)
             except YagnaNotFoundError as exc:
-                logger.warning("scan demand %s ended early (%s); keeping the %d offers seen", demand_id, exc,
-                               len(found))
+                logger.warning("%s ended early (%s); keeping the %d offers seen", what, exc, len(found))
                 break
-            for event in events:
-                if isinstance(event, ProposalEvent) and event.proposal.state == "Initial":
-                    found[event.proposal.proposal_id] = ProposalView.of(event.proposal)
+            for view in batch:
+                found[view.proposal_id] = view
     finally:
-        _quietly(f"unsubscribing scan demand {demand_id}", client.market.unsubscribe_demand, demand_id)
+        _quietly(f"ending {what}", end)
     return list(found.values())
 
 
-def _quietly(what: str, fn: Any, *args: Any) -> None:
+def _quietly(what: str, fn: Callable[[], None]) -> None:
     """A cleanup call: 404 (already gone) is fine, other errors are logged, never raised."""
     try:
-        fn(*args)
+        fn()
     except YagnaNotFoundError:
         pass
     except YagnaError as exc:

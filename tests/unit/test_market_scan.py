@@ -13,16 +13,17 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import pytest
 
-from fakeyagna import API, PLATFORM, now
+from fakeyagna import now
 from golem_sync import CostEstimate, MarketReport, MarketScan, ScannedOffer
 from golem_sync._market.constraints import ConstraintSyntaxError, unmet_clauses
 from golem_sync._market.proposals import ProposalView, Reason, proposal_problems
 from golem_sync._market.log import MarketLog
-from golem_sync._options import MarketOptions
+from golem_sync._options import MarketOptions, PaymentOptions
 from golem_sync.errors import (GolemConfigError, GolemMarketError, GolemNoProposalError, GolemTimeoutError,
                                YagnaServerError)
 
-OTHER = "erc20-polygon-glm"
+PLATFORM = PaymentOptions().platform()  # what the test networks pay on (the default network)
+OTHER = "erc20-polygon-glm" if PLATFORM != "erc20-polygon-glm" else "erc20-mainnet-glm"
 
 
 def props(name: str = "p1", issuer: str = "0xp1", cpu: float = 0.0001, env: float = 0.00005, start: float = 0.0,
@@ -387,7 +388,7 @@ def test_a_startup_timeout_reports_the_providers_rejections(fake_yagna, golem):
                 "proposalId": f"counter-init-{demand_id}-{issuer}", "reason": {"message": "busy right now"}}
 
     fake_yagna.proposal = provider_rejects_our_counter
-    fake_yagna.providers = ["0xp1", "0xp2"]
+    fake_yagna.providers, fake_yagna.offer_props = ["0xp1", "0xp2"], props("prov-1", "0xprov")
     job = golem().create_job()
     job.start_work(lambda ctx: None, job={"startup_timeout_sec": 0.5})
     error = job.exception(timeout=30)
@@ -401,7 +402,7 @@ def test_a_startup_timeout_reports_the_providers_rejections(fake_yagna, golem):
 
 
 def test_a_provider_that_does_not_approve_is_in_the_report(fake_yagna, golem):
-    fake_yagna.providers = ["0xp1"]
+    fake_yagna.providers, fake_yagna.offer_props = ["0xp1"], props("prov-1", "0xprov")
     fake_yagna.approve, fake_yagna.max_wait = False, 0.2
     job = golem().create_job()
     job.start_work(lambda ctx: None, job={"startup_timeout_sec": 1.0}, agreement={"approval_timeout_sec": 0.3})
