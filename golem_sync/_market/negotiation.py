@@ -228,7 +228,7 @@ class Negotiator:
         error: GolemTimeoutError
         if self.proposals_seen == 0:
             error = GolemNoProposalError(
-                f"{head}: no offer seen (check the subnet {self._market.resolved_subnet()!r}, the payment "
+                f"{head}: no proposal from any provider (check the subnet {self._market.resolved_subnet()!r}, the payment "
                 f"platform {self._demand.platform!r} and the package constraints)", phase="proposal")
         elif self._acceptable == 0:
             error = GolemNoProposalError(f"{head}: {report.summary()}", phase="agreement",

@@ -374,7 +374,7 @@ def test_a_startup_timeout_without_any_offer_has_an_empty_report(fake_yagna, gol
     error = job.exception(timeout=30)
     assert isinstance(error, GolemNoProposalError) and error.phase == "proposal"
     assert error.market_report is not None and error.market_report.offers_seen == 0
-    assert "no provider accepted in 0.3 s: no offer seen (check the subnet" in str(error)
+    assert "no provider accepted in 0.3 s: no proposal from any provider (check the subnet" in str(error)
 
 
 def test_a_startup_timeout_reports_the_providers_rejections(fake_yagna, golem):
