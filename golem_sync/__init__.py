@@ -17,6 +17,9 @@ from .errors import __all__ as _errors_all
 if TYPE_CHECKING:
     from . import signals
     from ._job import Job, JobState
+    from ._market.estimate import CostEstimate, ProviderCost
+    from ._market.report import MarketReport, ProviderRejection
+    from ._market.scan import MarketScan, ScannedOffer
     from ._network import GolemNetwork
     from ._options import (ActivityOptions, AgreementOptions, JobOptions, MarketOptions, PackageOptions,
                           PaymentOptions, VpnOptions, WorkOptions)
@@ -52,6 +55,12 @@ _LAZY: Dict[str, str] = {
     "Result": "._work",
     "WorkContext": "._work",
     "YagnaConfig": ".yagna",
+    "MarketScan": "._market.scan",
+    "ScannedOffer": "._market.scan",
+    "MarketReport": "._market.report",
+    "ProviderRejection": "._market.report",
+    "CostEstimate": "._market.estimate",
+    "ProviderCost": "._market.estimate",
 }
 
 __all__ = [
@@ -59,6 +68,7 @@ __all__ = [
     "YagnaConfig", "signals", "PackageOptions", "MarketOptions", "AgreementOptions", "ActivityOptions",
     "WorkOptions", "JobOptions", "PaymentOptions", "VpnOptions", "RemoteProcess", "CostSummary", "Batch",
     "ProviderPool", "PoolStats", "PoolFuture", "LeaseInfo",
+    "MarketScan", "ScannedOffer", "MarketReport", "ProviderRejection", "CostEstimate", "ProviderCost",
     *_errors_all,
 ]
 

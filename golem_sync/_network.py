@@ -33,7 +33,9 @@ from .errors import (GolemCancelledError, GolemConfigError, GolemError, GolemTim
 from ._job import Job, JobState
 from ._leases import FreshAgreements
 from ._pool import ProviderPool
-from ._options import OptionLayer, PaymentOptions, parse_section
+from ._market.estimate import CostEstimate, estimate_cost
+from ._market.scan import MarketScan, check_seconds, scan_market
+from ._options import MarketOptions, OptionLayer, PackageOptions, PaymentOptions, merge_layers, parse_section
 from ._runtime import JobRuntime, ProviderSource
 from ._services import SharedServices
 from .store.base import Retention
@@ -307,6 +309,38 @@ class GolemNetwork:
             return self.costs.summary({}, refresh=not self._closing)
         return self.costs.summary(services.payments.account_totals(), refresh=not self._closing,
                                   accepted_total=services.payments.accepted_total())
+
+    # -- the market, before paying for anything ---------------------------------------------
+
+    def scan_market(self, *, package: Any = None, market: Any = None, timeout: float = 10.0) -> MarketScan:
+        """Every offer the market shows within ``timeout`` seconds, each with the reasons these options
+        would reject it (see :class:`~golem_sync.MarketScan`). Signs and pays nothing.
+
+        ``package`` and ``market`` (dicts or the options classes) are layered over the network's own,
+        as for a job; the payment platform is the network's. Blocks the calling thread.
+        """
+        package_options, market_options = self._scan_options(package, market)
+        return scan_market(self.client, package_options, market_options, self._payment.platform(), timeout)
+
+    def estimate_cost(self, *, package: Any = None, market: Any = None, duration_sec: float,
+                      timeout: float = 10.0) -> CostEstimate:
+        """What ``duration_sec`` seconds of a job would cost on the offers a market scan finds
+        acceptable now: worst, best and median (see :class:`~golem_sync.CostEstimate`).
+
+        Raises :class:`GolemMarketError` when no offer is acceptable.
+        """
+        seconds = check_seconds("duration_sec", duration_sec)
+        package_options, market_options = self._scan_options(package, market)
+        scan = scan_market(self.client, package_options, market_options, self._payment.platform(), timeout)
+        return estimate_cost(scan, seconds)
+
+    def _scan_options(self, package: Any, market: Any) -> Tuple[PackageOptions, MarketOptions]:
+        with self._lock:
+            if self._closing:
+                raise GolemUserError("this GolemNetwork is closed; create a new one")
+        options = merge_layers(self._layer, OptionLayer.parse({"package": package, "market": market},
+                                                              where="scan_market"))
+        return options.package, options.market
 
     def _log_cost_summary(self) -> None:
         summary = self.cost_summary()

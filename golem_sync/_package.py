@@ -16,7 +16,7 @@ import requests
 from .errors import GolemConfigError, GolemError
 from ._options import PackageOptions
 
-__all__ = ["Decorations", "resolve_package", "DEFAULT_REGISTRY_URL"]
+__all__ = ["Decorations", "resolve_package", "package_constraints", "DEFAULT_REGISTRY_URL"]
 
 logger = logging.getLogger("golem_sync.package")
 
@@ -59,6 +59,11 @@ def resolve_package(options: PackageOptions, *, session: Optional[requests.Sessi
             properties["golem.srv.comp.payload.sig.algorithm"] = options.manifest_sig_algorithm or "sha256"
         if options.manifest_cert:
             properties["golem.srv.comp.payload.cert"] = options.manifest_cert
+    return Decorations(properties, package_constraints(options))
+
+
+def package_constraints(options: PackageOptions) -> List[str]:
+    """The constraint clauses of the package options (hardware, runtime, capabilities); no lookup."""
     constraints = [
         f"(golem.inf.mem.gib>={options.min_mem_gib:g})",
         f"(golem.inf.storage.gib>={options.min_storage_gib:g})",
@@ -67,7 +72,7 @@ def resolve_package(options: PackageOptions, *, session: Optional[requests.Sessi
         f"(golem.inf.cpu.threads>={options.min_cpu_threads})",
     ]
     constraints += [f"(golem.runtime.capabilities={cap})" for cap in options.capabilities]
-    return Decorations(properties, constraints)
+    return constraints
 
 
 def _image_location(options: PackageOptions, session: Optional[requests.Session]) -> Tuple[str, str]:

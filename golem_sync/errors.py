@@ -11,7 +11,10 @@ out) and a ``GolemMarketError`` (the market had no acceptable proposal by then).
 from __future__ import annotations
 
 from concurrent.futures import CancelledError
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Mapping, Optional
+
+if TYPE_CHECKING:
+    from ._market.report import MarketReport
 
 __all__ = [
     "GolemError",
@@ -55,7 +58,12 @@ class GolemTimeoutError(GolemError, TimeoutError):
     """A time limit set by the caller (or a default) ran out.
 
     ``phase`` names what was being waited for (e.g. ``"proposal"``, ``"agreement"``, ``"batch"``).
+    ``market_report``: on a startup timeout (phase ``"proposal"`` or ``"agreement"``), what the
+    market showed meanwhile (a :class:`~golem_sync.MarketReport`: offers seen, why they were
+    rejected, the providers' refusals); ``None`` otherwise.
     """
+
+    market_report: "Optional[MarketReport]" = None
 
     def __init__(self, message: str, *, phase: Optional[str] = None) -> None:
         super().__init__(message)

@@ -1,5 +1,5 @@
-"""The market: building the demand, judging proposals, negotiating an agreement."""
+"""The market: building the demand, judging proposals, negotiating an agreement, scanning offers."""
 from .demand import DemandSpec, build_demand
-from .proposals import ProposalView, default_scorer, proposal_problem
+from .proposals import ProposalView, Reason, default_scorer, proposal_problems
 
-__all__ = ["DemandSpec", "build_demand", "ProposalView", "default_scorer", "proposal_problem"]
+__all__ = ["DemandSpec", "build_demand", "ProposalView", "Reason", "default_scorer", "proposal_problems"]

@@ -25,7 +25,8 @@ from .._options import AgreementOptions, MarketOptions
 from ..yagna.client import YagnaClient
 from ..yagna.models import ProposalEvent, ProposalRejectedEvent
 from .demand import DemandSpec
-from .proposals import ProposalView, default_scorer, proposal_problem
+from .proposals import ProposalView, Reason, default_scorer, proposal_problems
+from .log import MarketLog
 from .signing import sign
 
 __all__ = ["Negotiator", "Signed"]
@@ -62,6 +63,7 @@ class Negotiator:
         self.proposals_seen = 0
         self._acceptable = 0  # proposals that passed our rules (countered, or kept as drafts)
         self._rejections: "Counter[str]" = Counter()  # why the others were rejected
+        self._log = MarketLog()  # what the market showed, for the report of a startup timeout
 
     def agree(self, token: CancelToken, deadline: Deadline) -> Signed:
         """Block until an agreement is approved; raise GolemTimeoutError naming the phase on timeout.
@@ -123,6 +125,7 @@ class Negotiator:
     def _on_event(self, demand_id: str, event: Any) -> None:
         if isinstance(event, ProposalRejectedEvent):
             reason = (event.reason or {}).get("message") if isinstance(event.reason, dict) else None
+            self._log.provider_rejected(event.proposal_id, reason)
             signals.emit(signals.proposal_rejected, self._sender, proposal_id=event.proposal_id,
                          reason=reason, by="provider")
             return
@@ -131,12 +134,13 @@ class Negotiator:
         proposal = ProposalView.of(event.proposal)
         self.proposals_seen += 1
         signals.emit(signals.proposal_received, self._sender, proposal=proposal)
-        problem = self._problem(proposal)
-        if problem:
-            self._rejections[problem] += 1
-        else:
+        problems = self._problems(proposal)
+        self._rejections.update(problems)
+        if not problems:
             self._acceptable += 1
+        problem = "; ".join(problems)
         if proposal.state == "Initial":
+            self._log.offer(proposal, problems)
             if problem:
                 self._reject(demand_id, proposal, problem)
             else:
@@ -148,10 +152,10 @@ class Negotiator:
             else:
                 self._drafts[proposal.issuer_id] = proposal
 
-    def _problem(self, proposal: ProposalView) -> Optional[str]:
+    def _problems(self, proposal: ProposalView) -> List[str]:
         if proposal.issuer_id in self._excluded:
-            return "provider failed this job before"
-        return proposal_problem(proposal, self._market, self._demand.platform)
+            return [Reason("provider failed this job before", rule="max_retries", group="failed this job before")]
+        return list(proposal_problems(proposal, self._market, self._demand.platform))
 
     def _counter(self, demand_id: str, proposal: ProposalView) -> None:
         try:
@@ -161,6 +165,7 @@ class Negotiator:
             logger.info("countering proposal %s from %s failed: %s", proposal.proposal_id,
                         proposal.provider_name or proposal.issuer_id, exc)
             return
+        self._log.countered(counter_id, proposal)
         signals.emit(signals.proposal_responded, self._sender, proposal=proposal, counter_id=counter_id)
 
     def _reject(self, demand_id: str, proposal: ProposalView, reason: str) -> None:
@@ -204,30 +209,32 @@ class Negotiator:
                                     demand_id=demand_id)
             except GolemTimeoutError as exc:
                 logger.info("agreement with %s: %s", best.provider_name or best.issuer_id, exc)
-                raise self._timeout(deadline) from exc  # the startup deadline, not the provider's fault
+                raise self._timeout(deadline, exc) from exc  # the startup deadline, not the provider's fault
             except (GolemAgreementError, YagnaError) as exc:
                 logger.info("agreement with %s failed: %s", best.provider_name or best.issuer_id, exc)
+                self._log.agreement_failed(best, str(exc))
                 self._excluded.add(best.issuer_id)
                 failures += 1
                 continue
             return Signed(agreement_id, best), failures
         return None, failures
 
-    def _timeout(self, deadline: Deadline) -> GolemTimeoutError:
+    def _timeout(self, deadline: Deadline, cause: Optional[BaseException] = None) -> GolemTimeoutError:
         """The startup deadline ran out: GolemNoProposalError (also a GolemMarketError) when no
-        proposal came or every one was rejected, else a plain GolemTimeoutError."""
-        limit = f"{deadline.seconds:g}s"
+        proposal came or every one was rejected, else a plain GolemTimeoutError. Each carries the
+        :class:`~golem_sync._market.report.MarketReport` of what was seen as ``market_report``."""
+        report = self._log.report(deadline.seconds, self._demand.platform)
+        head = f"no provider accepted in {deadline.seconds or 0:g} s"
+        error: GolemTimeoutError
         if self.proposals_seen == 0:
-            return GolemNoProposalError(
-                f"no proposal from any provider within {limit} (check the subnet "
-                f"{self._market.resolved_subnet()!r}, the payment platform {self._demand.platform!r} "
-                "and the package constraints)", phase="proposal")
-        if self._acceptable == 0:
-            reasons = "; ".join(f"{count}x {reason}" for reason, count in self._rejections.most_common())
-            return GolemNoProposalError(
-                f"no agreement within {limit}: {self.proposals_seen} proposal(s) seen, none signed: every one "
-                f"was rejected ({reasons})", phase="agreement", proposals_seen=self.proposals_seen,
-                rejections=self._rejections)
-        return GolemTimeoutError(
-            f"no agreement within {limit}: {self.proposals_seen} proposal(s) seen, none signed",
-            phase="agreement")
+            error = GolemNoProposalError(
+                f"{head}: no proposal from any provider (check the subnet {self._market.resolved_subnet()!r}, the payment "
+                f"platform {self._demand.platform!r} and the package constraints)", phase="proposal")
+        elif self._acceptable == 0:
+            error = GolemNoProposalError(f"{head}: {report.summary()}", phase="agreement",
+                                         proposals_seen=self.proposals_seen, rejections=self._rejections)
+        else:
+            last = f" (last: {cause})" if cause is not None else ""
+            error = GolemTimeoutError(f"{head}: {report.summary()}{last}", phase="agreement")
+        error.market_report = report
+        return error

@@ -1,17 +1,51 @@
 """A provider's proposal as golem_sync judges it: provider, pricing, validity, score."""
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import re
-from typing import Any, Mapping, Optional, Sequence
+from decimal import Decimal
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
 from .._options import MarketOptions
+from .constraints import ConstraintSyntaxError, unmet_clauses
 
-__all__ = ["ProposalView", "Pricing", "proposal_problem", "default_scorer"]
+__all__ = ["ProposalView", "Pricing", "Reason", "proposal_problems", "default_scorer"]
+
+logger = logging.getLogger("golem_sync.market")
 
 DURATION = "golem.usage.duration_sec"
 CPU = "golem.usage.cpu_sec"
+
+
+class Reason(str):
+    """One reason golem_sync would not accept an offer: the message itself (it *is* the string,
+    e.g. ``"cpu price 0.0001/s above max_cpu_per_sec 0.00001"``), plus
+
+    - ``rule``: the option or check it comes from (``"max_cpu_per_sec"``, ``"payment.network"``,
+      ``"constraints"``, ``"proposal_filter"``, ...);
+    - ``group``: the phrase a summary counts it under, the same for every offer the rule rejects
+      the same way (``"above max_cpu_per_sec=0.00001"``, ``"denied by name"``).
+    """
+
+    rule: str
+    group: str
+
+    def __new__(cls, message: str, *, rule: str, group: str) -> "Reason":
+        self = super().__new__(cls, message)
+        self.rule = rule
+        self.group = group
+        return self
+
+    def __reduce__(self) -> Any:
+        return (_reason, (str(self), self.rule, self.group))
+
+
+def _reason(message: str, rule: str, group: str) -> Reason:
+    return Reason(message, rule=rule, group=group)
 
 
 @attrs.frozen
@@ -42,6 +76,11 @@ class ProposalView:
     def of(cls, proposal: Any) -> "ProposalView":
         return cls(proposal.proposal_id, proposal.issuer_id, str(proposal.state),
                    dict(proposal.properties or {}), proposal)
+
+    def offer_key(self) -> Tuple[str, str]:
+        """Identifies the offer across demands and re-publications: its provider and its terms."""
+        text = json.dumps(dict(self.properties), sort_keys=True, default=str)
+        return self.issuer_id, hashlib.sha1(text.encode()).hexdigest()
 
     @property
     def provider_name(self) -> str:
@@ -86,36 +125,87 @@ def default_scorer(proposal: ProposalView) -> float:
     return -proposal.estimated_cost()
 
 
-def proposal_problem(proposal: ProposalView, market: MarketOptions, platform: str) -> Optional[str]:
-    """Why the proposal cannot be accepted, or ``None`` if it can. Filters run last."""
-    if platform not in proposal.platforms():
-        return f"no common payment platform (we pay with {platform})"
+def proposal_problems(proposal: ProposalView, market: MarketOptions, platform: str, *,
+                      constraints: Optional[str] = None) -> List[Reason]:
+    """Every reason this configuration cannot accept the proposal; ``[]`` if it can.
+
+    The one place golem_sync's rules live: negotiation rejects a proposal with any reason, a market
+    scan lists them all. ``constraints`` (a scan's package constraints) are checked too when given;
+    negotiation leaves them out (yagna matched them). ``market.proposal_filter`` is asked last and
+    only about a proposal every other rule accepts, so it never sees one golem_sync could not take.
+    """
+    reasons: List[Reason] = []
+    offered = list(proposal.platforms())
+    if platform not in offered:
+        listed = ", ".join(offered) or "none"
+        reasons.append(Reason(f"no common payment platform: offers {listed}, this job pays on {platform}",
+                              rule="payment.network",
+                              group=(f"only on {listed} (this job pays on {platform})" if offered
+                                     else "without a payment platform")))
     timeout = proposal.properties.get("golem.com.payment.debit-notes.accept-timeout?")
-    if isinstance(timeout, (int, float)) and timeout < market.debit_note_accept_timeout_sec:
-        return f"debit-note accept timeout {timeout}s is below ours ({market.debit_note_accept_timeout_sec}s)"
-    if proposal.properties.get("golem.com.pricing.model", "linear") != "linear":
-        return "pricing model is not linear"
+    ours = market.debit_note_accept_timeout_sec
+    if isinstance(timeout, (int, float)) and timeout < ours:
+        reasons.append(Reason(f"debit-note accept timeout {_num(timeout)} s below debit_note_accept_timeout_sec "
+                              f"{ours}", rule="debit_note_accept_timeout_sec",
+                              group=f"with a debit-note accept timeout below debit_note_accept_timeout_sec={ours}"))
+    model = proposal.properties.get("golem.com.pricing.model", "linear")
     pricing = proposal.pricing()
-    if pricing is None:
-        return "usage vector and linear coefficients are missing or inconsistent"
+    if model != "linear":
+        reasons.append(Reason(f"pricing model {model!r} is not linear", rule="pricing", group="not linearly priced"))
+    elif pricing is None:
+        reasons.append(Reason("usage vector and linear coefficients are missing or inconsistent", rule="pricing",
+                              group="with missing or inconsistent pricing"))
+    reasons.extend(_provider_problems(proposal, market))
+    if pricing is not None:
+        for limit, value, what, option, unit in (
+                (market.max_start_price, pricing.start, "start price", "max_start_price", ""),
+                (market.max_cpu_per_sec, pricing.cpu_per_sec, "cpu price", "max_cpu_per_sec", "/s"),
+                (market.max_env_per_sec, pricing.env_per_sec, "env price", "max_env_per_sec", "/s")):
+            if limit is not None and value > float(limit):
+                reasons.append(Reason(f"{what} {_num(value)}{unit} above {option} {_num(limit)}", rule=option,
+                                      group=f"above {option}={_num(limit)}"))
+    if constraints:
+        reasons.extend(_constraint_problems(constraints, proposal.properties))
+    if not reasons and market.proposal_filter is not None and not market.proposal_filter(proposal):
+        reasons.append(Reason("rejected by proposal_filter", rule="proposal_filter", group="rejected by proposal_filter"))
+    return reasons
+
+
+def _provider_problems(proposal: ProposalView, market: MarketOptions) -> List[Reason]:
+    """The allow and deny lists of provider ids and names."""
     name, pid = proposal.provider_name, proposal.issuer_id
-    if market.allowed_provider_ids and pid not in market.allowed_provider_ids:
-        return "provider id not in allowed_provider_ids"
-    if pid in market.denied_provider_ids:
-        return "provider id in denied_provider_ids"
-    if market.allowed_provider_names and name not in market.allowed_provider_names:
-        return "provider name not in allowed_provider_names"
-    if name in market.denied_provider_names:
-        return "provider name in denied_provider_names"
-    if market.allowed_name_regex and not re.search(market.allowed_name_regex, name):
-        return "provider name does not match allowed_name_regex"
-    if market.denied_name_regex and re.search(market.denied_name_regex, name):
-        return "provider name matches denied_name_regex"
-    for limit, value, what in ((market.max_start_price, pricing.start, "start price"),
-                               (market.max_cpu_per_sec, pricing.cpu_per_sec, "cpu price per second"),
-                               (market.max_env_per_sec, pricing.env_per_sec, "env price per second")):
-        if limit is not None and value > float(limit):
-            return f"{what} {value:g} exceeds the limit {float(limit):g}"
-    if market.proposal_filter is not None and not market.proposal_filter(proposal):
-        return "rejected by proposal_filter"
-    return None
+    found: List[Reason] = []
+
+    def add(failed: bool, message: str, rule: str, group: str) -> None:
+        if failed:
+            found.append(Reason(message, rule=rule, group=group))
+
+    add(bool(market.allowed_provider_ids) and pid not in market.allowed_provider_ids,
+        "provider id not in allowed_provider_ids", "allowed_provider_ids", "not in allowed_provider_ids")
+    add(pid in market.denied_provider_ids, "provider id in denied_provider_ids", "denied_provider_ids",
+        "denied by id")
+    add(bool(market.allowed_provider_names) and name not in market.allowed_provider_names,
+        "provider name not in allowed_provider_names", "allowed_provider_names", "not in allowed_provider_names")
+    add(name in market.denied_provider_names, "provider name in denied_provider_names", "denied_provider_names",
+        "denied by name")
+    add(bool(market.allowed_name_regex) and not re.search(market.allowed_name_regex or "", name),
+        "provider name does not match allowed_name_regex", "allowed_name_regex", "not matching allowed_name_regex")
+    add(bool(market.denied_name_regex) and bool(re.search(market.denied_name_regex or "", name)),
+        "provider name matches denied_name_regex", "denied_name_regex", "matching denied_name_regex")
+    return found
+
+
+def _constraint_problems(constraints: str, properties: Mapping[str, Any]) -> List[Reason]:
+    try:
+        unmet = unmet_clauses(constraints, properties)
+    except ConstraintSyntaxError as exc:
+        logger.debug("cannot check the constraints %r locally: %s", constraints, exc)
+        return []
+    return [Reason(f"constraint not met: {clause}", rule="constraints", group=f"not meeting {clause}")
+            for clause in unmet]
+
+
+def _num(value: Any) -> str:
+    """A number as plain decimal text (0.00001, not 1e-05)."""
+    text = format(Decimal(repr(float(value))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text

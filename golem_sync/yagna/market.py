@@ -13,6 +13,7 @@ from .models import (
     AgreementState,
     DemandOfferBase,
     MarketEvent,
+    Offer,
     Proposal,
     UnknownEvent,
     format_datetime,
@@ -70,6 +71,34 @@ class MarketApi(ApiBase):
         """One offer proposal as the demand sees it."""
         path = f"/demands/{seg(demand_id)}/proposals/{seg(proposal_id)}"
         return self._obj(self._call("GET", path), Proposal.from_json, "GET", path)
+
+    # -- requestor: market scan -------------------------------------------------------------
+
+    def begin_scan(self, constraints: Optional[str] = None, *, scan_type: str = "offer",
+                   idle_timeout: Optional[int] = None) -> str:
+        """Start iterating the offers (``scan_type="offer"``) yagna knows; returns the scan id.
+
+        ``constraints`` filters the offers by their own properties (the offers' constraints are not
+        checked); ``idle_timeout`` is how many seconds yagna keeps an unread scan. yagna before the
+        scan API answers 404, 405 or 501.
+        """
+        path = "/scan"
+        body: Dict[str, Any] = {"type": scan_type}
+        if constraints is not None:
+            body["constraints"] = constraints
+        if idle_timeout is not None:
+            body["timeout"] = int(idle_timeout)
+        return self._string(self._call("POST", path, json=body), "a scan id", "POST", path)
+
+    def collect_scan(self, scan_id: str, timeout: float = 5.0, max_events: int = 100) -> List[Offer]:
+        """The next offers of the scan, waiting up to ``timeout`` seconds for new ones; ``[]`` when none came."""
+        path = f"/scan/{seg(scan_id)}/events"
+        body = self._call("GET", path, params={"timeout": timeout, "maxEvents": max_events}, long_poll=timeout)
+        return self._list(body, Offer.from_json, "GET", path)
+
+    def end_scan(self, scan_id: str) -> None:
+        """Drop the scan (yagna answers 404 for one it no longer knows)."""
+        self._call("DELETE", f"/scan/{seg(scan_id)}")
 
     # -- requestor: agreements ---------------------------------------------------------------
 

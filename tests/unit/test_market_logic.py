@@ -2,7 +2,7 @@
 import attrs
 
 from golem_sync._market.demand import build_demand, join_constraints
-from golem_sync._market.proposals import ProposalView, default_scorer, proposal_problem
+from golem_sync._market.proposals import ProposalView, default_scorer, proposal_problems
 from golem_sync._options import MarketOptions, PackageOptions
 from golem_sync._package import Decorations, resolve_package
 
@@ -26,6 +26,11 @@ def test_pricing_maps_coefficients_by_usage_name_and_start_is_last():
     pricing = offer(coeffs=(0.5, 2.0, 7.0)).pricing()
     assert (pricing.env_per_sec, pricing.cpu_per_sec, pricing.start) == (0.5, 2.0, 7.0)
     assert pricing.cost({"golem.usage.duration_sec": 10, "golem.usage.cpu_sec": 1}) == 7.0 + 5.0 + 2.0
+
+
+def proposal_problem(proposal, market, platform):
+    """The reasons as one string (None if none), as the negotiation sends them to yagna."""
+    return "; ".join(proposal_problems(proposal, market, platform)) or None
 
 
 def test_inconsistent_vectors_make_a_proposal_invalid():
