@@ -24,7 +24,7 @@ import logging
 import os
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import attrs
 
@@ -34,6 +34,9 @@ from ._options import MarketOptions, PackageOptions, PaymentOptions, parse_secti
 from .yagna.client import YagnaClient
 from .yagna.config import YagnaConfig
 from .yagna.models import Identity
+
+if TYPE_CHECKING:
+    from ._market.scan import MarketScan
 
 __all__ = ["Status", "Check", "DoctorReport", "run_doctor", "summarize_scan", "CHECKS", "TESTED_YAGNA_VERSION",
            "add_parser", "main"]
@@ -62,7 +65,7 @@ DEFAULT_IMAGE_TAG = "golem/alpine:latest"
 DEFAULT_SCAN_SEC = 10.0
 
 #: ``scanner(package=..., market=..., timeout=...) -> MarketScan`` (``GolemNetwork.scan_market``).
-MarketScanner = Callable[..., Any]
+MarketScanner = Callable[..., "MarketScan"]
 
 
 class Status(str, enum.Enum):
@@ -399,9 +402,7 @@ class _Doctor:
                 from ._network import GolemNetwork
 
                 golem = GolemNetwork(self.config, payment=self.payment)
-                scanner = getattr(golem, "scan_market", None)
-                if scanner is None:
-                    raise _Failed("this golem_sync has no market scan", "update golem_sync")
+                scanner = golem.scan_market
             scan = scanner(package=self.package, market=self.market, timeout=self.scan_sec)
         finally:
             if golem is not None:
@@ -442,23 +443,47 @@ def _option_sections() -> Dict[str, str]:
     return names
 
 
+#: Rules a rejection reason may come from that are not an option's name, and what fixes them.
+_RULE_FIXES: Mapping[str, str] = {
+    "payment.network": "payment.network (--network)",
+    "constraints": "the package's requirements (package.min_mem_gib, min_storage_gib, min_cpu_threads, "
+                   "engine, capabilities)",
+    "pricing": "nothing (offers without linear pricing cannot be used)",
+    "max_retries": "nothing (those providers already failed this job)",
+}
+
+
+def _label(rule: str, sections: Mapping[str, str]) -> Optional[str]:
+    if rule in _RULE_FIXES:
+        return _RULE_FIXES[rule]
+    if rule in sections:
+        return sections[rule] + (f" ({_FLAGS[rule]})" if rule in _FLAGS else "")
+    return None
+
+
 def _options_named(reasons: Sequence[str]) -> List[str]:
-    """``market.max_cpu_per_sec (--max-cpu-per-sec)``, ... for the options the reasons name."""
+    """``market.max_cpu_per_sec (--max-cpu-per-sec)``, ... for the options behind the reasons.
+
+    A reason from a scan carries its ``rule`` (the option or check); a plain string is searched
+    for option names.
+    """
     sections = _option_sections()
     found: List[str] = []
     for reason in reasons:
-        for word in re.findall(r"[a-z]+(?:_[a-z]+)+", reason):
-            if word in sections:
-                label = sections[word] + (f" ({_FLAGS[word]})" if word in _FLAGS else "")
-                if label not in found:
-                    found.append(label)
-        if re.search(r"\bplatform|\b\w+-\w+-t?glm\b", reason) and "payment.network (--network)" not in found:
-            found.append("payment.network (--network)")
+        rule = getattr(reason, "rule", None)
+        words = [rule] if isinstance(rule, str) else re.findall(r"[a-z]+(?:_[a-z]+)+", reason)
+        if rule is None and re.search(r"\bplatform|\b\w+-\w+-t?glm\b", reason):
+            words.append("payment.network")
+        for word in words:
+            label = _label(word, sections)
+            if label is not None and label not in found:
+                found.append(label)
     return found
 
 
-def summarize_scan(scan: Any, *, scan_sec: float, subnet: str) -> Tuple[Status, str, Optional[str]]:
-    """The market line for a ``MarketScan``: its status, what was seen, and the fix if nothing fits.
+def summarize_scan(scan: "MarketScan", *, scan_sec: float, subnet: str) -> Tuple[Status, str, Optional[str]]:
+    """The market line for a :class:`~golem_sync.MarketScan`: its status, what was seen, and the fix
+    if nothing fits.
 
     ``scan.offers`` is every offer seen, ``scan.acceptable`` the ones this configuration accepts and
     ``scan.rejection_counts()`` counts the others by reason (each reason names the option).
@@ -480,7 +505,11 @@ def summarize_scan(scan: Any, *, scan_sec: float, subnet: str) -> Tuple[Status, 
         return (Status.FAIL, f"no offers in {scan_sec:g} s on subnet {subnet!r}",
                 f"check the subnet (--subnet / YAGNA_SUBNET; the real network's providers are on 'public') "
                 f"and the package (--image-tag), or scan longer (--scan-sec)")
-    named = _options_named([reason for reason, _ in top])
+    reasons: Dict[str, str] = {}  # by group, the most common first: one reason (with its rule) each
+    for offer in offers:
+        for reason in offer.reasons:
+            reasons.setdefault(getattr(reason, "group", reason), reason)
+    named = _options_named([reasons.get(group, group) for group, _ in top])
     fix = (f"relax {', '.join(named)}" if named else "relax the options the reasons name")
     return Status.FAIL, seen, f"no offer fits this configuration: {fix}"
 

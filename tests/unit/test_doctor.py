@@ -386,3 +386,30 @@ def test_cli_bad_option_exits_2_with_the_message(capsys):
     assert info.value.code == 2
     with pytest.raises(SystemExit):
         cli_main([])  # a command is required
+
+
+def test_a_real_market_scan_is_summed_up_by_group_and_its_rules_name_the_fix():
+    from golem_sync import MarketScan, ScannedOffer
+    from golem_sync._market.proposals import Reason
+
+    def offer(pid, *reasons):
+        return ScannedOffer(offer_id=f"o-{pid}", provider_id=pid, provider_name=pid, runtime="vm", cpu_threads=2,
+                            mem_gib=4.0, storage_gib=20.0, prices={}, platforms=(PLATFORM,),
+                            reasons=list(reasons), properties={}, proposal=None)
+
+    def cpu(price):
+        return Reason(f"cpu price {price}/s above max_cpu_per_sec 0.00001", rule="max_cpu_per_sec",
+                      group="above max_cpu_per_sec=0.00001")
+
+    scan = MarketScan(offers=[
+        offer("0xa", cpu("0.001")), offer("0xb", cpu("0.002")),
+        offer("0xc", Reason("constraint not met: (golem.inf.mem.gib>=64)", rule="constraints",
+                            group="not meeting (golem.inf.mem.gib>=64)")),
+        offer("0xd", Reason("no common payment platform: offers erc20-polygon-glm, this job pays on " + PLATFORM,
+                            rule="payment.network", group=f"only on erc20-polygon-glm (this job pays on {PLATFORM})")),
+    ], duration_sec=3.0, method="scan", platform=PLATFORM, subnet="public")
+    status, detail, hint = summarize_scan(scan, scan_sec=3, subnet="public")
+    assert status is Status.FAIL
+    assert "4 offers from 4 providers in 3 s, 0 acceptable; rejected: 2× above max_cpu_per_sec=0.00001, " in detail
+    assert hint.index("market.max_cpu_per_sec (--max-cpu-per-sec)") < hint.index("package.min_mem_gib")
+    assert "payment.network (--network)" in hint
