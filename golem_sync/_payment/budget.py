@@ -231,10 +231,12 @@ class BudgetGuard:
             total = others + cap
             if total > self._budget:
                 count = len(self._running)
+                with_others = (f" with the caps of the {count} running job(s) with a max_cost ({others}) is {total},"
+                               if count else " is")
                 raise GolemBudgetError(
-                    f"job {job_id} cannot start: its max_cost {max_cost:g} with the caps of the {count} running "
-                    f"job(s) with a max_cost ({others}) is {total}, over payment.budget {self._budget}; raise "
-                    f"payment.budget, lower job.max_cost, or start it when a running job has ended",
+                    f"job {job_id} cannot start: its max_cost {max_cost:g}{with_others} over payment.budget "
+                    f"{self._budget}; raise payment.budget, lower job.max_cost"
+                    f"{', or start it when a running job has ended' if count else ''}",
                     max_cost=float(max_cost), amount=total)
             budget = JobBudget(self, job_id, max_cost)
             self._running[job_id] = budget

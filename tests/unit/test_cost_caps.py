@@ -27,6 +27,8 @@ from golem_sync.errors import (GolemAgreementError, GolemBudgetError, GolemConfi
 from golem_sync.store.base import JobRecord, rebuild_error
 from golem_sync.yagna.models import DebitNoteEvent, InvoiceEvent
 
+from test_pool import wait_until  # a short bounded poll, for states no signal announces
+
 WAIT = 10.0
 
 
@@ -56,6 +58,9 @@ class FakePayment:
 
     def reject_invoice(self, doc_id, rejection):
         self.calls.append(("reject", doc_id, rejection.message, rejection.total_amount_accepted))
+        if self.reject_status is not None:
+            raise YagnaServerError("not implemented", status=self.reject_status, method="POST",
+                                   path=f"/invoices/{doc_id}/reject")
 
     def collect_debit_note_events(self, **kw):
         return []
@@ -242,6 +247,23 @@ def test_yagna_that_cannot_reject_debit_notes_leaves_the_note_unaccepted_and_log
     guard.close(timeout=1.0)
 
 
+def test_yagna_that_cannot_reject_the_invoice_leaves_it_unaccepted_and_close_does_not_wait(caplog):
+    payment = FakePayment(reject_status=501)
+    guard = BudgetGuard(10.0, Terminations())
+    processor = PaymentProcessor(SimpleNamespace(payment=payment), PaymentOptions(), "alloc-1", "session", "net")
+    processor.register("a1", sender="job", budget=guard.reserve("job", 0.5), on_over_budget=Holder())
+    processor.agreement_ended("a1")
+    assert processor.outstanding() == 1
+    with caplog.at_level(logging.INFO, logger="golem_sync.payment"):
+        deliver(processor, payment, invoice("i1", "a1", "0.9"))
+    assert [c[:2] for c in payment.calls] == [("reject", "i1")]
+    assert "yagna cannot reject invoice i1" in caplog.text and "over its max_cost 0.5" in caplog.text
+    assert processor.outstanding() == 0
+    t0 = time.monotonic()
+    assert processor.wait_for_invoices(5.0) is True and time.monotonic() - t0 < 0.5
+    guard.close(timeout=1.0)
+
+
 def test_a_failing_terminate_is_logged_and_a_hanging_one_does_not_hold_anything_up(rig, caplog):
     holder = Holder()
     capped(rig, holder=holder)
@@ -393,15 +415,6 @@ def terminate_bodies(fake_yagna: Any, agreement_id: str) -> List[dict]:
     return [json.loads(call.request.body) for call in list(fake_yagna.rsps.calls)
             if call.request.method == "POST" and call.request.url.split("?")[0].endswith(
                 f"/agreements/{agreement_id}/terminate")]
-
-
-def wait_until(predicate: Any, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_a_note_over_the_cap_stops_the_job_inside_its_command(golem, fake_yagna):
