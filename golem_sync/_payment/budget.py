@@ -6,7 +6,8 @@ once with :class:`~golem_sync.errors.GolemBudgetError`; it does not wait for a r
 end). The payment processor asks the job's budget before it accepts one of its agreements'
 documents:
 
-- a debit note is accepted only if the job's total stays within the cap. Debit notes are
+- a debit note is accepted only if the job's total stays within the cap (also after a stop: a
+  note the provider issued before it is still paid if it fits). Debit notes are
   cumulative per activity (``totalAmountDue`` of one activity so far), so the job's total is, per
   agreement, its invoice or else the sum over its activities of the highest note accepted (or
   being accepted: an amount counts from the moment it is promised, whatever the accept call does
@@ -23,8 +24,8 @@ activity of a capped job; no thread without a capped job). Stopping calls the ag
 ``on_over`` hook (the job's lease: it records the error and cancels the attempt, so the job fails
 with it) and terminates the agreement at once with a reason naming the cap, on a short-lived
 thread: a worker busy in its own code does not keep the provider billing. A failed or slow
-terminate only delays that; the job's cleanup ends the agreement again, and every later note
-of the job is refused meanwhile.
+terminate only delays that; the job's cleanup ends the agreement again, and the notes the
+provider sends meanwhile are refused as soon as they go over the cap.
 
 Threads: ``reserve``/``job_finished`` run on job threads, the document checks on the payment
 processor's threads, the estimate checks on the watch thread (``golem-budget-watch``) and on
@@ -136,20 +137,18 @@ class JobBudget:
     # -- the payment processor's questions ---------------------------------------------------
 
     def debit_note(self, agreement_id: str, activity_id: str, amount: Decimal, note_id: str) -> Optional[str]:
-        """Why the note must not be accepted (and the job is stopped), or None: accept it (promised)."""
+        """Why the note must not be accepted (the job is then stopped), or None: accept it (promised).
+
+        The rule is the same after a stop: a note issued before it and within the cap is still paid.
+        """
         with self._guard._lock:
             entry = self._agreements.setdefault(agreement_id, _Agreement(None))
-            stopped = self.error
-            if stopped is None:
-                notes = dict(entry.notes)
-                notes[activity_id] = max(notes.get(activity_id, Decimal(0)), amount)
-                total = self._committed_locked(agreement_id, sum(notes.values(), Decimal(0)))
-                if total <= self.cap:
-                    entry.notes = notes
-                    return None
-        if stopped is not None:
-            return (f"job {self.job_id} was stopped at its max_cost {self.max_cost:g}: no further debit note "
-                    f"is accepted (this one asks {amount})")
+            notes = dict(entry.notes)
+            notes[activity_id] = max(notes.get(activity_id, Decimal(0)), amount)
+            total = self._committed_locked(agreement_id, sum(notes.values(), Decimal(0)))
+            if total <= self.cap:
+                entry.notes = notes
+                return None
         reason = (f"job {self.job_id} would be billed {total} (debit note {note_id} asks {amount} for activity "
                   f"{activity_id}), over its max_cost {self.max_cost:g}")
         self._guard._trip(self, total, reason, "the note was not accepted and the agreement terminated")

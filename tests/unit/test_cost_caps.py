@@ -165,13 +165,14 @@ def test_notes_are_cumulative_per_activity_and_the_job_total_sums_its_activities
     assert rig.processor.account_totals() == {"a1": Decimal("0.4")}
 
 
-def test_once_stopped_every_later_note_is_refused_and_the_agreement_terminated_once(rig):
+def test_after_the_stop_notes_over_the_cap_are_refused_and_the_agreement_terminated_once(rig):
     holder = Holder()
     capped(rig, holder=holder)
     deliver(rig.processor, rig.payment, note("d1", "a1", "0.6"))
     deliver(rig.processor, rig.payment, note("d2", "a1", "0.61"))
-    assert [c[:2] for c in rig.payment.calls] == [("reject", "d1"), ("reject", "d2")]
-    assert "was stopped at its max_cost 0.5" in rig.payment.calls[1][2]
+    deliver(rig.processor, rig.payment, note("d0", "a1", "0.3", activity="act-0"))  # issued before: it fits
+    assert [c[:2] for c in rig.payment.calls] == [("reject", "d1"), ("reject", "d2"), ("accept", "d0")]
+    assert "over its max_cost 0.5" in rig.payment.calls[1][2]
     assert rig.terminations.done.wait(WAIT)
     time.sleep(0.05)
     assert len(rig.terminations.calls) == 1 and len(holder.errors) == 1
@@ -331,8 +332,9 @@ def test_the_estimate_over_the_cap_stops_the_job_between_notes(rig):
     (error,) = holder.errors
     assert error.amount == Decimal("0.51") and "estimated cost" in str(error) and "max_cost 0.5" in str(error)
     assert rig.terminations.done.wait(WAIT)
-    deliver(rig.processor, rig.payment, note("d1", "a1", "0.3"))  # within the cap, but the job was stopped
-    assert rig.payment.calls[-1][:2] == ("reject", "d1")
+    deliver(rig.processor, rig.payment, note("d1", "a1", "0.3"))  # issued before the stop, within the cap
+    deliver(rig.processor, rig.payment, invoice("i1", "a1", "0.55"))
+    assert [c[:2] for c in rig.payment.calls] == [("accept", "d1"), ("reject", "i1")]
 
 
 def test_the_watch_thread_checks_estimates_periodically_and_ends_with_the_last_capped_job():
