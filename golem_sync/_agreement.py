@@ -22,6 +22,7 @@ from ._cancel import CancelToken
 from ._market.proposals import ProposalView
 from ._market.signing import ReleaseOutcome, release, sign
 from ._pollers import EventPoller
+from .errors import GolemBudgetError
 from .yagna.client import YagnaClient
 from .yagna.models import AgreementTerminatedEvent
 
@@ -43,6 +44,7 @@ class AgreementLease:
     token: CancelToken
     provider_reason: Optional[str] = None  # the provider terminated the agreement, and why
     violation: Optional[str] = None  # the provider broke the agreement's terms (we end it), and how
+    budget_error: Optional[GolemBudgetError] = None  # the job's cost cap stopped it (we end it)
     released: bool = False
 
     def broken(self, violation: str) -> None:
@@ -52,6 +54,20 @@ class AgreementLease:
             logger.warning("agreement %s with %s: %s", self.agreement_id, self.provider_name or self.provider_id,
                            violation)
             self.token.cancel(f"provider broke agreement {self.agreement_id}: {violation}")
+
+    def over_budget(self, error: GolemBudgetError) -> bool:
+        """The job's cost cap stopped the agreement: stop the attempt (safe from any thread).
+
+        Returns True if the job still held the agreement (the caller then terminates it; its
+        termination event is our own from now), False if it was already let go.
+        """
+        if self.budget_error is None:
+            self.budget_error = error
+        if self.released:
+            return False
+        self.released = True
+        self.token.cancel(str(error))
+        return True
 
     @property
     def provider_id(self) -> str:

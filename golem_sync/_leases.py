@@ -16,6 +16,7 @@ from ._market.signing import release
 from ._cancel import CancelToken, Deadline
 from ._market.negotiation import Negotiator
 from ._options import RunOptions
+from ._payment.budget import JobBudget
 from ._runtime import ProviderSource, Rental, RunHandle, isolated
 from ._services import SharedServices
 from ._work import ProviderInfo
@@ -43,8 +44,10 @@ class FreshAgreements(ProviderSource):
         token.raise_if_cancelled()
         services = self._services(token)
         rental.client, rental.requestor_id = services.client, services.requestor_id
+        cap = options.job.max_cost  # reserved against payment.budget once per job, until it ends
+        budget = services.budgets.reserve(job.id, cap) if cap is not None else None
         rental.lease, rental.provider = sign_agreement(services, options, job, token, startup, excluded,
-                                                       lease_token=token, sender=job)
+                                                       lease_token=token, sender=job, budget=budget)
         rental.proposal = rental.lease.proposal
         token.raise_if_cancelled()
         on_signed(rental.lease.agreement_id, rental.provider)
@@ -61,11 +64,12 @@ class FreshAgreements(ProviderSource):
 
 def sign_agreement(services: SharedServices, options: RunOptions, handle: Any, token: CancelToken,
                    startup: Deadline, excluded: Set[str], *, lease_token: CancelToken,
-                   sender: Any) -> Tuple[AgreementLease, ProviderInfo]:
+                   sender: Any, budget: Optional[JobBudget] = None) -> Tuple[AgreementLease, ProviderInfo]:
     """Negotiate and sign one agreement, watched and accounted for from then on.
 
     ``token`` ends the negotiation; ``lease_token`` is cancelled when the provider terminates the
-    agreement or breaks its terms; ``sender`` sends the agreement's and its notes' signals.
+    agreement or breaks its terms, or when ``budget`` (the job's cost cap) stops it; ``sender``
+    sends the agreement's and its notes' signals.
     """
     demand = services.demand_for(options)
     negotiator = Negotiator(services.client, services.blocking, demand, options.market, options.agreement,
@@ -74,7 +78,8 @@ def sign_agreement(services: SharedServices, options: RunOptions, handle: Any, t
     lease = AgreementLease(signed.agreement_id, signed.proposal, lease_token)
     services.watcher.watch(lease, sender)
     services.payments.register(signed.agreement_id, sender, on_violation=lease.broken,
-                               debit_note_interval=_debit_note_interval(signed.proposal, options))
+                               debit_note_interval=_debit_note_interval(signed.proposal, options),
+                               budget=budget, on_over_budget=lease.over_budget)
     provider = ProviderInfo(signed.proposal.issuer_id, signed.proposal.provider_name,
                             signed.proposal.wallet(demand.platform))
     return lease, provider
@@ -83,8 +88,9 @@ def sign_agreement(services: SharedServices, options: RunOptions, handle: Any, t
 def end_agreement(services: SharedServices, lease: AgreementLease, reason: str, *, success: bool) -> None:
     """End the agreement (if still live), stop watching it and expect its invoice. Never raises."""
     lease.released = True
+    budget = str(lease.budget_error) if lease.budget_error is not None else None
     outcome = isolated("ending the agreement", release, services.client, lease.agreement_id,
-                       reason if success else (lease.violation or reason), success=success)
+                       reason if success else (lease.violation or budget or reason), success=success)
     isolated("forgetting the agreement", services.watcher.forget, lease.agreement_id)
     # "failed": still live after retries (release logged it; yagna ends it at its validTo) and
     # "cancelled": never approved. Either way no invoice can come, so close() must not wait.

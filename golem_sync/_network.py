@@ -376,7 +376,7 @@ class GolemNetwork:
         if creator:
             try:
                 services = SharedServices(self.client, self._blocking, self.app_session_id, self.requestor_id or "",
-                                          self._payment, self)
+                                          self._payment, self, ledger=self.costs)
             except BaseException as exc:
                 with self._lock:
                     self._services_pending = None
@@ -409,6 +409,8 @@ class GolemNetwork:
     def _job_finished(self, job: Job[Any]) -> None:
         """A finished job leaves memory with a store or a retention."""
         self.costs.job_finished(job.id)  # its cost rows may now age out (see CostLedger)
+        if self._services_obj is not None:  # its cost cap no longer counts against payment.budget
+            self._services_obj.budgets.job_finished(job.id)
         if self._store is not None:
             self._store.job_finished(job)
             with self._lock:  # the store has it now: memory stays flat however many jobs end

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import os
 import re
 import sys
@@ -304,6 +305,11 @@ class VpnOptions:
     ip: str = attrs.field(default="192.168.0.0/24", validator=_network_cidr)
 
 
+def _finite(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if value is not None and not math.isfinite(float(value)):
+        raise GolemConfigError(f"{_where(inst, attribute)} must be a finite number, got {value!r}")
+
+
 @_records_given
 @attrs.frozen(kw_only=True, slots=False)
 class JobOptions:
@@ -314,12 +320,16 @@ class JobOptions:
         timeout_sec: the whole job, worker included; ``None`` for no limit.
         max_retries: how many times to try again on a NEW provider when the provider fails
             (not when the worker itself raises).
+        max_cost: the most the job may be billed, over all its agreements (in the payment
+            token, GLM); a debit note or invoice beyond it is not accepted, the agreement is
+            terminated and the job fails with ``GolemBudgetError``. ``None``: no cap.
     """
 
     section: ClassVar[str] = "job"
     startup_timeout_sec: Optional[float] = attrs.field(default=180.0, validator=_number(optional=True))
     timeout_sec: Optional[float] = attrs.field(default=None, validator=_number(optional=True))
     max_retries: int = attrs.field(default=0, validator=_number(strict=False, integer=True))
+    max_cost: Optional[float] = attrs.field(default=None, validator=[_number(optional=True), _finite])
 
 
 #: The payment networks yagna 0.17.6 knows (its ``erc20-<network>-<token>`` platforms) and the

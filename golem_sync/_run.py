@@ -70,6 +70,12 @@ class Attempt:
     def provider_id(self) -> Optional[str]:
         return self.rental.provider_id
 
+    def raise_if_over_budget(self) -> None:
+        """The job's cost cap stopped it while the worker ran: fail even if the worker returned."""
+        lease = self.rental.lease
+        if lease is not None and lease.budget_error is not None:
+            raise lease.budget_error
+
     def cleanup(self, success: bool) -> None:
         """Close the work context, give the provider back. Never raises, never creates anything."""
         isolated("closing the work context", self._context.close)
@@ -87,6 +93,7 @@ def execute(job: RunHandle, worker: Callable[[WorkContext], Any], options: RunOp
         attempt = Attempt(job, options, source, ledger)
         try:
             result = attempt.run(worker, startup, excluded)
+            attempt.raise_if_over_budget()
         except BaseException as raw:
             error = classify(job, raw, attempt, options)
             attempt.rental.provider_failed = _provider_failure(error)
@@ -112,14 +119,21 @@ def execute(job: RunHandle, worker: Callable[[WorkContext], Any], options: RunOp
 
 
 def classify(job: RunHandle, raw: BaseException, attempt: Attempt, options: RunOptions) -> BaseException:
-    """Turn a cancelled wait into the error it stands for (user cancel, job timeout, provider gone)."""
+    """Turn a cancelled wait into the error it stands for (user cancel, job timeout, provider gone).
+
+    Once the job's cost cap stopped the attempt, whatever the worker saw of that (a cancelled
+    wait, a lost activity, its own error) stands for the GolemBudgetError, unless the job itself
+    was cancelled or timed out.
+    """
+    lease = attempt.rental.lease
+    if lease is not None and lease.budget_error is not None and not job.cancel_token.cancelled:
+        return lease.budget_error
     if not isinstance(raw, GolemCancelledError):
         return raw
     if job.cancel_token.cancelled:
         if job.timed_out:
             return GolemTimeoutError(f"job {job.id} did not finish within {options.job.timeout_sec:g}s", phase="job")
         return raw
-    lease = attempt.rental.lease
     if lease is not None and lease.violation is not None:
         who = lease.provider_name or lease.provider_id
         return GolemAgreementError(f"provider {who} broke agreement {lease.agreement_id}: {lease.violation}")

@@ -6,23 +6,28 @@ lock); the pollers and the allocation keeper own their threads.
 """
 from __future__ import annotations
 
+import logging
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import attrs
 import requests
 
 from . import signals
-from ._agreement import AgreementWatcher
+from ._agreement import AgreementWatcher, release
 from ._abandonable import AbandonableCalls
 from ._market.demand import DemandSpec, build_demand
 from ._options import PaymentOptions, RunOptions
 from ._package import Decorations, resolve_package
 from ._payment import AllocationKeeper, PaymentProcessor
+from ._payment.budget import BudgetGuard
+from ._work.costs import CostLedger
 from .yagna.client import YagnaClient
 from .yagna.transport import Transport
 
 __all__ = ["SharedServices"]
+
+logger = logging.getLogger("golem_sync.payment.budget")
 
 
 class SharedServices:
@@ -33,8 +38,9 @@ class SharedServices:
     """
 
     def __init__(self, client: YagnaClient, blocking: AbandonableCalls, app_session_id: str, requestor_id: str,
-                 payment: PaymentOptions, signal_sender: Any) -> None:
-        """``signal_sender`` is the sender of the allocation and network-wide payment signals."""
+                 payment: PaymentOptions, signal_sender: Any, *, ledger: Optional[CostLedger] = None) -> None:
+        """``signal_sender`` is the sender of the allocation and network-wide payment signals;
+        ``ledger`` (the network's costs) gives the running estimates the jobs' cost caps check."""
         network = signal_sender
         self.client = client
         self.blocking = blocking
@@ -44,11 +50,17 @@ class SharedServices:
         self._packages: Dict[Any, Decorations] = {}
         self._lock = threading.Lock()
         self._registry_session = requests.Session()
+        # Jobs' cost caps (job.max_cost): reservations against payment.budget, stops, estimate checks.
+        self.budgets = BudgetGuard(payment.budget, self._terminate_at_cap, estimate=(
+            None if ledger is None else lambda job_id, refresh: ledger.job_cost(job_id, refresh=refresh)))
+        self._unlisten: Callable[[], None] = lambda: None
         self.keeper = AllocationKeeper(self.client, payment, self.requestor_id,
                                        on_replaced=lambda allocation: signals.emit(
                                            signals.allocation_created, network, allocation=allocation))
         self.allocation = self.keeper.open()
         try:
+            if ledger is not None:
+                self._unlisten = ledger.add_usage_listener(self.budgets.usage_recorded)
             signals.emit(signals.allocation_created, network, allocation=self.allocation)
             # The pollers read through their own abortable transport, so close() ends their long polls
             # at once instead of waiting them out; no retries there, the poll loop backs off by itself.
@@ -65,6 +77,8 @@ class SharedServices:
         except BaseException:
             if hasattr(self, "watcher"):
                 self.stop_pollers()
+            else:
+                self._unlisten()
             self.keeper.close()
             self._registry_session.close()
             raise
@@ -72,6 +86,11 @@ class SharedServices:
     @property
     def allocation_id(self) -> str:
         return self.keeper.allocation_id
+
+    def _terminate_at_cap(self, agreement_id: str, message: str) -> None:
+        """A job's cost cap stopped it: end its agreement now, with the reason (never raises)."""
+        outcome = release(self.client, agreement_id, message, success=False)
+        logger.info("agreement %s at its job's cost cap: %s (%s)", agreement_id, outcome, message)
 
     def _on_activity_created(self, sender: Any, agreement_id: Optional[str] = None, **_: Any) -> None:
         if agreement_id is not None:
@@ -97,5 +116,7 @@ class SharedServices:
         for poller in pollers:
             poller.join()
         self.payments.close()
+        self._unlisten()
+        self.budgets.close()
         self.poll_client.close()
         self._registry_session.close()

@@ -11,6 +11,7 @@ out) and a ``GolemMarketError`` (the market had no acceptable proposal by then).
 from __future__ import annotations
 
 from concurrent.futures import CancelledError
+from decimal import Decimal
 from typing import TYPE_CHECKING, Mapping, Optional
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ __all__ = [
     "GolemAgreementError",
     "GolemActivityError",
     "GolemPaymentError",
+    "GolemBudgetError",
     "YagnaError",
     "YagnaUnreachableError",
     "YagnaAuthError",
@@ -112,6 +114,20 @@ class GolemActivityError(GolemWorkError):
 
 class GolemPaymentError(GolemError):
     """The allocation, a debit note or an invoice could not be handled."""
+
+
+class GolemBudgetError(GolemPaymentError):
+    """A job would cost more than its ``job.max_cost``, or its cap does not fit in ``payment.budget``.
+
+    ``max_cost`` is the job's cap; ``amount`` what it would have been billed in total (or, at
+    start, the sum of the running jobs' caps with this one), in the payment token (GLM/tGLM).
+    """
+
+    def __init__(self, message: str, *, max_cost: Optional[float] = None,
+                 amount: Optional[Decimal] = None) -> None:
+        super().__init__(message)
+        self.max_cost = max_cost
+        self.amount = amount
 
 
 class YagnaError(GolemError):

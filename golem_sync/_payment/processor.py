@@ -4,8 +4,10 @@ Acceptance rules, in order: a note for an agreement this network does not know i
 debit note after the agreement's invoice is rejected; a provider that sends debit notes more often
 than the negotiated interval allows has its extra notes rejected and the agreement reported as
 broken (yapapi does the same; golem-js accepts them all); a configured amount limit or filter may
-reject; everything else is accepted from the network's allocation (read at every accept, so the
-network may renew or replace it).
+reject; a job's cost cap (``job.max_cost``, see :mod:`.budget`) may refuse a document that would
+take the job over it; everything else is accepted from the network's allocation (read at every
+accept, so the network may renew or replace it). Debit notes are cumulative per activity, so an
+agreement's accepted total is the sum over its activities of the highest note accepted.
 
 Failed calls: a GET, accept or reject that fails with a transient :class:`YagnaError` (5xx, timeout,
 no connection) is retried with bounded exponential backoff (:class:`PaymentRetry`) on the
@@ -42,6 +44,7 @@ from .. import signals
 from ..errors import YagnaError, YagnaRequestError, is_transient
 from .._options import PaymentOptions
 from .._pollers import EventPoller
+from .budget import JobBudget, OverBudget
 from ..yagna.client import YagnaClient
 from ..yagna.models import DebitNoteEvent, InvoiceEvent, Rejection
 from ..yagna.payment import PaymentApi
@@ -122,8 +125,9 @@ class _AgreementAccount:
     activities: int = 0
     ended: bool = False
     invoiced: bool = False
-    accepted_debit: Decimal = Decimal(0)
+    accepted_notes: Dict[str, Decimal] = attrs.Factory(dict)  # activity id -> highest note accepted
     invoice_amount: Optional[Decimal] = None
+    budget: Optional[JobBudget] = None  # the job's cost cap, if it has one
     # (kind, id) of every document seen for this agreement: re-delivered events are ignored.
     documents: Set[Tuple[str, str]] = attrs.Factory(set)
 
@@ -144,6 +148,11 @@ class _AgreementAccount:
             return None
         return (f"debit notes arrive more often than the agreed interval of {interval:g}s "
                 f"({self.debit_notes} in {elapsed:.1f}s)")
+
+    @property
+    def accepted_debit(self) -> Decimal:
+        """What the accepted debit notes add up to (each activity's latest: notes are cumulative)."""
+        return sum(self.accepted_notes.values(), Decimal(0))
 
     @property
     def total(self) -> Decimal:
@@ -168,6 +177,7 @@ class _Task:
     decided: bool = False                # rules applied and ``received`` emitted
     duplicate: bool = False              # already seen: nothing to answer
     reason: Optional[str] = None         # why to reject; None: accept
+    accept_instead: Decimal = Decimal(0)  # the rejection's totalAmountAccepted
     unknown: bool = False                # rejected because the agreement is unknown
     sender: Any = None
     failures: int = 0
@@ -292,15 +302,20 @@ class PaymentProcessor:
     # -- bookkeeping (any thread) --------------------------------------------------------------
 
     def register(self, agreement_id: str, sender: Any, *, debit_note_interval: Optional[float] = None,
-                 on_violation: Optional[Callable[[str], None]] = None) -> None:
+                 on_violation: Optional[Callable[[str], None]] = None, budget: Optional[JobBudget] = None,
+                 on_over_budget: Optional[OverBudget] = None) -> None:
         """Start accounting for an agreement.
 
         ``on_violation(reason)`` is called once, on a poller or the retry thread, when the
         provider breaks the negotiated ``debit_note_interval`` (seconds); it must be quick (e.g.
-        cancel a token).
+        cancel a token). ``budget`` is the cost cap of the agreement's job; ``on_over_budget``
+        is told when the cap stops it (see :meth:`JobBudget.add_agreement`; it must be quick too).
         """
         with self._lock:
-            self._accounts[agreement_id] = _AgreementAccount(_hold(sender), debit_note_interval, on_violation)
+            self._accounts[agreement_id] = _AgreementAccount(_hold(sender), debit_note_interval, on_violation,
+                                                             budget=budget)
+        if budget is not None:
+            budget.add_agreement(agreement_id, on_over_budget)
 
     def set_sender(self, agreement_id: str, sender: Any) -> None:
         """Send this agreement's note signals as ``sender`` from now (a pool lends it to a job)."""
@@ -328,12 +343,15 @@ class PaymentProcessor:
         """
         with self._lock:
             account = self._accounts.get(agreement_id)
+            budget = account.budget if account is not None else None
             if account is not None:
                 account.ended = True
                 if not invoice_expected:
                     account.invoiced = True
                 self._settle_locked(agreement_id)
             self._cond.notify_all()
+        if budget is not None:
+            budget.agreement_ended(agreement_id)
 
     def outstanding(self) -> int:
         """How many agreements still wait for their invoice to be settled.
@@ -468,6 +486,8 @@ class PaymentProcessor:
         else:
             task.reason = self._problem(kind, doc, amount, account)
             task.unknown = account is None
+            if task.reason and kind is _INVOICE and account is not None and account.budget is not None:
+                task.accept_instead = account.budget.accepted_instead(str(doc.agreement_id))
         task.decided = True
         if task.reason:
             logger.info("rejecting %s %s: %s", kind.label, task.doc_id, task.reason)
@@ -495,18 +515,20 @@ class PaymentProcessor:
             if not is_already_settled(exc):
                 raise
             logger.info("%s %s was already settled: %s", kind.label, task.doc_id, exc)
-        self._record(doc.agreement_id, amount, invoiced=kind is _INVOICE)
+        self._record(doc.agreement_id, amount, invoiced=kind is _INVOICE, activity_id=_activity_of(doc))
         signals.emit(kind.accepted, task.sender, amount=amount, **{kind.name: doc})
 
     def _reject(self, task: _Task) -> None:
         kind, doc = task.kind, task.doc
         code = "UNSOLICITED_SERVICE" if task.unknown else "INCORRECT_AMOUNT"
         assert task.reason is not None
+        rejection = Rejection(reason=code, message=task.reason, total_amount_accepted=task.accept_instead)
         try:
-            kind.reject(self._client.payment, task.doc_id, Rejection(reason=code, message=task.reason))
+            kind.reject(self._client.payment, task.doc_id, rejection)
         except YagnaError as exc:
             if exc.status == 501:  # yagna (0.17) cannot reject debit notes: the note stays unanswered
-                logger.info("yagna cannot reject %s %s (%s); leaving it unaccepted", kind.label, task.doc_id, exc)
+                logger.info("yagna cannot reject %s %s (%s); leaving it unaccepted: %s", kind.label, task.doc_id,
+                            exc, task.reason)
             elif not is_already_settled(exc):
                 raise
             else:
@@ -627,9 +649,19 @@ class PaymentProcessor:
                 return f"{kind.name}_filter raised {type(exc).__name__}: {exc}"
             if not accepted:
                 return f"rejected by {kind.name}_filter"
-        return None
+        return self._over_budget(kind, doc, amount, account)
 
-    def _record(self, agreement_id: str, amount: Optional[Decimal], *, invoiced: bool) -> None:
+    @staticmethod
+    def _over_budget(kind: "_Kind", doc: Any, amount: Decimal, account: _AgreementAccount) -> Optional[str]:
+        """The job's cost cap: None to accept (the amount is then promised), else why not."""
+        budget = account.budget
+        if budget is None:
+            return None
+        if kind is _DEBIT_NOTE:
+            return budget.debit_note(str(doc.agreement_id), _activity_of(doc), amount, kind.doc_id(doc))
+        return budget.invoice(str(doc.agreement_id), amount, kind.doc_id(doc))
+
+    def _record(self, agreement_id: str, amount: Optional[Decimal], *, invoiced: bool, activity_id: str = "") -> None:
         """Book an accepted amount; an invoice (accepted or rejected) closes the account."""
         with self._lock:
             account = self._accounts.get(agreement_id)
@@ -638,9 +670,15 @@ class PaymentProcessor:
                     account.invoiced = True
                     account.invoice_amount = amount
                 elif amount is not None:
-                    account.accepted_debit = max(account.accepted_debit, amount)
+                    notes = account.accepted_notes
+                    notes[activity_id] = max(notes.get(activity_id, Decimal(0)), amount)
                 self._settle_locked(agreement_id)
             self._cond.notify_all()
+
+
+def _activity_of(doc: Any) -> str:
+    """A debit note's activity id ("" for an invoice, or a note without one)."""
+    return str(getattr(doc, "activity_id", "") or "")
 
 
 #: ``DebitNoteEvent.kind`` / ``InvoiceEvent.kind`` of a newly issued document.

@@ -42,6 +42,10 @@ logger = logging.getLogger("golem_sync.pool")
 
 #: The option sections a pool job may set itself (the rest belong to the pool's leases).
 JOB_SECTIONS = ("work", "job")
+#: Why a pool job cannot have a cost cap (the debit notes are the lease's, not the job's).
+_NO_MAX_COST = ("is not supported for pool jobs: a lease's debit notes and invoice cover every job it runs "
+                "and its idle time, so no note can be refused for one job without ending the lease for the "
+                "others; run capped jobs with golem.create_job()")
 #: How long ``close()`` waits by default for the pool's jobs and leases to end.
 CLOSE_TIMEOUT_SEC = 120.0
 
@@ -184,6 +188,9 @@ class ProviderPool(Executor):
         self._layer = _stack(host.runtime.defaults, layer)
         options: RunOptions = merge_layers(self._layer)
         check_package(options.package)
+        if options.job.max_cost is not None:
+            raise GolemConfigError(f"create_pool: job.max_cost ({options.job.max_cost:g}) {_NO_MAX_COST}; "
+                                   "if it is a GolemNetwork default, pass job={'max_cost': None} to create_pool")
         self._lock = threading.Lock()  # admission and closing
         self._closing = False
         self._jobs: "weakref.WeakSet[Job[Any]]" = weakref.WeakSet()  # created, not yet ended
@@ -360,6 +367,8 @@ class _PoolRuntime(JobRuntime):
                 raise GolemConfigError(
                     f"{where}: a pool job cannot set {section!r} options (they belong to the pool's leases; "
                     f"create another pool for other {section} options); it may set: {', '.join(JOB_SECTIONS)}")
+        if layer.sections.get("job", {}).get("max_cost") is not None:
+            raise GolemConfigError(f"{where}: job.max_cost {_NO_MAX_COST}")
         if "env" in layer.sections.get("work", {}):
             raise GolemConfigError(f"{where}: work.env of a pool job cannot change its warm activity's environment "
                                    "(set it on the pool, or pass env= to ctx.run)")

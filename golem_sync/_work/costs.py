@@ -165,6 +165,23 @@ class CostLedger:
         self._earlier_by_provider: Dict[str, float] = {}
         self._shares: Dict[str, List[_Share]] = {}  # job id -> its shares of pool activities
         self._finished_shares: "OrderedDict[str, None]" = OrderedDict()  # job ids, oldest first
+        self._listeners: List[Callable[[str], None]] = []
+
+    def add_usage_listener(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(job_id)`` each time :meth:`usage` records a usage of one of the job's
+        agreements (on the recording thread, outside the lock; it must be quick and not raise).
+
+        Returns a function that removes the listener.
+        """
+        with self._lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return remove
 
     def agreement(self, agreement_id: str, *, job_id: str, provider_id: str, provider_name: str,
                   pricing: Optional[Pricing], vector: Sequence[str]) -> None:
@@ -189,6 +206,12 @@ class CostLedger:
                 act.usage = dict(usage)
             if final:
                 act.live = None
+            listeners, job_id = list(self._listeners), entry.job_id
+        for listener in listeners:
+            try:
+                listener(job_id)
+            except Exception:
+                logger.exception("a usage listener failed")
 
     def share_begin(self, job_id: str, agreement_id: str, activity_id: str, *, whole: bool = False) -> None:
         """``job_id`` runs on a pool's activity from now; its cost is the usage it adds to the last
