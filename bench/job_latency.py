@@ -39,7 +39,7 @@ def raw_job(info: Any, execs: int = 1) -> Dict[str, float]:
         t = now
 
     started = time.monotonic()
-    platform = "erc20-holesky-tglm"
+    platform = info.payment_platform
     alloc = s.post(f"{api}/payment-api/v1/allocations", json={
         "address": info.requestor_id, "paymentPlatform": platform, "totalAmount": "1",
         "makeDeposit": False}).json()

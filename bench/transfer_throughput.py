@@ -217,7 +217,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         api_url, app_key = os.environ["YAGNA_API_URL"], os.environ["YAGNA_APPKEY"]
         subnet = os.environ.get("YAGNA_SUBNET", "devnet")
         registry = os.environ.get("GOLEM_REGISTRY_URL")
-        network_name = os.environ.get("YAGNA_PAYMENT_NETWORK", "holesky")
+        network_name = os.environ.get("YAGNA_PAYMENT_NETWORK") or None  # None: PaymentOptions decides
     else:
         from golem_sync.devnet.launcher import Devnet
         devnet = Devnet(providers=1)

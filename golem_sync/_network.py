@@ -80,6 +80,7 @@ class GolemNetwork:
             raise GolemConfigError(f"retention must be a golem_sync.store.Retention, got {type(retention).__name__}")
         self._layer = OptionLayer.parse(job_defaults, where="GolemNetwork")
         self._payment = parse_section(PaymentOptions, payment)
+        self._payment.platform()  # an unknown payment network (option or environment) fails here, not at a job
         if yagna is not None and not isinstance(yagna, (YagnaConfig, Mapping)):
             raise GolemConfigError(f"yagna must be a YagnaConfig, a dict of its fields or None, "
                                    f"got {type(yagna).__name__}")

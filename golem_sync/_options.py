@@ -33,6 +33,7 @@ from .errors import GolemConfigError
 __all__ = [
     "PackageOptions", "MarketOptions", "AgreementOptions", "ActivityOptions", "WorkOptions",
     "JobOptions", "VpnOptions", "PaymentOptions", "RunOptions", "OptionLayer", "merge_layers",
+    "PAYMENT_NETWORKS", "DEFAULT_PAYMENT_NETWORK",
 ]
 
 _O = TypeVar("_O")
@@ -331,6 +332,31 @@ class JobOptions:
     max_cost: Optional[float] = attrs.field(default=None, validator=[_number(optional=True), _finite])
 
 
+#: The payment networks yagna 0.17.6 knows (its ``erc20-<network>-<token>`` platforms) and the
+#: token each pays in: GLM on the mainnets, tGLM on the testnets.
+PAYMENT_NETWORKS: Mapping[str, str] = {
+    "mainnet": "glm", "polygon": "glm",
+    "hoodi": "tglm", "holesky": "tglm", "sepolia": "tglm", "goerli": "tglm", "rinkeby": "tglm",
+    "amoy": "tglm", "mumbai": "tglm",
+}
+#: Golem's current testnet (holesky is no longer served).
+DEFAULT_PAYMENT_NETWORK = "hoodi"
+
+
+def _unknown_network(name: str, where: str) -> GolemConfigError:
+    """``where`` is the option (``payment.network``) or the variable (``YAGNA_PAYMENT_NETWORK``)."""
+    close = difflib.get_close_matches(name.lower(), PAYMENT_NETWORKS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return GolemConfigError(f"{where}={name!r} is not a payment network yagna knows (known: "
+                            f"{', '.join(PAYMENT_NETWORKS)}){hint}")
+
+
+def _payment_network(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    _optional_str(inst, attribute, value)
+    if value is not None and value not in PAYMENT_NETWORKS:
+        raise _unknown_network(value, _where(inst, attribute))
+
+
 @_records_given
 @attrs.frozen(kw_only=True, slots=False)
 class PaymentOptions:
@@ -341,7 +367,9 @@ class PaymentOptions:
     renamed: ClassVar[Mapping[str, str]] = {"payment_timeout_sec": "invoice_wait_sec"}
     budget: float = attrs.field(default=1.0, validator=_number())
     driver: str = attrs.field(default="erc20", validator=_str)
-    network: Optional[str] = attrs.field(default=None, validator=_optional_str)
+    # None: ``YAGNA_PAYMENT_NETWORK``, else ``PAYMENT_NETWORK``, else ``hoodi``.
+    network: Optional[str] = attrs.field(default=None, validator=_payment_network)
+    # None: the network's own token (``glm`` on mainnet and polygon, ``tglm`` on the testnets).
     token: Optional[str] = attrs.field(default=None, validator=_optional_str)
     allocation_expiration_sec: int = attrs.field(default=3600, validator=_number(integer=True))
     debit_note_filter: Optional[Callable[[Any], bool]] = attrs.field(default=None, validator=_optional_callable)
@@ -354,14 +382,25 @@ class PaymentOptions:
     invoice_wait_sec: float = attrs.field(default=60.0, validator=_number(strict=False))
 
     def resolved_network(self) -> str:
-        return (self.network or os.environ.get("YAGNA_PAYMENT_NETWORK")
-                or os.environ.get("PAYMENT_NETWORK") or "holesky")
+        """The network to pay on: the option, else ``YAGNA_PAYMENT_NETWORK``, else ``PAYMENT_NETWORK``,
+        else ``hoodi``. An unknown name (from the environment too) raises :class:`GolemConfigError`."""
+        if self.network:
+            return self.network
+        for var in ("YAGNA_PAYMENT_NETWORK", "PAYMENT_NETWORK"):
+            value = os.environ.get(var, "").strip()
+            if value:
+                if value not in PAYMENT_NETWORKS:
+                    raise _unknown_network(value, var)
+                return value
+        return DEFAULT_PAYMENT_NETWORK
+
+    def resolved_token(self) -> str:
+        """The token to pay in: the option, else the network's own (``glm`` or ``tglm``)."""
+        return self.token or PAYMENT_NETWORKS[self.resolved_network()]
 
     def platform(self) -> str:
-        """The payment platform name, e.g. ``erc20-holesky-tglm``."""
-        network = self.resolved_network()
-        token = self.token or ("glm" if network in ("mainnet", "polygon") else "tglm")
-        return f"{self.driver}-{network}-{token}"
+        """The payment platform name, e.g. ``erc20-hoodi-tglm``."""
+        return f"{self.driver}-{self.resolved_network()}-{self.resolved_token()}"
 
     @property
     def payment_timeout_sec(self) -> float:

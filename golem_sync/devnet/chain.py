@@ -1,6 +1,6 @@
-"""A local ``anvil`` chain standing in for Holesky, and the devnet's test ERC-20 on it.
+"""A local ``anvil`` chain standing in for Hoodi, and the devnet's test ERC-20 on it.
 
-anvil runs with chain id 17000 (the id yagna uses for holesky) and automine. Its well-known
+anvil runs with chain id 560048 (the id yagna uses for hoodi, Golem's testnet) and automine. Its well-known
 development accounts are pre-funded with ETH and unlocked, so transactions are sent with
 ``eth_sendTransaction`` and no signing library is needed. The token's bytecode and ABI are
 committed in ``contracts/Token.json`` (rebuild with ``contracts/build_token.js``).
@@ -23,11 +23,12 @@ from .errors import ChainError, DevnetTimeoutError
 from .ports import free_port
 from .tools import ensure_anvil
 
-__all__ = ["AnvilChain", "ChainError", "DevAccount", "DEV_ACCOUNTS", "HOLESKY_CHAIN_ID", "load_token_artifact"]
+__all__ = ["AnvilChain", "ChainError", "DevAccount", "DEV_ACCOUNTS", "HOODI_CHAIN_ID", "load_token_artifact"]
 
 logger = logging.getLogger("golem_sync.devnet.chain")
 
-HOLESKY_CHAIN_ID = 17000
+#: The chain id yagna 0.17.6 configures for hoodi (``[chain.hoodi]``).
+HOODI_CHAIN_ID = 560048
 _TOKEN_JSON = Path(__file__).parent / "contracts" / "Token.json"
 
 
@@ -88,7 +89,7 @@ class AnvilChain:
         self,
         *,
         port: Optional[int] = None,
-        chain_id: int = HOLESKY_CHAIN_ID,
+        chain_id: int = HOODI_CHAIN_ID,
         log_path: Optional[Path] = None,
         anvil_path: Optional[Path] = None,
     ) -> None:

@@ -9,9 +9,11 @@ from ..errors import GolemConfigError
 from ._base import ApiBase, seg
 from .models import (
     Acceptance,
+    Account,
     Allocation,
     DebitNote,
     DebitNoteEvent,
+    DriverStatusProperty,
     Invoice,
     InvoiceEvent,
     MarketDecoration,
@@ -56,12 +58,29 @@ class PaymentApi(ApiBase):
         timeout: Optional[_dt.datetime] = None,
         make_deposit: bool = False,
     ) -> Allocation:
-        """Reserve ``total_amount`` on ``payment_platform`` (e.g. ``"erc20-holesky-tglm"``)."""
+        """Reserve ``total_amount`` on ``payment_platform`` (e.g. ``"erc20-hoodi-tglm"``)."""
         new = NewAllocation(total_amount=_amount(total_amount, "total_amount"),
                             payment_platform=payment_platform, address=address, timeout=timeout,
                             make_deposit=make_deposit)
         path = "/allocations"
         return self._obj(self._call("POST", path, json=new.to_json()), Allocation.from_json, "POST", path)
+
+    def list_requestor_accounts(self) -> List[Account]:
+        """The accounts yagna can pay from (``GET /requestorAccounts``; ``yagna payment init --sender``
+        adds one)."""
+        path = "/requestorAccounts"
+        return self._list(self._call("GET", path), Account.from_json, "GET", path)
+
+    def driver_status(self, *, network: Optional[str] = None, driver: Optional[str] = None
+                      ) -> List[DriverStatusProperty]:
+        """The payment driver's problems on ``network`` (``GET /payments/status``): empty when all is well.
+
+        yagna answers 404 (:class:`~golem_sync.errors.YagnaNotFoundError`) for a network its driver
+        does not serve.
+        """
+        path = "/payments/status"
+        params = {k: v for k, v in (("network", network), ("driver", driver)) if v is not None}
+        return self._list(self._call("GET", path, params=params), DriverStatusProperty.from_json, "GET", path)
 
     def get_allocation(self, allocation_id: str) -> Allocation:
         path = f"/allocations/{seg(allocation_id)}"

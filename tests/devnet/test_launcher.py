@@ -40,7 +40,7 @@ def _allocate(api_url: str, app_key: str, address: str, amount: str) -> requests
     return requests.post(
         api_url + "/payment-api/v1/allocations",
         headers={"Authorization": f"Bearer {app_key}"},
-        json={"address": address, "paymentPlatform": "erc20-holesky-tglm", "totalAmount": amount, "makeDeposit": False},
+        json={"address": address, "paymentPlatform": "erc20-hoodi-tglm", "totalAmount": amount, "makeDeposit": False},
         timeout=10,
     )
 
@@ -232,9 +232,12 @@ def test_concurrent_first_installs_run_npm_once(tmp_path, monkeypatch):
     assert leftovers == []
 
 
-def test_payments_toml_points_holesky_at_the_chain():
+def test_payments_toml_points_hoodi_at_the_chain():
     text = payments_toml(token_address="0xabc", rpc_url="http://127.0.0.1:1234")
-    assert "[chain.holesky]" in text and "chain-id = 17000" in text
+    assert "[chain.hoodi]" in text and "[[chain.hoodi.rpc-endpoints]]" in text and "chain-id = 560048" in text
+    assert "holesky" not in text
+    # Only the token points at a contract: yagna's built-in hoodi contracts do not exist on anvil.
+    assert "multi-contract" not in text and "wrapper-contract" not in text and "lock-contract" not in text
     assert 'address = "0xabc"' in text and 'endpoints = "http://127.0.0.1:1234"' in text
     assert "skip-validation = true" in text
 
@@ -283,7 +286,9 @@ def test_devnet_up_env_down(tmp_path):
             "YAGNA_API_URL", "YAGNA_APPKEY", "YAGNA_PAYMENT_NETWORK", "YAGNA_PAYMENT_DRIVER",
             "YAGNA_SUBNET", "GOLEM_REGISTRY_URL",
         }
-        assert (env["YAGNA_PAYMENT_NETWORK"], env["YAGNA_PAYMENT_DRIVER"]) == ("holesky", "erc20")
+        assert (env["YAGNA_PAYMENT_NETWORK"], env["YAGNA_PAYMENT_DRIVER"]) == ("hoodi", "erc20")
+        assert info.payment_platform == "erc20-hoodi-tglm"
+        assert net.chain is not None and int(net.chain.rpc("eth_chainId", []), 16) == 560048  # hoodi's id
         assert _me(env["YAGNA_API_URL"], env["YAGNA_APPKEY"]).json()["identity"] == info.requestor_id
         assert info.app_key not in repr(info)
         assert requests.get(env["GOLEM_REGISTRY_URL"] + "/v1/image/info?tag=x:1", timeout=5).status_code == 200

@@ -36,7 +36,7 @@ from golem_sync.devnet.provider.spec import (
     demand_problem,
 )
 
-PLATFORM = "erc20-holesky-tglm"
+PLATFORM = "erc20-hoodi-tglm"
 
 
 # -- pure parts (no daemon) ----------------------------------------------------------------------
@@ -628,7 +628,7 @@ const executor = await TaskExecutor.create({
   package: "golem/alpine:latest",
   yagnaOptions: { apiKey: process.env.YAGNA_APPKEY, basePath: process.env.YAGNA_API_URL },
   subnetTag: process.env.YAGNA_SUBNET,
-  payment: { network: "holesky", driver: "erc20" },
+  payment: { network: process.env.YAGNA_PAYMENT_NETWORK, driver: "erc20" },
 });
 try {
   const out = await Promise.all([0, 1].map((i) => executor.run(async (ctx) => (await ctx.run(`echo task ${i} ok`)).stdout)));

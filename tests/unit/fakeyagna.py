@@ -18,7 +18,7 @@ from golem_sync.yagna import YagnaClient, YagnaConfig
 
 API = "http://127.0.0.1:7465"
 KEY = "sk-TEST-4f1c2e9a8b7d6c5e"
-PLATFORM = "erc20-holesky-tglm"
+PLATFORM = "erc20-hoodi-tglm"
 
 
 def now():

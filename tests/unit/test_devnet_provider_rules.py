@@ -89,10 +89,10 @@ def test_spec_defaults_advertise_multi_activity_and_ya_providers_idle_timeout() 
     spec = ProviderSpec()
     assert spec.multi_activity is True
     assert spec.idle_agreement_timeout == DEFAULT_IDLE_AGREEMENT_TIMEOUT == 90.0
-    offer = build_offer(spec, node_id="0xabc", subnet="s", payment_platform="erc20-holesky-tglm")
+    offer = build_offer(spec, node_id="0xabc", subnet="s", payment_platform="erc20-hoodi-tglm")
     assert offer["properties"][MULTI_ACTIVITY] is True
     single = build_offer(ProviderSpec(multi_activity=False, idle_agreement_timeout=2.5), node_id="0xabc",
-                         subnet="s", payment_platform="erc20-holesky-tglm")
+                         subnet="s", payment_platform="erc20-hoodi-tglm")
     assert single["properties"][MULTI_ACTIVITY] is False  # like ya-provider: stated, not left out
 
 

@@ -6,7 +6,7 @@ from golem_sync._market.proposals import ProposalView, default_scorer, proposal_
 from golem_sync._options import MarketOptions, PackageOptions
 from golem_sync._package import Decorations, resolve_package
 
-PLATFORM = "erc20-holesky-tglm"
+PLATFORM = "erc20-hoodi-tglm"
 
 
 def offer(name="p1", issuer="0xp1", coeffs=(0.0001, 0.0002, 0.0), threads=2, extra=None, state="Initial"):

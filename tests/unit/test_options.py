@@ -43,10 +43,54 @@ def test_config_error_is_a_value_error():
 def test_payment_platform_follows_network_and_env(monkeypatch):
     monkeypatch.delenv("YAGNA_PAYMENT_NETWORK", raising=False)
     monkeypatch.delenv("PAYMENT_NETWORK", raising=False)
-    assert PaymentOptions().platform() == "erc20-holesky-tglm"
+    assert PaymentOptions().platform() == "erc20-hoodi-tglm"
     assert PaymentOptions(network="polygon").platform() == "erc20-polygon-glm"
-    monkeypatch.setenv("YAGNA_PAYMENT_NETWORK", "sepolia")
+    monkeypatch.setenv("PAYMENT_NETWORK", "amoy")  # golem-js's variable
+    assert PaymentOptions().platform() == "erc20-amoy-tglm"
+    monkeypatch.setenv("YAGNA_PAYMENT_NETWORK", "sepolia")  # wins over PAYMENT_NETWORK
     assert parse_section(PaymentOptions, {"budget": 2}).platform() == "erc20-sepolia-tglm"
+    assert PaymentOptions(network="hoodi").platform() == "erc20-hoodi-tglm"  # the option wins over both
+
+
+@pytest.mark.parametrize("network, platform", [
+    ("hoodi", "erc20-hoodi-tglm"), ("holesky", "erc20-holesky-tglm"), ("sepolia", "erc20-sepolia-tglm"),
+    ("goerli", "erc20-goerli-tglm"), ("rinkeby", "erc20-rinkeby-tglm"), ("amoy", "erc20-amoy-tglm"),
+    ("mumbai", "erc20-mumbai-tglm"), ("polygon", "erc20-polygon-glm"), ("mainnet", "erc20-mainnet-glm"),
+])
+def test_every_network_yagna_knows_is_selectable_with_its_token(network, platform, monkeypatch):
+    monkeypatch.delenv("YAGNA_PAYMENT_NETWORK", raising=False)
+    assert PaymentOptions(network=network).platform() == platform
+    monkeypatch.setenv("YAGNA_PAYMENT_NETWORK", network)
+    assert PaymentOptions().platform() == platform
+
+
+def test_an_explicit_token_wins(monkeypatch):
+    monkeypatch.delenv("YAGNA_PAYMENT_NETWORK", raising=False)
+    assert PaymentOptions(network="polygon", token="usdc").platform() == "erc20-polygon-usdc"
+    assert PaymentOptions(token="glm").platform() == "erc20-hoodi-glm"
+    assert PaymentOptions(network="holesky", driver="erc20", token="tglm").resolved_token() == "tglm"
+
+
+def test_an_unknown_network_names_the_option_and_the_known_ones(monkeypatch):
+    monkeypatch.delenv("YAGNA_PAYMENT_NETWORK", raising=False)
+    with pytest.raises(GolemConfigError) as info:
+        PaymentOptions(network="hodi")
+    text = str(info.value)
+    assert "payment.network='hodi'" in text and "did you mean 'hoodi'" in text
+    for known in ("mainnet", "sepolia", "rinkeby", "goerli", "holesky", "hoodi", "polygon", "mumbai", "amoy"):
+        assert known in text
+    with pytest.raises(GolemConfigError, match=r"payment.network='ropsten' .*\(known: .*hoodi") as info:
+        parse_section(PaymentOptions, {"network": "ropsten"})
+    assert "did you mean" not in str(info.value)
+
+
+def test_an_unknown_network_in_the_environment_fails_when_the_network_is_made(monkeypatch):
+    from golem_sync import GolemNetwork
+    monkeypatch.setenv("YAGNA_PAYMENT_NETWORK", "holeski")
+    with pytest.raises(GolemConfigError, match="YAGNA_PAYMENT_NETWORK='holeski'.*did you mean 'holesky'"):
+        PaymentOptions().platform()
+    with pytest.raises(GolemConfigError, match="YAGNA_PAYMENT_NETWORK"):
+        GolemNetwork({"app_key": "k"})
 
 
 def test_list_options_accept_lists_and_single_strings():

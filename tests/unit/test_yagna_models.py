@@ -313,9 +313,9 @@ def test_exescript_refuses_misuse() -> None:
 def test_amounts_are_decimals() -> None:
     a = Allocation.from_json({"allocationId": "al", "totalAmount": "10.000000000000000001", "spentAmount": "0",
                               "remainingAmount": "10.000000000000000001", "timestamp": "2024-05-01T10:00:00Z",
-                              "paymentPlatform": {"driver": "erc20", "network": "holesky", "token": "tglm"}})
+                              "paymentPlatform": {"driver": "erc20", "network": "hoodi", "token": "tglm"}})
     assert a.total_amount == Decimal("10.000000000000000001")
-    assert a.payment_platform == "erc20-holesky-tglm"
+    assert a.payment_platform == "erc20-hoodi-tglm"
     with pytest.raises(YagnaProtocolError, match="Allocation: field 'spentAmount' is not a decimal"):
         Allocation.from_json({"allocationId": "al", "totalAmount": "1", "spentAmount": "lots",
                               "remainingAmount": "1", "timestamp": "2024-05-01T10:00:00Z"})
@@ -323,7 +323,7 @@ def test_amounts_are_decimals() -> None:
 
 def _doc(**extra: Any) -> Dict[str, Any]:
     data = {"issuerId": "0xp", "recipientId": "0xr", "payeeAddr": "0xp", "payerAddr": "0xr",
-            "paymentPlatform": "erc20-holesky-tglm", "timestamp": "2024-05-01T10:00:00Z",
+            "paymentPlatform": "erc20-hoodi-tglm", "timestamp": "2024-05-01T10:00:00Z",
             "agreementId": "A", "status": "RECEIVED"}
     data.update(extra)
     return data

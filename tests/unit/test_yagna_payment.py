@@ -14,13 +14,13 @@ from golem_sync.yagna.models import Rejection
 
 P = "http://127.0.0.1:7465/payment-api/v1"
 TS = "2024-05-01T10:00:00Z"
-ALLOC = {"allocationId": "al-1", "address": "0xreq", "paymentPlatform": "erc20-holesky-tglm",
+ALLOC = {"allocationId": "al-1", "address": "0xreq", "paymentPlatform": "erc20-hoodi-tglm",
          "totalAmount": "5", "spentAmount": "0", "remainingAmount": "5", "timestamp": TS, "makeDeposit": False}
 
 
 def _doc(**extra: Any) -> Dict[str, Any]:
     data = {"issuerId": "0xp", "recipientId": "0xr", "payeeAddr": "0xp", "payerAddr": "0xr",
-            "paymentPlatform": "erc20-holesky-tglm", "timestamp": TS, "agreementId": "agr", "status": "ISSUED"}
+            "paymentPlatform": "erc20-hoodi-tglm", "timestamp": TS, "agreementId": "agr", "status": "ISSUED"}
     data.update(extra)
     return data
 
@@ -31,9 +31,9 @@ def test_allocation_calls(client: YagnaClient, mocked: responses.RequestsMock, s
     mocked.get(f"{P}/allocations", json=[ALLOC])
     mocked.delete(f"{P}/allocations/al-1", status=200)
     expires = dt.datetime(2024, 5, 2, tzinfo=dt.timezone.utc)
-    alloc = client.payment.create_allocation(Decimal("5"), payment_platform="erc20-holesky-tglm",
+    alloc = client.payment.create_allocation(Decimal("5"), payment_platform="erc20-hoodi-tglm",
                                              address="0xreq", timeout=expires)
-    assert sent(0)[3] == {"totalAmount": "5", "makeDeposit": False, "paymentPlatform": "erc20-holesky-tglm",
+    assert sent(0)[3] == {"totalAmount": "5", "makeDeposit": False, "paymentPlatform": "erc20-hoodi-tglm",
                           "address": "0xreq", "timeout": "2024-05-02T00:00:00.000000Z"}
     assert alloc.allocation_id == "al-1" and alloc.remaining_amount == Decimal(5)
     assert client.payment.get_allocation("al-1").total_amount == Decimal(5)
@@ -66,14 +66,14 @@ def test_allocation_create_500_is_not_retried(client: YagnaClient, mocked: respo
 
 def test_demand_decorations(client: YagnaClient, mocked: responses.RequestsMock, sent: Any) -> None:
     mocked.get(f"{P}/demandDecorations", json={
-        "properties": [{"key": "golem.com.payment.platform.erc20-holesky-tglm.address", "value": "0xreq"},
+        "properties": [{"key": "golem.com.payment.platform.erc20-hoodi-tglm.address", "value": "0xreq"},
                        {"key": "golem.com.payment.protocol.version", "value": "3"}],
-        "constraints": ["(golem.com.payment.platform.erc20-holesky-tglm.address=*)"]})
+        "constraints": ["(golem.com.payment.platform.erc20-hoodi-tglm.address=*)"]})
     props, constraints = client.payment.get_demand_decorations(["al-1", "al-2"])
     assert sent()[2] == {"allocationIds": "al-1,al-2"}
-    assert props == {"golem.com.payment.platform.erc20-holesky-tglm.address": "0xreq",
+    assert props == {"golem.com.payment.platform.erc20-hoodi-tglm.address": "0xreq",
                      "golem.com.payment.protocol.version": "3"}
-    assert constraints == ["(golem.com.payment.platform.erc20-holesky-tglm.address=*)"]
+    assert constraints == ["(golem.com.payment.platform.erc20-hoodi-tglm.address=*)"]
     with pytest.raises(GolemConfigError):
         client.payment.get_demand_decorations("al-1")
 
@@ -117,9 +117,9 @@ def test_debit_note_and_invoice_requestor_calls(client: YagnaClient, mocked: res
 
 
 def test_trigger_batch_cycle(client: YagnaClient, mocked: responses.RequestsMock, sent: Any) -> None:
-    mocked.post(f"{P}/batchCycle/erc20-holesky-tglm/now", status=200)
-    client.payment.trigger_batch_cycle("erc20-holesky-tglm")
-    assert sent() == ("POST", "/payment-api/v1/batchCycle/erc20-holesky-tglm/now", {}, None)
+    mocked.post(f"{P}/batchCycle/erc20-hoodi-tglm/now", status=200)
+    client.payment.trigger_batch_cycle("erc20-hoodi-tglm")
+    assert sent() == ("POST", "/payment-api/v1/batchCycle/erc20-hoodi-tglm/now", {}, None)
 
 
 def test_provider_side_calls(client: YagnaClient, mocked: responses.RequestsMock, sent: Any) -> None:

@@ -105,7 +105,7 @@ class ProviderAgent:
         node_id: str,
         gsb_url: str,
         subnet: str,
-        payment_platform: str = "erc20-holesky-tglm",
+        payment_platform: str = "erc20-hoodi-tglm",
         work_root: Path,
         poll_timeout: float = 1.0,
         exeunit_factory: Optional[Callable[..., Any]] = None,

@@ -55,9 +55,11 @@ from .market import (
 from .net import Address, GsbServices, Network, Node
 from .payment import (
     Acceptance,
+    Account,
     Allocation,
     DebitNote,
     DebitNoteEvent,
+    DriverStatusProperty,
     Invoice,
     InvoiceEvent,
     InvoiceStatus,
@@ -79,6 +81,6 @@ __all__ = [
     "Capture", "CaptureAtEnd", "CaptureStream", "ProgressArgs", "DeployNetwork", "Command",
     "Deploy", "Start", "Run", "Transfer", "Terminate", "exe_script_request",
     "NewAllocation", "Allocation", "DebitNote", "Invoice", "InvoiceStatus", "Acceptance", "Rejection",
-    "DebitNoteEvent", "InvoiceEvent", "MarketDecoration",
+    "DebitNoteEvent", "InvoiceEvent", "MarketDecoration", "Account", "DriverStatusProperty",
     "Network", "Node", "Address", "GsbServices",
 ]

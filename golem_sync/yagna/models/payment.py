@@ -20,6 +20,8 @@ __all__ = [
     "DebitNoteEvent",
     "InvoiceEvent",
     "MarketDecoration",
+    "Account",
+    "DriverStatusProperty",
 ]
 
 
@@ -96,6 +98,50 @@ class Allocation:
             timeout=r.opt_date("timeout"),
             make_deposit=bool(r.opt_bool("makeDeposit")),
         )
+
+
+@attrs.frozen
+class Account:
+    """``GET /requestorAccounts``: one payment account (wallet) and what it is set up for."""
+
+    platform: str
+    address: str
+    driver: str
+    network: str
+    token: str
+    send: bool
+    receive: bool
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Account":
+        r = Reader("Account", data)
+        return cls(platform=r.text("platform"), address=r.text("address"), driver=r.text("driver"),
+                   network=r.text("network"), token=r.text("token"), send=bool(r.opt_bool("send")),
+                   receive=bool(r.opt_bool("receive")))
+
+
+@attrs.frozen
+class DriverStatusProperty:
+    """``GET /payments/status``: one problem the payment driver has (no problems: an empty list).
+
+    ``kind`` is ``InsufficientGas`` (``needed_gas_est``), ``InsufficientToken``
+    (``needed_token_est``), ``InvalidChainId`` (``chain_id``), ``CantSign``, ``TxStuck`` or ``RpcError``.
+    """
+
+    kind: str
+    driver: str
+    network: Optional[str] = None
+    address: Optional[str] = None
+    needed_gas_est: Optional[str] = None
+    needed_token_est: Optional[str] = None
+    chain_id: Optional[int] = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "DriverStatusProperty":
+        r = Reader("DriverStatusProperty", data)
+        return cls(kind=r.text("kind"), driver=r.text("driver"), network=r.opt_text("network"),
+                   address=r.opt_text("address"), needed_gas_est=r.opt_text("neededGasEst"),
+                   needed_token_est=r.opt_text("neededTokenEst"), chain_id=r.opt_integer("chainId"))
 
 
 @attrs.frozen
