@@ -1,6 +1,6 @@
 """Warm pools on the devnet: many short jobs through ``golem.create_pool`` against the raw REST floor.
 
-    python bench/pool.py [--rounds 5] [--jobs 50] [--soak 1000]
+    python bench/pool.py [--rounds 5] [--jobs 50] [--soak 1000] [--devnet process|inline]
 
 In one run, on a fresh devnet with 2 providers, medians over alternating rounds of:
 
@@ -15,20 +15,31 @@ In one run, on a fresh devnet with 2 providers, medians over alternating rounds 
    again after the first 100 jobs; the devnet's own threads run in this process too and are not
    counted), and what yagna still holds after ``close()``.
 
+The devnet runs in its own process by default (``python -m golem_sync.devnet up`` in a temp state
+dir), as providers do on the real network: with ``--devnet inline`` its providers and exe-units run
+in the benchmark's process and compete with the requestor for the GIL, which slows the pool's
+parallel jobs more than the one-flow raw sequence.
+
 Nothing here is a test; the figures go to the README ("Many short jobs: pools").
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from typing import Any, Dict, List
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
 
 import requests
 
-from golem_sync.devnet.launcher import Devnet
+from golem_sync.devnet.daemon import read_info
+from golem_sync.devnet.launcher import Devnet, DevnetInfo
 from golem_sync.store import Retention
 from job_latency import network_for, raw_job
 
@@ -161,14 +172,33 @@ def soak(info: Any, n: int) -> Dict[str, Any]:
             "retired": dict(stats.retired), "approved_agreements_left": len(approved)}
 
 
+@contextlib.contextmanager
+def devnet_info(mode: str, providers: int = 2) -> Iterator[Any]:
+    """A fresh devnet's info: in a process of its own (``process``) or in this one (``inline``)."""
+    if mode == "inline":
+        with Devnet(providers=providers) as devnet:
+            yield devnet.info
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-devnet-") as state:
+        cli = [sys.executable, "-m", "golem_sync.devnet"]
+        subprocess.run([*cli, "up", "--providers", str(providers), "--state-dir", state], check=True,
+                       stdout=subprocess.DEVNULL)
+        try:
+            data = read_info(Path(state))
+            assert data is not None, "devnet up wrote no info.json"
+            yield DevnetInfo.from_dict(data)
+        finally:
+            subprocess.run([*cli, "down", "--state-dir", state], check=False, stdout=subprocess.DEVNULL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--soak", type=int, default=1000)
+    parser.add_argument("--devnet", choices=("process", "inline"), default="process")
     args = parser.parse_args()
-    with Devnet(providers=2) as devnet:
-        info = devnet.info
+    with devnet_info(args.devnet) as info:
         raw, pooled, warm = [], [], []
         for _ in range(args.rounds):  # alternate, so drift on the machine hits both sides alike
             raw.append(raw_job(info, execs=args.jobs)["job"])
