@@ -174,6 +174,7 @@ def test_an_open_store_never_shows_the_password(pg_server: Any, pg_password_role
     finally:
         store.close()
     text = "\n".join(r.getMessage() for r in all_logs.records)
+    assert "connection lost" in text  # the reconnect path did log, with psycopg's text
     assert SECRET not in text
 
 
