@@ -22,6 +22,7 @@ Pick one and give it to the network::
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Union
 
 from .base import (GolemInterruptedError, GolemRemoteJobError, GolemStoreError, JobRecord, JobStore,
@@ -35,11 +36,19 @@ __all__ = ["open_store", "JobStore", "JobRecord", "Retention", "Serializer", "Js
            "GolemRemoteJobError"]
 
 
+# A libpq keyword/value string: ``key=value`` words only, one of them a connection keyword.
+_PAIR = r"\w+\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s']\S*)"
+_KEYWORDS = re.compile(rf"^\s*{_PAIR}(?:\s+{_PAIR})*\s*$")
+_CONNECTION_KEYS = re.compile(r"(^|\s)(host|hostaddr|port|dbname|user|password|service|sslmode)\s*=")
+
+
 def open_store(spec: "Union[str, os.PathLike[str]]", **options: Any) -> JobStore:
-    """A store from a string: a ``postgresql://`` URL opens a :class:`PostgresJobStore`, anything else
-    is a SQLite file path. ``options`` go to the store (``retention``, ``serializer``, ``table``)."""
+    """A store from a string: a ``postgresql://`` URL (or a libpq ``host=... dbname=...`` string)
+    opens a :class:`PostgresJobStore`, anything else is a SQLite file path. ``options`` go to the
+    store (``retention``, ``serializer``, ``table``)."""
     text = os.fspath(spec)
-    if text.startswith(("postgresql://", "postgres://")):
+    if text.startswith(("postgresql://", "postgres://")) or (
+            isinstance(spec, str) and _KEYWORDS.match(text) and _CONNECTION_KEYS.search(text)):
         from .postgres import PostgresJobStore
 
         return PostgresJobStore(text, **options)

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import socket
+import stat
 import tempfile
 import threading
 import uuid
@@ -47,6 +48,21 @@ def notify_dir_for(db_path: str) -> str:
     return os.path.join(tempfile.gettempdir(), f"golem_sync-{digest}")
 
 
+def _make_private_dir(directory: str) -> None:
+    """Create ``directory`` with mode 0700 (umask only narrows it), or tighten an existing one of
+    ours to 0700 (only golem_sync uses it); one owned by another user is left, with a warning."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    info = os.lstat(directory)
+    mode = stat.S_IMODE(info.st_mode)
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid():
+        logger.warning("job store notification directory %s is %s: other users may read or send "
+                       "job notifications there", directory,
+                       "a symbolic link" if stat.S_ISLNK(info.st_mode) else f"owned by uid {info.st_uid}")
+    elif mode & 0o077:
+        os.chmod(directory, 0o700)
+        logger.info("job store notification directory %s had mode %s; now 0o700", directory, oct(mode))
+
+
 class SocketNotifier:
     """This process's socket and liveness lock in a store's notification directory."""
 
@@ -54,7 +70,7 @@ class SocketNotifier:
         self.directory = directory
         self.token = uuid.uuid4().hex[:12]
         self._deliver = deliver
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        _make_private_dir(directory)
         # The lock comes first: a socket (or a job record naming us) never exists without it.
         self._lock_path = os.path.join(directory, f"{self.token}.lock")
         self._lock_fd = os.open(self._lock_path, os.O_CREAT | os.O_RDWR, 0o600)

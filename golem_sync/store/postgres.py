@@ -26,6 +26,7 @@ from typing import Any, Callable, List, Optional, Sequence, TypeVar
 
 import psycopg
 
+from ._redact import mask_conninfo, scrub
 from .base import GolemStoreError, Retention, Serializer
 from .sql import SqlJobStore
 
@@ -42,7 +43,8 @@ class PostgresJobStore(SqlJobStore):
     """Jobs in a PostgreSQL table.
 
     Args:
-        conninfo: a libpq connection string or URL (``postgresql://user@host:port/db``).
+        conninfo: a libpq connection string or URL (``postgresql://user@host:port/db``). Its password
+            never shows in a repr, log line or error: they read ``postgresql://user:***@host/db``.
         serializer, retention: as for :class:`~golem_sync.store.SQLiteJobStore`.
         table: the table name (default ``golem_jobs``); the notification channel is named after it.
     """
@@ -55,10 +57,12 @@ class PostgresJobStore(SqlJobStore):
         self._owner = f"pg/{socket.gethostname()}/{os.getpid()}/{self._key}"
         self._stop_payload = f"stop:{self._key}"
         self._conninfo = conninfo
+        self.url = mask_conninfo(conninfo)  # what to show of it
         self._stopping = threading.Event()
         self._listen_db: Optional[psycopg.Connection[Any]] = None
         db: Optional[psycopg.Connection[Any]] = None
         locked = False
+        failure: Optional[GolemStoreError] = None
         try:
             db = psycopg.connect(conninfo, autocommit=True)
             db.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK_KEY,))
@@ -72,9 +76,12 @@ class PostgresJobStore(SqlJobStore):
             # Leave nothing behind: other processes would block on the schema lock until this
             # session ended (when the garbage collector closed the connection).
             _close_quietly(db, unlock=_SCHEMA_LOCK_KEY if locked else None)
-            if isinstance(exc, psycopg.Error):
-                raise GolemStoreError(f"cannot open the PostgreSQL job store: {exc}") from exc
-            raise
+            if not isinstance(exc, psycopg.Error):
+                raise
+            failure = self._error(f"cannot open the PostgreSQL job store {self.url}", exc)
+        if failure is not None:
+            raise failure  # out of the except block: no implicit context quoting the password
+        assert db is not None
         self._db = db
         self._thread = threading.Thread(target=self._listen, name="golem-store-listen", daemon=True)
         self._thread.start()
@@ -90,7 +97,21 @@ class PostgresJobStore(SqlJobStore):
         return conn
 
     def __repr__(self) -> str:
-        return f"<PostgresJobStore {self.table}>"
+        return f"<PostgresJobStore {self.table} at {self.url}>"
+
+    def _scrub(self, exc: BaseException) -> str:
+        return scrub(str(exc).strip(), self._conninfo)
+
+    def _error(self, context: str, exc: "psycopg.Error") -> GolemStoreError:
+        """A store error for ``exc`` without the password; chained to ``exc`` only if its text is clean
+        (a traceback prints the chain, and libpq quotes a connection string it cannot parse). Raise it
+        outside any ``except`` block, or Python links the original to it as its ``__context__``."""
+        text = self._scrub(exc)
+        error = GolemStoreError(f"{context}: {text}")
+        error.__suppress_context__ = True
+        if text == str(exc).strip():
+            error.__cause__ = exc
+        return error
 
     @property
     def owner(self) -> str:
@@ -126,6 +147,7 @@ class PostgresJobStore(SqlJobStore):
     def _with_connection(self, action: "Callable[[], T]") -> "T":
         """Run ``action`` on the main connection, reconnecting once if the connection was lost."""
         self._check_pid()
+        failure: Optional[psycopg.Error] = None
         with self._db_lock:
             for attempt in (1, 2):
                 try:
@@ -134,11 +156,14 @@ class PostgresJobStore(SqlJobStore):
                     return action()
                 except psycopg.OperationalError as exc:
                     if attempt == 2 or not (self._db.closed or self._db.broken) or self._closed:
-                        raise GolemStoreError(f"PostgreSQL job store: {exc}") from exc
-                    logger.warning("PostgreSQL job store: connection lost (%s); reconnecting", exc)
+                        failure = exc
+                        break
+                    logger.warning("PostgreSQL job store: connection lost (%s); reconnecting", self._scrub(exc))
                 except psycopg.Error as exc:
-                    raise GolemStoreError(f"PostgreSQL job store: {exc}") from exc
-        raise AssertionError("unreachable")
+                    failure = exc
+                    break
+        assert failure is not None
+        raise self._error("PostgreSQL job store", failure)  # out of the except block: see _error
 
     def _notify(self, job_id: str) -> None:
         self._run("SELECT pg_notify(?, ?)", (self.channel, job_id))
@@ -164,7 +189,7 @@ class PostgresJobStore(SqlJobStore):
                 if self._stopping.is_set():
                     return
                 logger.warning("PostgreSQL job store: listener connection failed (%s); retrying in %.1fs",
-                               exc, backoff)
+                               self._scrub(exc), backoff)
                 if conn is not None:
                     try:
                         conn.close()

@@ -11,9 +11,11 @@ notifications. Open the store in each process (after ``fork()``), never share on
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sqlite3
+import stat
 from typing import Any, List, Optional, Sequence, Union
 
 from .base import GolemStoreError, Retention, Serializer
@@ -22,9 +24,13 @@ from .sql import SqlJobStore
 
 __all__ = ["SQLiteJobStore"]
 
+logger = logging.getLogger("golem_sync.store.sqlite")
+
 
 class SQLiteJobStore(SqlJobStore):
-    """Jobs in the SQLite database at ``path`` (created if missing).
+    """Jobs in the SQLite database at ``path`` (created if missing, readable by this user only: 0600,
+    and so its ``-wal``/``-shm`` files; an existing file keeps its mode, with a warning if others can
+    read it).
 
     Args:
         path: the database file; every process sharing jobs opens the same path.
@@ -37,6 +43,7 @@ class SQLiteJobStore(SqlJobStore):
                  retention: Optional[Retention] = None, table: str = "golem_jobs") -> None:
         super().__init__(table=table, serializer=serializer, retention=retention)
         self.path = os.fspath(path)
+        _create_private(self.path)
         try:
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -90,3 +97,25 @@ class SQLiteJobStore(SqlJobStore):
             self._notifier.stop()
             with self._db_lock:
                 self._db.close()
+
+
+def _create_private(path: str) -> None:
+    """Create the database file empty with mode 0600 (whatever the umask) before SQLite opens it;
+    SQLite gives the ``-wal`` and ``-shm`` files the database file's mode. An existing file is left
+    as it is (it may be the user's own choice) but a warning names it if other users can read it."""
+    if path in ("", ":memory:"):
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except FileExistsError:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            return
+        if mode & 0o077:
+            logger.warning("job store %s has mode %s: other users can read job results; "
+                           "`chmod 600` it (and its -wal/-shm files) to keep them private", path, oct(mode))
+        return
+    except OSError:
+        return  # a missing directory, no permission: sqlite3 reports it with the path
+    os.close(fd)
