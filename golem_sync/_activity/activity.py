@@ -10,7 +10,7 @@ import time
 from typing import Any, Iterator, List, Optional, Sequence
 
 from .. import signals
-from .._abandonable import AbandonableCalls
+from .._abandonable import AbandonableCalls, abortable_reads
 from .._cancel import CancelToken, Deadline
 from ..errors import (GolemActivityError, GolemTimeoutError, YagnaError, YagnaNotFoundError, YagnaTimeoutError,
                       is_transient)
@@ -166,6 +166,23 @@ class Activity:
         """The last usage vector the provider reported (``None`` before the first report)."""
         try:
             return self._client.activity.get_usage(self.activity_id).current_usage
+        except YagnaError as exc:
+            raise GolemActivityError(f"could not read the usage of activity {self.activity_id}: {exc}") from exc
+
+    def final_usage(self, timeout: float) -> Optional[List[float]]:
+        """The usage read once more before the activity is destroyed, waiting at most about ``timeout`` s.
+
+        The read runs on the helper pool through a private abortable client, so a hanging yagna
+        cannot hold the caller (cleanup) longer and the abandoned request is aborted. Raises
+        GolemActivityError when yagna fails, GolemTimeoutError when it is too slow.
+        """
+        with abortable_reads(self._client, CancelToken()) as reads:
+            return self._blocking.call(CancelToken(), self._read_usage, reads, timeout, wait_limit=timeout,
+                                       phase="final usage")
+
+    def _read_usage(self, client: YagnaClient, timeout: float) -> Optional[List[float]]:
+        try:
+            return client.activity.get_usage(self.activity_id, timeout=timeout).current_usage
         except YagnaError as exc:
             raise GolemActivityError(f"could not read the usage of activity {self.activity_id}: {exc}") from exc
 

@@ -3,6 +3,11 @@
 The estimate is ``start + sum(coefficient × counter)`` per activity (as the provider computes its
 debit notes); ``accepted`` is what this network actually accepted (invoice, else debit notes).
 
+A provider bills an activity's duration from its start to its end, while the usage it reports
+lags by up to its report interval (a short job may only see the report made at its start, with
+duration 0). So once an activity is destroyed (:meth:`CostLedger.activity_ended`), its duration
+counter counts at least the time from its creation to its destroy as this process saw them.
+
 Memory: rows stay while their job runs; after ``job_finished`` they stay among the most recent
 ``keep_finished`` finished agreements (default 1000), and older ones only add to running totals.
 
@@ -53,6 +58,11 @@ class AgreementCost:
     accepted: Optional[Decimal] = None
     pricing: Optional[Pricing] = None
 
+    @property
+    def difference(self) -> Optional[float]:
+        """Accepted minus estimated (``None`` while nothing is accepted)."""
+        return None if self.accepted is None else float(self.accepted) - self.estimated
+
 
 @attrs.frozen
 class CostSummary:
@@ -85,6 +95,12 @@ class CostSummary:
             return self.accepted_overall
         return sum((row.accepted for row in self.rows if row.accepted is not None), Decimal(0))
 
+    @property
+    def difference(self) -> Optional[float]:
+        """Accepted minus estimated over the rows with an accepted amount (``None`` if none has one)."""
+        diffs = [row.difference for row in self.rows if row.difference is not None]
+        return sum(diffs) if diffs else None
+
     def by_provider(self) -> Dict[str, float]:
         """Estimated cost by provider name (id when unnamed)."""
         totals: Dict[str, float] = dict(self.earlier_by_provider)
@@ -95,18 +111,23 @@ class CostSummary:
 
     def __str__(self) -> str:
         lines = [f"{'provider':<20} {'agreement':<14} {'duration s':>10} {'cpu s':>8} "
-                 f"{'estimated':>12} {'accepted':>12}"]
+                 f"{'estimated':>12} {'accepted':>12} {'difference':>12}"]
         for row in self.rows:
             accepted = "-" if row.accepted is None else f"{row.accepted:.6f}"
+            difference = "-" if row.difference is None else f"{row.difference:+.6f}"
             lines.append(
                 f"{(row.provider_name or row.provider_id)[:20]:<20} {row.agreement_id[:12] + '..':<14} "
-                f"{row.usage.get('golem.usage.duration_sec', 0.0):>10.1f} "
-                f"{row.usage.get('golem.usage.cpu_sec', 0.0):>8.2f} {row.estimated:>12.6f} {accepted:>12}")
+                f"{row.usage.get(DURATION, 0.0):>10.1f} "
+                f"{row.usage.get('golem.usage.cpu_sec', 0.0):>8.2f} {row.estimated:>12.6f} {accepted:>12} "
+                f"{difference:>12}")
         if self.earlier_agreements:
             lines.append(f"(+ {self.earlier_agreements} earlier agreement(s), estimated "
                          f"{self.earlier_estimated:.6f})")
-        lines.append(f"{self.agreements} agreement(s); estimated {self.estimated_total:.6f}, "
-                     f"accepted {self.accepted_total:.6f}")
+        total = f"{self.agreements} agreement(s); estimated {self.estimated_total:.6f}, " \
+                f"accepted {self.accepted_total:.6f}"
+        if self.difference is not None:
+            total += f", difference {self.difference:+.6f} (accepted - estimated, where accepted)"
+        lines.append(total)
         return "\n".join(lines)
 
 
@@ -115,6 +136,17 @@ class _ActivityEntry:
     usage: Usage
     # Reads the current usage while the activity lives; None once it is over.
     live: Optional[Callable[[], Usage]] = None
+    began: Optional[float] = None  # monotonic time it was tracked (just after its creation)
+    ended: Optional[float] = None  # monotonic time it was destroyed
+
+
+def _billed(act: _ActivityEntry, vector: Sequence[str]) -> Usage:
+    """The activity's usage as its provider bills it: the duration counter counts at least the
+    time the activity lived, once it has ended (see the module doc)."""
+    usage = dict(act.usage)
+    if act.began is not None and act.ended is not None and (DURATION in vector or not vector):
+        usage[DURATION] = max(usage.get(DURATION, 0.0), act.ended - act.began)
+    return usage
 
 
 @attrs.define
@@ -193,7 +225,17 @@ class CostLedger:
         with self._lock:
             entry = self._agreements.get(agreement_id)
             if entry is not None:
-                entry.activities.setdefault(activity_id, _ActivityEntry({}, live))
+                entry.activities.setdefault(activity_id, _ActivityEntry({}, live, began=time.monotonic()))
+
+    def activity_ended(self, agreement_id: str, activity_id: str) -> None:
+        """The activity was destroyed now: from here its duration counts at least its lifetime
+        (from :meth:`activity` to now). Only the first call counts."""
+        with self._lock:
+            entry = self._agreements.get(agreement_id)
+            act = entry.activities.get(activity_id) if entry is not None else None
+            if act is not None and act.ended is None:
+                act.ended = time.monotonic()
+                act.live = None
 
     def usage(self, agreement_id: str, activity_id: str, usage: Usage, *, final: bool = False) -> None:
         """Record the latest usage of an activity (``final``: it is over, stop reading it live)."""
@@ -346,7 +388,7 @@ class CostLedger:
             for agreement_id, entry in self._agreements.items():
                 total: Usage = {}
                 for act in entry.activities.values():
-                    for name, value in act.usage.items():
+                    for name, value in _billed(act, entry.vector).items():
                         total[name] = total.get(name, 0.0) + value
                 rows.append(AgreementCost(agreement_id, entry.job_id, entry.provider_id, entry.provider_name,
                                           len(entry.activities), total, _estimate(entry),
@@ -373,4 +415,4 @@ def _estimate(entry: _AgreementEntry) -> float:
     pricing = entry.pricing
     if pricing is None:
         return 0.0
-    return float(sum(pricing.cost(act.usage) for act in entry.activities.values()))
+    return float(sum(pricing.cost(_billed(act, entry.vector)) for act in entry.activities.values()))

@@ -12,6 +12,11 @@ runner closes itself before the error propagates. ``close()`` (or leaving the ``
 closed), records the final usage, destroys the current activity and removes the VPN; it is
 idempotent, isolates each step and never raises.
 
+Final usage: the usage is read once more right before the activity is destroyed, waiting at most
+``FINAL_USAGE_TIMEOUT_SEC`` (a failure or a hang is logged at debug and the last known figure
+stays); the destroy then tells the cost ledger the activity's lifetime, which its duration counts
+at least (the provider bills the whole time, its last report may be older).
+
 Command timeouts: a command (or batch) that exceeds its timeout raises GolemTimeoutError and may
 still be running on the provider, where one command cannot be stopped on its own. The runner
 therefore RETIRES that activity: the next command first destroys it (which stops the late
@@ -63,6 +68,9 @@ __all__ = ["CommandRunner", "ProviderInfo"]
 
 #: A job on a kept (pool) activity reads its usage when it gives it back only if it held it this long.
 SHARE_READ_MIN_SEC = 1.0
+
+#: The longest the cleanup waits for the last usage read before an activity is destroyed or handed back.
+FINAL_USAGE_TIMEOUT_SEC = 2.0
 
 logger = logging.getLogger("golem_sync.work")
 
@@ -156,7 +164,7 @@ class CommandRunner:
         handing_back = self._keep and not self._stale.is_set()
         _isolated("recording the final usage", self._final_usage, not handing_back)
         if not handing_back:
-            _isolated("destroying the activity", self._activity.destroy)
+            _isolated("destroying the activity", self._destroy_activity)
         if self._vpn is not None:
             _isolated("removing the VPN", self._vpn.remove)
 
@@ -357,7 +365,7 @@ class CommandRunner:
         old = self._activity
         self._stop_processes()
         self._final_usage(True)
-        old.destroy()
+        self._destroy_activity()
         self._activity = old.successor(self.token)
         self._stale.clear()
         if self._on_activity is not None:
@@ -387,12 +395,20 @@ class CommandRunner:
             self._end_share({})
             return
         try:
-            usage = usage_by_name(self._vector, self._activity.usage())
-        except GolemError as exc:
-            logger.debug("final usage of %s: %s", self._activity.activity_id, exc)
+            usage = usage_by_name(self._vector, self._activity.final_usage(FINAL_USAGE_TIMEOUT_SEC))
+        except Exception as exc:  # never fails the cleanup: the last known figure stays
+            logger.debug("final usage of %s not read: %s", self._activity.activity_id, exc)
             usage = {}
         self._ledger.usage(self._activity.agreement_id, self._activity.activity_id, usage, final=final)
         self._end_share(usage)
+
+    def _destroy_activity(self) -> None:
+        """Destroy the current activity and tell the ledger it ended (its lifetime bounds its duration)."""
+        activity = self._activity
+        try:
+            activity.destroy()
+        finally:
+            self._ledger.activity_ended(activity.agreement_id, activity.activity_id)
 
     def _begin_share(self, *, whole: bool) -> None:
         """Start counting the job's share of a kept activity (from its last recorded usage, or all of it)."""

@@ -81,10 +81,10 @@ class ActivityApi(ApiBase):
         path = f"/activity/{seg(activity_id)}/state"
         return self._obj(self._call("GET", path), ActivityState.from_json, "GET", path)
 
-    def get_usage(self, activity_id: str) -> ActivityUsage:
-        """The last usage vector the provider reported."""
+    def get_usage(self, activity_id: str, timeout: Optional[float] = None) -> ActivityUsage:
+        """The last usage vector the provider reported (``timeout``: the client's read timeout)."""
         path = f"/activity/{seg(activity_id)}/usage"
-        return self._obj(self._call("GET", path), ActivityUsage.from_json, "GET", path)
+        return self._obj(self._call("GET", path, timeout=timeout), ActivityUsage.from_json, "GET", path)
 
     def get_running_command(self, activity_id: str) -> List[ExeScriptCommandState]:
         """The commands running now."""

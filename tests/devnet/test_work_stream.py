@@ -192,10 +192,13 @@ def test_usage_cost_and_the_network_cost_summary(golem_devnet, recorder, caplog)
     assert row.accepted is not None and row.accepted > Decimal(0)
     # The provider invoices linear pricing × its final usage, read when it stops the exe-unit: after
     # our last read (before the 0.76 s destroy), so the invoice may exceed the estimate by that time.
+    # The estimate counts the activity's lifetime (create to destroy, as seen here) as its duration
+    # at least, whose ends may each be up to one 750 ms yagna poll off the provider's: it may exceed
+    # the invoice by that much (see test_costs_match_bill.py).
     slack = float(row.accepted) - row.estimated
     per_sec = row.pricing.env_per_sec + row.pricing.cpu_per_sec
     print(f"estimated {row.estimated:.9f}, accepted {row.accepted}, difference {slack / per_sec:.2f} s of pricing")
-    assert -1e-12 <= slack <= 2.5 * per_sec
+    assert -0.75 * row.pricing.env_per_sec - 1e-12 <= slack <= 2.5 * per_sec
     assert "accepted" in str(summary)
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cost summary")]
     assert len(logged) == 1 and job.agreement_id[:12] in logged[0]

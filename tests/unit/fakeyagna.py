@@ -65,6 +65,7 @@ class FakeYagna:
         self.offer_props = dict(OFFER_PROPS)  # what every provider's proposals carry
         self.activity_agreement = {}  # activity id -> the agreement it was created on
         self.usage = {}           # activity id -> its reported usage vector (default [1.0, 2.0])
+        self.usage_hang = None    # a threading.Event: GET .../usage waits for it (up to 10 s)
         self._routes()
 
     # -- helpers -------------------------------------------------------------------------
@@ -293,8 +294,11 @@ class FakeYagna:
             return [{"index": i, "eventDate": now(), "result": "Ok", "stdout": "out\n", "stderr": "",
                      "isBatchFinished": i == n - 1} for i in range(n)]
         A("GET", AC + r"/activity/([^/?]+)/exec/([^/?]+)", results)
-        A("GET", AC + r"/activity/([^/?]+)/usage",
-          lambda r, a: {"currentUsage": list(self.usage.get(a, [1.0, 2.0])), "timestamp": 1})
+        def usage(r, a):
+            if self.usage_hang is not None:
+                self.usage_hang.wait(10)
+            return {"currentUsage": list(self.usage.get(a, [1.0, 2.0])), "timestamp": 1}
+        A("GET", AC + r"/activity/([^/?]+)/usage", usage)
         A("GET", AC + r"/activity/([^/?]+)/state", lambda r, a: {"state": ["Ready", None]})
 
 

@@ -44,6 +44,9 @@ class ScriptedActivity:
     def usage(self) -> List[float]:
         return [1.0]
 
+    def final_usage(self, timeout: float) -> List[float]:
+        return self.usage()
+
     def destroy(self) -> None:
         if not self.destroyed:
             self.destroyed = True
