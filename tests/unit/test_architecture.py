@@ -105,3 +105,13 @@ def test_light_doors_do_not_load_the_sdk(door):
                          cwd=str(PACKAGE.parent))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_test_modules_have_unique_names_across_the_suite():
+    # The suite runs in one pytest session without packages (rootdir-relative imports): two test
+    # files of the same name in different folders abort the whole run at collection.
+    tests = PACKAGE.parent / "tests"
+    seen: Dict[str, List[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        seen.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
