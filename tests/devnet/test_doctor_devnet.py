@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Set
 
@@ -119,9 +121,13 @@ def test_a_budget_over_the_funds_fails_at_the_allocation(devnet_env: Dict[str, s
     report = run_doctor(payment={"budget": 10 ** 6}, scan_sec=SCAN_SEC)
     check = report.first_failure
     assert check is not None and check.name == "allocation", report.format()
-    assert "1000000 tGLM" in check.detail and "available 1000 tGLM" in check.detail
+    # The devnet mints 1000 tGLM; earlier tests of the session may have paid a little of it.
+    found = re.search(r"available ([0-9.]+) tGLM", check.detail)
+    assert "1000000 tGLM" in check.detail and found, check.detail
+    assert 990 < Decimal(found.group(1)) <= 1000
     hint = check.hint or ""
-    assert "--budget" in hint and "at most 1000" in hint and "yagna payment fund --network hoodi" in hint
+    assert "--budget" in hint and f"at most {found.group(1)}" in hint
+    assert "yagna payment fund --network hoodi" in hint
 
 
 def test_every_provider_over_the_price_cap_fails_at_the_market(devnet_env: Dict[str, str],
