@@ -79,8 +79,8 @@ class AbandonableCalls:
         Like :func:`abortable_reads`, but the client is reused: after a block that ended normally and
         was not cancelled it goes back to a small idle list (its connection stays open) for the next
         borrower. A cancelled, aborted or failed block closes it. Calls that create or end something
-        must keep using ``client``, and the lent client must not be handed to :meth:`call` (an
-        abandoned call would still be using it when it is lent again).
+        must keep using ``client``. A call through it made with :meth:`call` must let the error of
+        an abandoned call leave the block, so the client it still uses is closed, not lent again.
         """
         reads = self._take_reads(_reads_config(client.config))
         remove = token.on_cancel(reads.transport.abort)

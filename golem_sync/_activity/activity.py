@@ -10,7 +10,7 @@ import time
 from typing import Any, Iterator, List, Optional, Sequence
 
 from .. import signals
-from .._abandonable import AbandonableCalls, abortable_reads
+from .._abandonable import AbandonableCalls
 from .._cancel import CancelToken, Deadline
 from ..errors import (GolemActivityError, GolemTimeoutError, YagnaError, YagnaNotFoundError, YagnaTimeoutError,
                       is_transient)
@@ -172,11 +172,11 @@ class Activity:
     def final_usage(self, timeout: float) -> Optional[List[float]]:
         """The usage read once more before the activity is destroyed, waiting at most about ``timeout`` s.
 
-        The read runs on the helper pool through a private abortable client, so a hanging yagna
+        The read runs on the helper pool through a lent abortable client, so a hanging yagna
         cannot hold the caller (cleanup) longer and the abandoned request is aborted. Raises
         GolemActivityError when yagna fails, GolemTimeoutError when it is too slow.
         """
-        with abortable_reads(self._client, CancelToken()) as reads:
+        with self._blocking.reads(self._client, CancelToken()) as reads:
             return self._blocking.call(CancelToken(), self._read_usage, reads, timeout, wait_limit=timeout,
                                        phase="final usage")
 
