@@ -433,3 +433,17 @@ def test_the_market_log_counts_offers_once_and_names_unknown_rejections():
 
 def test_other_timeouts_carry_no_market_report():
     assert GolemTimeoutError("batch ran out", phase="batch").market_report is None
+
+
+def test_a_raising_proposal_filter_fails_the_scan_and_the_scan_is_deleted(fake_yagna, golem):
+    state = add_scan(fake_yagna, OFFERS)
+
+    def broken(proposal: Any) -> bool:
+        raise ZeroDivisionError("the user's filter")
+
+    network = golem()
+    with pytest.raises(ZeroDivisionError):
+        network.scan_market(market={"proposal_filter": broken}, timeout=0.3)
+    assert state["deleted"] == ["scan-1"]
+    assert isinstance(network.scan_market(timeout=0.3), MarketScan)  # the network still scans afterwards
+    assert state["deleted"] == ["scan-1", "scan-1"]
