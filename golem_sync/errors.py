@@ -41,6 +41,7 @@ __all__ = [
     "YagnaTimeoutError",
     "YagnaServerError",
     "YagnaProtocolError",
+    "YagnaResponseTooLargeError",
 ]
 
 
@@ -182,6 +183,15 @@ class YagnaServerError(YagnaError):
 
 class YagnaProtocolError(YagnaError):
     """yagna answered with a body golem_sync cannot understand (malformed JSON, wrong shape)."""
+
+
+class YagnaResponseTooLargeError(YagnaProtocolError):
+    """yagna's answer was larger than the call allows (``limit`` bytes), e.g. a provider's output
+    beyond ``work.max_output_bytes``; it was not read past the limit."""
+
+    def __init__(self, message: str, *, limit: int, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.limit = limit
 
 
 class GolemStoreError(GolemError):

@@ -61,7 +61,7 @@ from ..yagna.models import Command, Deploy, Run, Start
 from .commands import check_timeout
 from .costs import CostLedger, usage_by_name
 from .process import BUFFER_LIMIT, RemoteProcess
-from .result import Result
+from .result import Result, capped_commands, results_body_limit
 from .transfers import StepBuilder, TransferEnv, TransferStep
 
 __all__ = ["CommandRunner", "ProviderInfo"]
@@ -207,12 +207,15 @@ class CommandRunner:
         """Run a batch and return every result; a failing command is logged (and raised with
         ``work.raise_on_command_error``); a timeout retires the activity and raises."""
         self._ensure_fresh()
+        cap = self.options.max_output_bytes
+        commands = capped_commands(commands, cap)
         try:
-            raw = self._activity.execute(commands, self.token, timeout)
+            raw = self._activity.execute(commands, self.token, timeout,
+                                         max_body=results_body_limit(len(commands), cap))
         except GolemTimeoutError:
             self._retire_activity()
             raise
-        results = [Result.of(r) for r in raw]
+        results = [Result.of(r, max_output=cap) for r in raw]
         for result in results:
             if not result.ok:
                 self._command_failed(result)
@@ -252,6 +255,7 @@ class CommandRunner:
         """
         self._ensure_fresh()
         activity = self._activity
+        commands = capped_commands(commands, self.options.max_output_bytes)
         batch_id = activity.send(commands, self.token)
         return self._results_of(activity, batch_id, len(commands), timeout)
 
@@ -264,13 +268,14 @@ class CommandRunner:
         self._ensure_fresh()
         activity = self._activity
         limit = timeout if timeout is not None else activity.options.execute_timeout_sec
-        batch_id = activity.send([run], self.token)
+        cap = self.options.max_output_bytes
+        batch_id = activity.send(capped_commands([run], cap), self.token)
         # Open the stream at once: a real exe-unit does not replay events sent before it is open.
         stream = activity.stream(batch_id, read_timeout=max(60.0, limit))
         try:
             process = RemoteProcess(activity, batch_id, stream, self.token, limit,
                                     poll_sec=activity.options.result_poll_sec, on_timeout=self._stale.set,
-                                    buffer_limit=buffer_limit)
+                                    buffer_limit=buffer_limit, max_body=results_body_limit(1, cap))
         except BaseException:
             stream.close()  # yagna never ends it by itself
             raise
@@ -310,7 +315,8 @@ class CommandRunner:
         who = self.provider.name or self.provider.id
         try:
             results = self._activity.execute([self._deploy_command(), Start()], self.token,
-                                             self.options.preparing_timeout_sec)
+                                             self.options.preparing_timeout_sec,
+                                             max_body=results_body_limit(2, self.options.max_output_bytes))
         except GolemActivityError as exc:
             raise GolemActivityError(f"deploying on {who} failed: {exc}") from exc
         failed = [r for r in results if str(r.result) != "Ok"]
@@ -328,10 +334,12 @@ class CommandRunner:
     def _results_of(self, activity: Activity, batch_id: str, size: int,
                     timeout: Optional[float]) -> Iterator[Result]:
         collected = []
+        cap = self.options.max_output_bytes
         try:
-            for raw in activity.iter_results(batch_id, size, self.token, timeout):
+            for raw in activity.iter_results(batch_id, size, self.token, timeout,
+                                             max_body=results_body_limit(size, cap)):
                 collected.append(raw)
-                result = Result.of(raw)
+                result = Result.of(raw, max_output=cap)
                 if not result.ok:
                     self._log_failed(result)
                     result.raise_for_error()
