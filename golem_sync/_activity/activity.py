@@ -241,11 +241,11 @@ class Activity:
 
 def _check_indices(results: Sequence[ExeScriptCommandResult], seen: int, size: int, where: str) -> None:
     """Refuse results that break the protocol: yagna's list is cumulative, so result ``i`` is command ``i``."""
-    if len(results) > size:
-        raise GolemActivityError(f"the provider answered {where} with {len(results)} results for "
-                                 f"{size} command{'s' if size != 1 else ''}")
     for position in range(seen, len(results)):
         index = results[position].index
+        if position >= size:
+            raise GolemActivityError(f"the provider answered {where} with {len(results)} results for "
+                                     f"{size} command{'s' if size != 1 else ''} (one for command index {index})")
         if index != position:
             kind = ("does not exist" if not 0 <= index < size
                     else "is duplicated" if index < position else "is out of order")

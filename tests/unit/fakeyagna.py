@@ -50,6 +50,7 @@ class FakeYagna:
         self.accept_fail = {}     # doc id -> remaining failures
         self.log = []             # (method, path)
         self.batch_delay = 0.0
+        self.results_hook = None  # (results, request) -> the body of a batch-results poll (hostile providers)
         self.allocations = []
         self.released = []
         self.providers = ["0xprov"]
@@ -291,8 +292,9 @@ class FakeYagna:
             if time.monotonic() - t0 < self.batch_delay:
                 time.sleep(min(self.poll_sleep, self.batch_delay))
                 return 408, {"message": "timeout"}
-            return [{"index": i, "eventDate": now(), "result": "Ok", "stdout": "out\n", "stderr": "",
-                     "isBatchFinished": i == n - 1} for i in range(n)]
+            listed = [{"index": i, "eventDate": now(), "result": "Ok", "stdout": "out\n", "stderr": "",
+                       "isBatchFinished": i == n - 1} for i in range(n)]
+            return self.results_hook(listed, r) if self.results_hook is not None else listed
         A("GET", AC + r"/activity/([^/?]+)/exec/([^/?]+)", results)
         def usage(r, a):
             if self.usage_hang is not None:
