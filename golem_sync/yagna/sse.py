@@ -41,6 +41,10 @@ class SseMessage:
 MAX_LINE = 16 * 1024 * 1024
 
 
+#: The largest piece read from a chunked event stream at once, in bytes.
+READ_SIZE = 64 * 1024
+
+
 def _lines(chunks: Iterator[bytes], max_line: int = MAX_LINE) -> Iterator[str]:
     """Split a byte stream into lines on CRLF, LF or CR, as the SSE spec says.
 
@@ -199,7 +203,10 @@ class EventStream(Generic[T]):
             raise YagnaProtocolError(f"{self._where}: {exc}") from exc
 
     def _chunks(self) -> Iterator[bytes]:
-        it = self._response.iter_content(chunk_size=None)
+        # A chunked stream (yagna's) is read in pieces of at most READ_SIZE, so one huge HTTP chunk
+        # is never held whole; other streams yield what arrives (a size would wait to fill it).
+        chunked = getattr(self._response.raw, "chunked", False) is True
+        it = self._response.iter_content(chunk_size=READ_SIZE if chunked else None)
         while True:
             try:
                 chunk = next(it)

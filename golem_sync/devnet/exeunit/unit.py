@@ -104,6 +104,20 @@ def _as_bytes(value: Any) -> bytes:
     return bytes(value or [])
 
 
+def _binary_capture(capture: Any) -> Any:
+    """An ExeScript capture spec with every stream's format switched to ``bin``."""
+    if not isinstance(capture, dict):
+        return {name: {"atEnd": {"format": "bin"}} for name in ("stdout", "stderr")}
+    binary: Dict[str, Any] = {}
+    for name, mode in capture.items():
+        if isinstance(mode, dict) and len(mode) == 1:
+            (kind, opts), = mode.items()
+            binary[name] = {kind: dict(opts if isinstance(opts, dict) else {}, format="bin")}
+        else:
+            binary[name] = mode
+    return binary
+
+
 def _err(kind: str, text: str) -> Dict[str, Any]:
     """A serde ``Err(RpcMessageError::<kind>(text))``: ``badRequest``, ``notFound``, ``service``..."""
     return {"Err": {kind: text}}
@@ -498,8 +512,10 @@ class ExeUnit:
             self._batches.emit(batch, index, {stream: data.decode("utf-8", "replace")})
 
         try:
-            outputs = self._processes.run(argv, cwd=cwd, env=env, capture=args.get("capture"),
-                                          on_output=on_output)
+            capture = args.get("capture")
+            if faults.invalid_utf8:  # the command's own bytes, not their lossy text
+                capture = _binary_capture(capture)
+            outputs = self._processes.run(argv, cwd=cwd, env=env, capture=capture, on_output=on_output)
         except CommandFailed as exc:
             exc.outputs = self._hostile(exc.outputs)
             raise
