@@ -297,3 +297,71 @@ def test_a_provider_ignoring_the_capture_within_the_body_limit_is_cut_to_the_cap
     job.start_work(worker)
     result = job.wait_for_result(timeout=20)
     assert result.truncated and len(result.stdout) == 1000 and result.stdout.endswith("LAST")
+
+
+# -- the devnet exe-unit's hostile-output knobs and its own bounds ------------------------------
+
+def test_exeunit_fault_knobs_are_validated():
+    from golem_sync.devnet.errors import DevnetConfigError
+    from golem_sync.devnet.exeunit import ExeUnitFaults
+
+    assert ExeUnitFaults(stdout_flood_mb=100, invalid_utf8=True, bogus_result_index="swap").stdout_flood_mb == 100
+    for bad in ({"stdout_flood_mb": -1}, {"invalid_utf8": "yes"}, {"bogus_result_index": "sideways"}):
+        with pytest.raises((DevnetConfigError, TypeError)):
+            ExeUnitFaults(**bad)
+
+
+@pytest.mark.parametrize("mode, indices", [("beyond", [8, 9]), ("duplicate", [0, 0, 1, 1]), ("swap", [1, 0]),
+                                           ("extra", [0, 1, 3])])
+def test_bogus_result_index_garbles_only_batches_that_run_something(tmp_path, mode, indices):
+    from golem_sync.devnet.exeunit import ExeUnit, ExeUnitFaults
+    from golem_sync.devnet.exeunit.batch import Batch as EngineBatch
+
+    unit = ExeUnit(gsb_url="tcp://127.0.0.1:1", activity_id="a1", agreement_id="g1", work_dir=tmp_path,
+                   usage_vector=[], faults=ExeUnitFaults(bogus_result_index=mode))
+    results = [{"index": i, "result": "Ok", "isBatchFinished": i == 1} for i in range(2)]
+    runs = EngineBatch("b1", [{"run": {"entry_point": "/bin/true"}}, {"run": {"entry_point": "/bin/true"}},
+                              {"run": {"entry_point": "/bin/true"}}])
+    assert [r["index"] for r in unit._garble(runs, results)] == indices
+    deploy = EngineBatch("b2", [{"deploy": {}}, {"start": {}}])
+    assert unit._garble(deploy, results) == results
+
+
+def test_invalid_utf8_knob_captures_the_command_s_own_bytes():
+    from golem_sync.devnet.exeunit.unit import _binary_capture
+
+    spec = {"stdout": {"atEnd": {"tail": 10, "format": "str"}}, "stderr": {"stream": {"limit": 5}}}
+    assert _binary_capture(spec) == {"stdout": {"atEnd": {"tail": 10, "format": "bin"}},
+                                     "stderr": {"stream": {"limit": 5, "format": "bin"}}}
+    assert _binary_capture(None)["stdout"] == {"atEnd": {"format": "bin"}}
+
+
+def test_the_emulator_holds_a_capped_capture_within_its_limits(tmp_path):
+    from golem_sync.devnet.exeunit.process import ProcessRunner
+
+    runner = ProcessRunner(threading.Event())
+    capture = {"stdout": {"atEnd": {"tail": 11, "format": "str"}}, "stderr": {"atEnd": {"head": 3}}}
+    out, err = runner.run(["/bin/sh", "-c", "head -c 30000000 /dev/zero | tr '\\0' a; echo LAST-LINE; "
+                                            "echo errors >&2"],
+                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, capture=capture, on_output=lambda s, d: None)
+    assert out == "aLAST-LINE\n" and err == "err"
+
+
+def test_the_emulator_capture_buffer_stays_bounded_and_cuts_like_the_spec():
+    import random
+
+    from golem_sync.devnet.exeunit.process import CaptureSpec, _Captured
+
+    big = _Captured(CaptureSpec(tail=1000))
+    for _ in range(500):
+        big.add(b"z" * 65536)
+    assert len(big._tail) <= 2 * 1000 + 65536 and big.value() == b"z" * 1000
+    rng = random.Random(13)
+    for _ in range(300):
+        spec = CaptureSpec(head=rng.choice([None, 0, 3, 10]), tail=rng.choice([None, 0, 4, 9]))
+        captured, full = _Captured(spec), b""
+        for _ in range(rng.randint(0, 12)):
+            data = bytes(rng.randrange(256) for _ in range(rng.randint(0, 40)))
+            captured.add(data)
+            full += data
+        assert spec.result(captured.value()) == spec.result(full), spec
