@@ -66,6 +66,7 @@ def run_job(info: Any, provider: str, scenario: str, **cfg: Any) -> Dict[str, An
         invoiced=ids["agreement_approved"])
     assert ids["agreement_approved"] and ids["activity_created"]  # the job did reach the provider
     assert report["threads"] == []
+    print(f"\n{scenario} on {provider}: peak RSS growth {report['peak_growth_mb']:.1f} MB")  # figures (-s)
     return report
 
 
