@@ -45,7 +45,7 @@ logger = logging.getLogger("golem_sync.otel")
 SCOPE = "golem_sync"
 
 #: How many ended agreements are remembered for their invoice (payment span, GLM accepted).
-AGREEMENTS_KEPT = 10_000
+AGREEMENTS_KEPT = 1_000
 
 
 def _now_ns() -> int:
@@ -190,7 +190,7 @@ class Instrumentation:
             traces, self._traces = list(self._traces.values()), {}
             agreements, self._agreements = list(self._agreements.values()), OrderedDict()
         for record in traces:
-            self._end_children(record, None)
+            self._end_children(record, None, failed=False)
             record.span.end()
         for agreement in agreements:
             if agreement.open:
@@ -282,10 +282,14 @@ class Instrumentation:
         self.jobs_ended.add(1, metric)
         self.job_duration.record(time.monotonic() - record.started, {"golem.job.state": state})
 
-    def _end_children(self, record: _Trace, error: Optional[BaseException]) -> None:
-        """End whatever of ``record`` is still open (at the job's end; the tables are the caller's)."""
+    def _end_children(self, record: _Trace, error: Optional[BaseException], *, failed: bool = True) -> None:
+        """End whatever of ``record`` is still open (at the job's end; the tables are the caller's).
+
+        A negotiation still open failed (``error``, or the job ended without one) unless not ``failed``.
+        """
         if record.negotiation is not None:
-            _fail(record.negotiation.span, error, None if error is not None else "the job ended")
+            if failed:
+                _fail(record.negotiation.span, error, None if error is not None else "the job ended")
             record.negotiation.span.end()
             record.negotiation = None
         for _key, batch in record.batches.items():

@@ -343,6 +343,78 @@ def test_a_job_cancelled_while_its_worker_runs_ends_every_span(golem, fake_yagna
     assert telemetry.one("golem.job").status.status_code is StatusCode.ERROR
 
 
+def test_a_provider_that_terminates_gives_an_error_agreement_span_and_the_retry_its_own_spans(
+        golem, fake_yagna, telemetry):
+    fake_yagna.providers = ["0xp1", "0xp2"]
+    g = golem()
+    telemetry.instrument(g)
+    agreements: List[str] = []
+
+    def worker(ctx: Any) -> str:
+        agreements.append(ctx.agreement_id)
+        if len(agreements) == 1:
+            fake_yagna.push_terminated(ctx.agreement_id, "provider going away")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                ctx.run("echo still here")
+        return str(ctx.provider.id)
+
+    job = g.create_job(job={"max_retries": 1})
+    job.start_work(worker)
+    job.wait_for_result(timeout=20)
+    ended(job)
+    root = telemetry.one("golem.job")
+    assert root.status.status_code is StatusCode.UNSET
+    assert root.attributes["golem.agreement.id"] == agreements[1]  # the provider that did the work
+    assert len(telemetry.spans("golem.negotiation")) == 2
+    spans = {s.attributes["golem.agreement.id"]: s for s in telemetry.spans("golem.agreement")}
+    assert sorted(spans) == sorted(agreements)
+    first, second = spans[agreements[0]], spans[agreements[1]]
+    assert first.status.status_code is StatusCode.ERROR
+    assert first.attributes["golem.agreement.reason"] == "provider going away"
+    assert second.status.status_code is StatusCode.UNSET
+    assert first.end_time <= second.start_time
+    assert first.attributes["golem.provider.id"] != second.attributes["golem.provider.id"]
+    activities = telemetry.spans("golem.activity")
+    assert sorted(parent_of(a) for a in activities) == sorted([first.context.span_id, second.context.span_id])
+
+
+def test_a_pool_jobs_batches_are_children_of_its_job_span(golem, fake_yagna, telemetry):
+    fake_yagna.offer_props["golem.srv.caps.multi-activity"] = True
+    g = golem()
+    telemetry.instrument(g)
+    with g.create_pool(size=1) as pool:
+        assert pool.submit(lambda ctx: ctx.run("echo hi").stdout).result(timeout=20) == "out\n"
+        future = pool.submit(lambda ctx: ctx.run("echo again").stdout)
+        assert future.result(timeout=20) == "out\n"
+        ended(future.job)
+    jobs = telemetry.spans("golem.job")
+    assert len(jobs) == 2 and all(j.attributes["golem.job.state"] == "done" for j in jobs)
+    assert all(j.attributes["golem.provider.id"] == "0xprov" for j in jobs)
+    runs = [b for b in telemetry.spans("golem.batch") if list(b.attributes["golem.batch.commands"]) == ["run"]]
+    assert sorted(parent_of(b) for b in runs) == sorted(j.context.span_id for j in jobs)
+    # the first job waited for the lease's negotiation, made on its behalf; the second found it warm
+    first = min(jobs, key=lambda j: j.start_time)
+    assert [parent_of(s) for s in telemetry.spans("golem.negotiation")] == [first.context.span_id]
+    assert [parent_of(s) for s in telemetry.spans("golem.agreement")] == [first.context.span_id]
+    assert telemetry.spans("golem.activity") == []  # the lease's activity is the pool's
+
+
+def test_uninstrument_ends_the_open_spans_and_the_job_still_ends(golem, fake_yagna, telemetry):
+    fake_yagna.approve = False
+    g = golem()
+    instrumentation = telemetry.instrument(g)
+    job = g.create_job()
+    job.start_work(lambda ctx: None)
+    time.sleep(0.3)
+    instrumentation.uninstrument()
+    assert {s.name for s in telemetry.spans()} >= {"golem.job", "golem.negotiation"}
+    assert telemetry.one("golem.negotiation").status.status_code is StatusCode.UNSET
+    job.cancel(timeout=10)
+    assert len(telemetry.spans("golem.job")) == 1  # nothing more once uninstrumented
+    assert otel.instrumentation_of(g) is None
+
+
 # -- metrics ---------------------------------------------------------------------------------
 
 def test_metrics_count_jobs_by_final_state_time_the_phases_and_sum_glm_accepted(golem, fake_yagna, telemetry):
