@@ -319,11 +319,13 @@ class Instrumentation:
             record = self._trace(sender)
             if record is None:
                 return
-            if record.negotiation is not None:  # the same negotiation published its demand again
-                record.negotiation.span.add_event("demand republished", {"golem.demand.id": demand_id})
-                return
-            record.proposals = 0
-            previous = self._take_open_agreements(record)  # a new attempt: the last one's agreements are over
+            going_on = record.negotiation
+            if going_on is None:
+                record.proposals = 0
+                previous = self._take_open_agreements(record)  # a new attempt: the last one's agreements are over
+        if going_on is not None:  # the same negotiation published its demand again
+            going_on.span.add_event("demand republished", {"golem.demand.id": demand_id})
+            return
         for agreement in previous:
             agreement.span.end()
         span = self.tracer.start_span("golem.negotiation", context=record.ctx,

@@ -1,6 +1,6 @@
 """OpenTelemetry (issue 14 part 3): the span tree, statuses and metrics of jobs on the fake yagna,
-read back through the SDK's in-memory span exporter and metric reader; and nothing imported or
-emitted without the extra.
+read back through the SDK's in-memory span exporter and metric reader (without the extra:
+``test_otel_absent``).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 from opentelemetry.trace import StatusCode  # noqa: E402
 
-from golem_sync import GolemCancelledError, GolemConfigError, GolemTimeoutError, GolemWorkError, otel  # noqa: E402
+from golem_sync import GolemCancelledError, GolemTimeoutError, GolemWorkError, otel  # noqa: E402
 from golem_sync.yagna.activity import ActivityApi  # noqa: E402
 from golem_sync._work import transfers  # noqa: E402
 
@@ -507,55 +507,3 @@ def test_telemetry_true_uses_the_global_providers_and_stops_at_close(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == str(sorted(
         ["golem.job", "golem.negotiation", "golem.agreement", "golem.activity", "golem.batch"]))
-
-
-# -- without the extra -----------------------------------------------------------------------
-
-BLOCKER = """
-import sys
-class _NoOpenTelemetry:
-    def find_spec(self, name, path=None, target=None):
-        if name == "opentelemetry" or name.startswith("opentelemetry."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-sys.meta_path.insert(0, _NoOpenTelemetry())
-"""
-
-
-def test_without_the_extra_nothing_is_imported_and_asking_for_it_names_the_extra():
-    script = BLOCKER + textwrap.dedent(f"""
-        import time
-        sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests' / 'unit')!r}]
-        import responses, re
-        from fakeyagna import FakeYagna, PACKAGE, API, client
-        from golem_sync import GolemNetwork, GolemConfigError, otel, signals
-        with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-            rsps.add_passthru(re.compile(rf"^(?!{{re.escape(API)}}/)"))
-            FakeYagna(rsps, poll_sleep=0.02)
-            with GolemNetwork(client=client(), package=PACKAGE, payment={{"invoice_wait_sec": 0.2}}) as golem:
-                job = golem.create_job()
-                job.start_work(lambda ctx: ctx.run("echo hi").stdout)
-                assert job.wait_for_result(timeout=20) == "out\\n"
-            assert not [s for s in (signals.job_created, signals.batch_sent) if s.receivers], "nothing listens"
-            for attempt in (lambda: otel.instrument(golem), lambda: GolemNetwork(client=client(), telemetry=True)):
-                try:
-                    attempt()
-                except GolemConfigError as exc:
-                    assert "golem_sync[otel]" in str(exc), exc
-                else:
-                    raise AssertionError("no error without opentelemetry")
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] == "opentelemetry")
-        assert not loaded, loaded
-        print("clean")
-    """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().endswith("clean")
-
-
-def test_a_bad_telemetry_value_is_a_config_error():
-    from golem_sync import GolemNetwork
-    from fakeyagna import client
-
-    with pytest.raises(GolemConfigError, match="telemetry must be True or False"):
-        GolemNetwork(client=client(), telemetry="yes")  # type: ignore[arg-type]
