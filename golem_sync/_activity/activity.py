@@ -92,7 +92,12 @@ class Activity:
                 timeout: Optional[float] = None) -> List[ExeScriptCommandResult]:
         """Run a batch and wait for all its results (or the first error, which ends the batch)."""
         batch_id = self.send(commands, token)
-        results = self.collect(batch_id, len(commands), token, timeout)
+        try:
+            results = self.collect(batch_id, len(commands), token, timeout)
+        except BaseException as exc:
+            signals.emit(signals.batch_failed, self._sender, activity_id=self.activity_id, batch_id=batch_id,
+                         error=exc)
+            raise
         signals.emit(signals.batch_finished, self._sender, activity_id=self.activity_id, batch_id=batch_id,
                      results=results)
         return results
