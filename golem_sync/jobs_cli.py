@@ -186,15 +186,7 @@ def _show(store: JobStore, args: argparse.Namespace) -> int:
 
 
 def _wait(store: JobStore, args: argparse.Namespace) -> int:
-    record = _record(store, args.id)
-    handle = StoredJob(store, record.job_id)
-    try:
-        record = _until_gone(store, args.id, lambda: handle._wait_ended(args.timeout, "wait"))
-    except GolemTimeoutError:
-        raise _Exit(EXIT_TIMEOUT, f"job {args.id} did not end within {args.timeout:g}s (state: "
-                                  f"{_state_now(store, args.id)})") from None
-    except GolemInterruptedError as exc:
-        raise _Exit(EXIT_FAILED, str(exc)) from None
+    record = _await_end(store, _record(store, args.id), args.timeout, "wait")
     if args.json:
         _print_json(_as_json(record, with_result=True))
     else:
@@ -209,16 +201,22 @@ def _cancel(store: JobStore, args: argparse.Namespace) -> int:
     if args.no_wait:
         print(f"{args.id}: cancel requested")
         return EXIT_OK
-    try:
-        handle = StoredJob(store, record.job_id)
-        record = _until_gone(store, args.id, lambda: handle._wait_ended(args.timeout, "cancel"))
-    except GolemTimeoutError:
-        raise _Exit(EXIT_TIMEOUT, f"job {args.id} did not end within {args.timeout:g}s of the cancel request "
-                                  f"(is the process running it responsive?)") from None
-    except GolemInterruptedError as exc:
-        raise _Exit(EXIT_FAILED, str(exc)) from None
+    record = _await_end(store, record, args.timeout, "cancel")
     print(_outcome(record))
     return EXIT_OK if record.state == "cancelled" else EXIT_FAILED
+
+
+def _await_end(store: JobStore, record: JobRecord, timeout: Optional[float], what: str) -> JobRecord:
+    """The job's final record; exits 4 past ``timeout``, 1 if its process is gone, 3 if evicted."""
+    handle = StoredJob(store, record.job_id)
+    try:
+        return _until_gone(store, record.job_id, lambda: handle._wait_ended(timeout, what))
+    except GolemTimeoutError:
+        after = " of the cancel request (is the process running it responsive?)" if what == "cancel" else ""
+        raise _Exit(EXIT_TIMEOUT, f"job {record.job_id} did not end within {timeout:g}s{after} (state: "
+                                  f"{_state_now(store, record.job_id)})") from None
+    except GolemInterruptedError as exc:
+        raise _Exit(EXIT_FAILED, str(exc)) from None
 
 
 def _progress(store: JobStore, args: argparse.Namespace) -> int:

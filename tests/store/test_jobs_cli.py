@@ -15,7 +15,7 @@ import pytest
 from golem_sync.jobs_cli import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_STORE, EXIT_TIMEOUT, EXIT_USAGE
 from golem_sync.store import Progress, StoredJob
 
-from test_store_contract import spawn
+from test_store_contract import running
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -131,8 +131,7 @@ def test_a_postgres_password_is_never_printed(pg_server):
 def test_cancel_through_the_store_is_done_by_the_owning_process(shared_store):
     store = shared_store()
     job_id = new_id()
-    child = spawn(shared_store, "progress-until-cancelled", job_id)
-    try:
+    with running(shared_store, "progress-until-cancelled", job_id) as child:
         assert child.stdout.readline().strip() == "running"
         handle = StoredJob(store, job_id)
         assert handle.wait_for_progress(timeout=10) is not None  # it runs and reports
@@ -145,10 +144,6 @@ def test_cancel_through_the_store_is_done_by_the_owning_process(shared_store):
         assert f"{job_id}: cancelled" in out and "command line" in out
         assert child.stdout.readline().strip() == "cancelled"
         assert child.wait(10) == 0
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     assert took < 10
     assert handle.state.value == "cancelled" and handle.progress.message.startswith("cancelled at tick")
     code, _, err = cli("cancel", job_id, store=shared_store)
@@ -160,32 +155,28 @@ def test_cancel_through_the_store_is_done_by_the_owning_process(shared_store):
 def test_progress_follow_prints_each_value_until_the_job_ends(shared_store):
     shared_store()
     job_id = new_id()
-    child = spawn(shared_store, "report-progress", job_id)
-    follower = None
-    try:
+    command = [sys.executable, "-m", "golem_sync", "jobs", "--store", shared_store.location, "--table",
+               shared_store.table, "progress", job_id, "--follow", "--json", "--timeout", "30"]
+    with running(shared_store, "report-progress", job_id) as child:
         assert child.stdout.readline().strip() == "running"
-        command = [sys.executable, "-m", "golem_sync", "jobs", "--store", shared_store.location, "--table",
-                   shared_store.table, "progress", job_id, "--follow", "--json", "--timeout", "30"]
-        follower = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                                    env=dict(os.environ, PYTHONPATH=ROOT))
-        seqs = []
-        while not seqs or seqs[-1] < 5:
-            line = follower.stdout.readline()
-            assert line, follower.stderr.read()
-            seqs.append(json.loads(line)["seq"])
-        child.stdin.write("go\n")
-        child.stdin.flush()
-        out, err = follower.communicate(timeout=30)
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                              env=dict(os.environ, PYTHONPATH=ROOT)) as follower:
+            try:
+                seqs = []
+                while not seqs or seqs[-1] < 5:
+                    line = follower.stdout.readline()
+                    assert line, follower.stderr.read()
+                    seqs.append(json.loads(line)["seq"])
+                child.stdin.write("go\n")
+                child.stdin.flush()
+                out, err = follower.communicate(timeout=30)
+            finally:
+                if follower.poll() is None:
+                    follower.kill()
         assert follower.returncode == EXIT_OK, err
-        final = [json.loads(line) for line in out.splitlines()]
         assert child.wait(10) == 0
-    finally:
-        for process in (child, follower):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
     assert seqs == sorted(seqs) and seqs[-1] == 5 and len(set(seqs)) == len(seqs)
-    assert [p["message"] for p in final] == ["finished"]
+    assert [json.loads(line)["message"] for line in out.splitlines()] == ["finished"]
 
 
 def test_progress_follow_times_out_with_status_4(shared_store):
