@@ -36,7 +36,7 @@ __all__ = [
     "batch_sent", "batch_finished", "batch_failed", "debit_note_received", "debit_note_accepted",
     "debit_note_rejected", "invoice_received", "invoice_accepted", "invoice_rejected",
     "allocation_created", "allocation_released",
-    "transfer_progress", "transfer_started", "transfer_ended",
+    "transfer_progress", "transfer_started", "transfer_ended", "job_progress",
     "lease_created", "lease_acquired", "lease_released", "lease_retired", "pool_closed",
 ]
 
@@ -108,6 +108,12 @@ transfer_ended = namespace.signal(
         "activity_id, transfer_id, direction, remote_path, bytes_done, bytes_total (None if unknown), "
         "ok (True only if the step's command ran and its Result is Ok), error (the exception that "
         "ended the batch, or the failed Result's message, or None)")
+# -- worker progress (sender: the Job) -------------------------------------------------------
+job_progress = namespace.signal(
+    "job-progress",
+    doc="The worker called ctx.report_progress(): sent on every call (not rate-limited; only the job "
+        "store's writes are), on the worker's thread. kwargs: progress (golem_sync.Progress: fraction, "
+        "message, data, timestamp, seq)")
 
 # -- warm pools (sender: the ProviderPool) ---------------------------------------------------
 # A pool's agreements, activities and their notes also have the pool as sender while no job holds
