@@ -210,7 +210,7 @@ def _await_end(store: JobStore, record: JobRecord, timeout: Optional[float], wha
     """The job's final record; exits 4 past ``timeout``, 1 if its process is gone, 3 if evicted."""
     handle = StoredJob(store, record.job_id)
     try:
-        return _until_gone(store, record.job_id, lambda: handle._wait_ended(timeout, what))
+        return _until_gone(store, record.job_id, lambda: handle.wait_ended(timeout, cancelling=what == "cancel"))
     except GolemTimeoutError:
         after = " of the cancel request (is the process running it responsive?)" if what == "cancel" else ""
         raise _Exit(EXIT_TIMEOUT, f"job {record.job_id} did not end within {timeout:g}s{after} (state: "

@@ -141,7 +141,7 @@ class StoredJob:
         record = self.record()
         if record.state == JobState.NEW.value:
             raise GolemUserError(f"job {self.id} was never started: call start_work() first")
-        record = self._wait_ended(timeout, "wait")
+        record = self.wait_ended(timeout)
         error = rebuild_error(record)
         if error is not None:
             raise error
@@ -154,9 +154,17 @@ class StoredJob:
         """Ask the process running the job to cancel it; return once it has ended and cleaned up."""
         if not self.store.request_cancel(self.id, "cancelled by the user (from another process)"):
             raise GolemUserError(f"job {self.id} is not running (state: {self.record().state})")
-        self._wait_ended(timeout, "cancel")
+        self.wait_ended(timeout, cancelling=True)
 
-    def _wait_ended(self, timeout: Optional[float], what: str) -> JobRecord:
+    def wait_ended(self, timeout: Optional[float] = None, *, cancelling: bool = False) -> JobRecord:
+        """Block until the job ends, however it ends; return its final record.
+
+        Raises :class:`GolemTimeoutError` (phase ``"wait"``, or ``"cancel"`` with ``cancelling``)
+        when ``timeout`` runs out, :class:`GolemInterruptedError` when the process running the job
+        is gone and :class:`GolemStoreError` when the job was evicted. With ``cancelling`` the
+        cancel request is repeated to the owning process while waiting.
+        """
+        what = "cancel" if cancelling else "wait"
         # A dead process sends no more notifications: its job would look pending for ever, so the
         # wait also ends when the owner is gone (seen at the latest on the store's safety re-read).
         deadline = Deadline(timeout)
