@@ -37,13 +37,14 @@ import logging
 import threading
 import time
 from decimal import Decimal
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
 from .._market.proposals import CPU, DURATION, Pricing, ProposalView
 from .._work.costs import Usage, usage_by_name
 from ..errors import GolemOverchargeError, GolemPaymentError
+from .stopper import AgreementStopper, Terminate
 
 __all__ = ["PriceTolerance", "AgreedPrices", "PriceCheck", "AmountGuard", "STOP_JOIN_SEC"]
 
@@ -52,8 +53,6 @@ logger = logging.getLogger("golem_sync.payment.prices")
 #: How long :meth:`AmountGuard.close` waits for terminations still running.
 STOP_JOIN_SEC = 10.0
 
-#: Ends an agreement with a reason: ``terminate(agreement_id, message)``; must not raise.
-Terminate = Callable[[str, str], Any]
 #: The agreement's holder hears of the overcharge; True if it still held the agreement (it is
 #: then terminated), False if it had let it go already.
 OnOvercharge = Callable[[GolemPaymentError], bool]
@@ -169,10 +168,10 @@ class AmountGuard:
     """
 
     def __init__(self, terminate: Optional[Terminate] = None, *, usage_of: Optional[UsageOf] = None) -> None:
-        self._terminate = terminate
+        self._stopper = (None if terminate is None else
+                         AgreementStopper(terminate, thread_name="golem-overcharge-stop", why="for overcharging"))
         self._usage_of = usage_of
         self._lock = threading.Lock()
-        self._stoppers: List[threading.Thread] = []
 
     def agreement(self, agreement_id: str, prices: AgreedPrices,
                   on_over: Optional[OnOvercharge] = None) -> PriceCheck:
@@ -223,14 +222,8 @@ class AmountGuard:
 
     def close(self, timeout: float = STOP_JOIN_SEC) -> None:
         """Wait (bounded) for terminations still running."""
-        with self._lock:
-            threads = list(self._stoppers)
-        end = time.monotonic() + timeout
-        for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join(max(0.0, end - time.monotonic()))
-                if thread.is_alive():
-                    logger.warning("closing: %s is still ending an agreement; leaving it", thread.name)
+        if self._stopper is not None:
+            self._stopper.join(timeout)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -264,21 +257,6 @@ class AmountGuard:
                 live = check.on_over(error)
             except Exception:
                 logger.exception("telling agreement %s's holder about its overcharge failed", check.agreement_id)
-        if live and self._terminate is not None:
-            self._spawn_terminate(check.agreement_id, f"Provider overcharged: {error.document_id} asks "
-                                                      f"{error.amount}, the agreed prices allow {error.allowed}")
-
-    def _spawn_terminate(self, agreement_id: str, message: str) -> None:
-        terminate = self._terminate
-        assert terminate is not None
-
-        def run() -> None:
-            try:
-                terminate(agreement_id, message)
-            except Exception:
-                logger.exception("terminating overcharging agreement %s failed", agreement_id)
-
-        thread = threading.Thread(target=run, name="golem-overcharge-stop", daemon=True)
-        with self._lock:
-            self._stoppers = [t for t in self._stoppers if t.is_alive()] + [thread]
-        thread.start()
+        if live and self._stopper is not None:
+            self._stopper.stop(check.agreement_id, f"Provider overcharged: {error.document_id} asks "
+                                                   f"{error.amount}, the agreed prices allow {error.allowed}")
