@@ -134,3 +134,32 @@ def test_an_overcharging_providers_note_is_refused_the_agreement_ended_and_the_j
     [provider_invoice] = [i for i in agent(devnet, "greedy").invoices() if i.agreement_id == agreement]
     [reason] = recorder.ids("invoice-rejected", "reason")
     assert f"asks {provider_invoice.amount}" in reason, reason
+
+
+def test_a_pool_lease_with_an_overcharging_provider_is_ended_and_its_job_fails(billed):
+    make, recorder, audit, devnet = billed
+    golem = make("greedy")
+    with golem.create_pool(size=1) as pool:
+        future = pool.submit(lambda ctx: ctx.run("sleep 60"))
+        with pytest.raises(GolemOverchargeError) as caught:
+            future.result(timeout=60)
+        agreement = caught.value.agreement_id
+    golem.close()
+    assert audit.probe.agreement_state(agreement) == "Terminated"
+    assert "overcharged" in audit.termination_message(agreement)
+    assert recorder.ids("debit-note-accepted", "amount") == []
+    assert audit.accepted_total(agreement) == 0
+
+
+def test_honest_pool_jobs_on_one_lease_are_all_accepted(billed):
+    make, recorder, audit, devnet = billed
+    golem = make("honest")
+    with golem.create_pool(size=1) as pool:
+        for _ in range(3):
+            pool.submit(lambda ctx: ctx.run("sleep 1.5")).result(timeout=60)
+    golem.close()
+    assert recorder.ids("debit-note-rejected", "reason") == [] and recorder.ids("invoice-rejected", "reason") == []
+    assert recorder.ids("debit-note-accepted", "amount"), "no debit note came"
+    [agreement] = set(recorder.ids("agreement-approved", "agreement_id"))
+    [invoice] = audit.documents("invoices", agreement)
+    assert invoice["status"] in ("ACCEPTED", "SETTLED"), invoice
