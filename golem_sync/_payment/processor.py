@@ -6,8 +6,9 @@ than the negotiated interval allows has its extra notes rejected and the agreeme
 broken (yapapi does the same; golem-js accepts them all); a configured amount limit or filter may
 reject; a document asking more than the agreed prices allow for the usage and time (see
 :mod:`.prices`) is rejected, and for a debit note the agreement is stopped; a job's cost cap
-(``job.max_cost``, see :mod:`.budget`) may refuse a document that would take the job over it; everything else is accepted from the network's allocation (read at every
-accept, so the network may renew or replace it). Debit notes are cumulative per activity, so an
+(``job.max_cost``, see :mod:`.budget`) may refuse a document that would take the job over it;
+everything else is accepted from the network's allocation (read at every accept, so the network
+may renew or replace it). Debit notes are cumulative per activity, so an
 agreement's accepted total is the sum over its activities of the highest note accepted.
 
 Failed calls: a GET, accept or reject that fails with a transient :class:`YagnaError` (5xx, timeout,
