@@ -33,6 +33,7 @@ __all__ = [
     "GolemActivityError",
     "GolemPaymentError",
     "GolemBudgetError",
+    "GolemOverchargeError",
     "YagnaError",
     "YagnaUnreachableError",
     "YagnaAuthError",
@@ -128,6 +129,22 @@ class GolemBudgetError(GolemPaymentError):
         super().__init__(message)
         self.max_cost = max_cost
         self.amount = amount
+
+
+class GolemOverchargeError(GolemPaymentError):
+    """A provider billed more than the agreed prices allow for the usage and time (see ``golem_sync._payment.prices``).
+
+    ``amount`` is what the debit note or invoice asked, ``allowed`` the most the agreement allows
+    with the tolerance (both in the payment token); ``agreement_id`` and ``document_id`` name them.
+    """
+
+    def __init__(self, message: str, *, amount: Decimal, allowed: Decimal, agreement_id: str = "",
+                 document_id: str = "") -> None:
+        super().__init__(message)
+        self.amount = amount
+        self.allowed = allowed
+        self.agreement_id = agreement_id
+        self.document_id = document_id
 
 
 class YagnaError(GolemError):

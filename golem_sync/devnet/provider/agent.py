@@ -54,6 +54,7 @@ from .spec import (
     ProviderSpec,
     build_offer,
     format_amount,
+    overcharged,
     price,
 )
 
@@ -501,7 +502,8 @@ class ProviderAgent:
         try:
             usage = [float(u) for u in activity.exeunit.usage()]
             # What yagna records (18 decimals), so the invoice compares against the same value.
-            amount = Decimal(format_amount(max(price(coeffs, usage), activity.last_amount)))
+            amount = Decimal(format_amount(max(overcharged(price(coeffs, usage), self.spec.faults),
+                                               activity.last_amount)))
             due_in = seconds(timeout)
             note_id = issue_debit_note(
                 self._rest, agreement_id=activity.agreement_id, activity_id=activity_id,
@@ -533,7 +535,7 @@ class ProviderAgent:
         for activity in activities:
             cost = activity.last_amount
             if activity.final_usage is not None:
-                cost = max(cost, price(coeffs, activity.final_usage))
+                cost = max(cost, overcharged(price(coeffs, activity.final_usage), self.spec.faults))
             amount += cost
         amount = Decimal(format_amount(amount))
         activity_ids = [a.activity_id for a in activities]
