@@ -36,7 +36,7 @@ __all__ = [
     "batch_sent", "batch_finished", "debit_note_received", "debit_note_accepted",
     "debit_note_rejected", "invoice_received", "invoice_accepted", "invoice_rejected",
     "allocation_created", "allocation_released",
-    "transfer_progress",
+    "transfer_progress", "job_progress",
     "lease_created", "lease_acquired", "lease_released", "lease_retired", "pool_closed",
 ]
 
@@ -89,6 +89,13 @@ transfer_progress = namespace.signal(
         "send none) and once more when it ends. Runs on the transfer's socket thread (the last one on "
         "the worker's thread). kwargs: "
         "activity_id, direction ('upload'|'download'), remote_path, bytes_done, bytes_total (None if unknown)")
+
+# -- worker progress (sender: the Job) -------------------------------------------------------
+job_progress = namespace.signal(
+    "job-progress",
+    doc="The worker called ctx.report_progress(): sent on every call (not rate-limited; only the job "
+        "store's writes are), on the worker's thread. kwargs: progress (golem_sync.Progress: fraction, "
+        "message, data, timestamp, seq)")
 
 # -- warm pools (sender: the ProviderPool) ---------------------------------------------------
 # A pool's agreements, activities and their notes also have the pool as sender while no job holds
