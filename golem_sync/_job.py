@@ -382,15 +382,20 @@ class Job(Generic[T]):
             signals.emit(signals.job_started, self, agreement_id=agreement_id, provider=provider)
 
     def report_progress(self, fraction: Optional[float] = None, message: Optional[str] = None,
-                        **data: Any) -> Progress:
+                        **data: Any) -> Optional[Progress]:
         """What ``ctx.report_progress`` does: validate, set ``job.progress``, send ``job_progress``.
 
         Every call updates ``job.progress`` and sends the signal; the job store (through the
-        signal) writes at most one value every 0.2 s per job, the latest always. Returns the Progress.
+        signal) writes at most one value every 0.2 s per job, the latest always. Returns the
+        Progress; a report after the job ended is validated, then dropped (None): the progress
+        recorded with the end stays the job's last.
         """
         with self._lock:
             seq = self.progress.seq + 1 if self.progress is not None else 1
             progress = Progress.create(fraction, message, data, seq=seq)
+            if self._state in FINAL:
+                logger.debug("job %s: progress reported after the end ignored", self.id)
+                return None
             self.progress = progress
         signals.emit(signals.job_progress, self, progress=progress)
         return progress

@@ -36,7 +36,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, Optional, TypeVar
 
-from .errors import GolemTimeoutError
+from .errors import GolemConfigError, GolemTimeoutError
 from .store._redact import mask_conninfo, scrub
 from .store.base import ALL_STATES, GolemInterruptedError, GolemStoreError, JobRecord, JobStore, rebuild_error
 from .store.handle import StoredJob
@@ -72,6 +72,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
                     "5 store error.")
     parser.add_argument("--store", metavar="PATH_OR_URL", default=os.environ.get(STORE_ENV),
                         help=f"a SQLite file or a postgresql:// URL (default: ${STORE_ENV})")
+    parser.add_argument("--table", default="golem_jobs", help="the store's table (default: golem_jobs)")
     actions = parser.add_subparsers(dest="action", metavar="action", required=True)
 
     listing = actions.add_parser("list", help="the jobs, newest first, with state and progress")
@@ -117,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     spec: str = args.store
     try:
-        store = _open(spec)
+        store = _open(spec, args.table)
     except _Exit as exc:
         print(f"jobs: {exc}", file=sys.stderr)
         return exc.status
@@ -136,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _open(spec: str) -> JobStore:
+def _open(spec: str, table: str) -> JobStore:
     from .store import is_postgres_spec, open_store
 
     shown = mask_conninfo(spec)
@@ -144,7 +145,9 @@ def _open(spec: str) -> JobStore:
         # Opening would create an empty store: a typo must not look like "no jobs".
         raise _Exit(EXIT_STORE, f"no job store at {shown} (the file does not exist)")
     try:
-        return open_store(spec)
+        return open_store(spec, table=table)
+    except GolemConfigError as exc:  # a bad table name
+        raise _Exit(EXIT_USAGE, str(exc)) from None
     except GolemStoreError as exc:
         raise _Exit(EXIT_STORE, scrub(str(exc), spec)) from None
     except ImportError as exc:
@@ -156,7 +159,7 @@ def _open(spec: str) -> JobStore:
 def _list(store: JobStore, args: argparse.Namespace) -> int:
     records = store.list_jobs(args.state, args.limit)
     if args.json:
-        _print_json([_as_json(r, with_result=False) for r in records])
+        _print_json([dict(_as_json(r, with_result=False), owner_alive=_alive(store, r)) for r in records])
         return EXIT_OK
     if not records:
         print("no jobs" + (f" in state {', '.join(args.state)}" if args.state else ""))
@@ -165,7 +168,7 @@ def _list(store: JobStore, args: argparse.Namespace) -> int:
     rows = [("ID", "STATE", "AGE", "PROVIDER", "PROGRESS")]
     for r in records:
         progress = r.read_progress()
-        rows.append((r.job_id, r.state + (" (cancelling)" if r.cancel_reason and not r.ended else ""),
+        rows.append((r.job_id, r.state + _note(store, r),
                      _age(now - r.created_at), r.provider or "-", progress.describe() if progress else "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
@@ -183,15 +186,7 @@ def _show(store: JobStore, args: argparse.Namespace) -> int:
 
 
 def _wait(store: JobStore, args: argparse.Namespace) -> int:
-    record = _record(store, args.id)
-    handle = StoredJob(store, record.job_id)
-    try:
-        record = _until_gone(store, args.id, lambda: handle._wait_ended(args.timeout, "wait"))
-    except GolemTimeoutError:
-        raise _Exit(EXIT_TIMEOUT, f"job {args.id} did not end within {args.timeout:g}s (state: "
-                                  f"{_state_now(store, args.id)})") from None
-    except GolemInterruptedError as exc:
-        raise _Exit(EXIT_FAILED, str(exc)) from None
+    record = _await_end(store, _record(store, args.id), args.timeout, "wait")
     if args.json:
         _print_json(_as_json(record, with_result=True))
     else:
@@ -206,16 +201,22 @@ def _cancel(store: JobStore, args: argparse.Namespace) -> int:
     if args.no_wait:
         print(f"{args.id}: cancel requested")
         return EXIT_OK
-    try:
-        handle = StoredJob(store, record.job_id)
-        record = _until_gone(store, args.id, lambda: handle._wait_ended(args.timeout, "cancel"))
-    except GolemTimeoutError:
-        raise _Exit(EXIT_TIMEOUT, f"job {args.id} did not end within {args.timeout:g}s of the cancel request "
-                                  f"(is the process running it responsive?)") from None
-    except GolemInterruptedError as exc:
-        raise _Exit(EXIT_FAILED, str(exc)) from None
+    record = _await_end(store, record, args.timeout, "cancel")
     print(_outcome(record))
     return EXIT_OK if record.state == "cancelled" else EXIT_FAILED
+
+
+def _await_end(store: JobStore, record: JobRecord, timeout: Optional[float], what: str) -> JobRecord:
+    """The job's final record; exits 4 past ``timeout``, 1 if its process is gone, 3 if evicted."""
+    handle = StoredJob(store, record.job_id)
+    try:
+        return _until_gone(store, record.job_id, lambda: handle._wait_ended(timeout, what))
+    except GolemTimeoutError:
+        after = " of the cancel request (is the process running it responsive?)" if what == "cancel" else ""
+        raise _Exit(EXIT_TIMEOUT, f"job {record.job_id} did not end within {timeout:g}s{after} (state: "
+                                  f"{_state_now(store, record.job_id)})") from None
+    except GolemInterruptedError as exc:
+        raise _Exit(EXIT_FAILED, str(exc)) from None
 
 
 def _progress(store: JobStore, args: argparse.Namespace) -> int:
@@ -264,6 +265,21 @@ def _record(store: JobStore, job_id: str) -> JobRecord:
     if record is None:
         raise _Exit(EXIT_NOT_FOUND, f"no job {job_id!r} in the store (never there, or evicted)")
     return record
+
+
+def _alive(store: JobStore, record: JobRecord) -> Optional[bool]:
+    """Whether a running job's process still runs (None for an ended job)."""
+    if record.ended:
+        return None
+    return record.owner is None or store.owner_alive(record.owner)
+
+
+def _note(store: JobStore, record: JobRecord) -> str:
+    if record.ended:
+        return ""
+    if not _alive(store, record):
+        return " (process gone)"
+    return " (cancelling)" if record.cancel_reason else ""
 
 
 def _state_now(store: JobStore, job_id: str) -> str:

@@ -2,6 +2,7 @@
 GolemNetwork and StoredJob rely on. Cross-process tests run a real second Python process."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -175,6 +176,18 @@ def spawn(factory, action: str, job_id: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
     return subprocess.Popen([sys.executable, CHILD, *factory.child_args(), action, job_id],
                             stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, env=env)
+
+
+@contextlib.contextmanager
+def running(factory, action: str, job_id: str):
+    """``spawn``, then kill the child at the end if it is still running (by its pid)."""
+    child = spawn(factory, action, job_id)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
 def test_another_process_awaits_a_result_woken_by_notification(shared_store):
@@ -394,9 +407,7 @@ def test_follow_progress_times_out_on_a_job_that_does_not_end(make_store):
 def test_another_process_follows_progress_while_the_job_runs(shared_store):
     store = shared_store()
     job_id = new_id()
-    child = spawn(shared_store, "report-progress", job_id)
-    child_in = child.stdin
-    try:
+    with running(shared_store, "report-progress", job_id) as child:
         assert child.stdout.readline().strip() == "running"
         handle = StoredJob(store, job_id)
         seen = []
@@ -405,15 +416,11 @@ def test_another_process_follows_progress_while_the_job_runs(shared_store):
             assert progress is not None, f"no progress after {seen}"
             seen.append(progress.seq)
             assert handle.is_running()
-        child_in.write("go\n")
-        child_in.flush()
+        child.stdin.write("go\n")
+        child.stdin.flush()
         rest = [p.seq for p in handle.follow_progress(timeout=10)]
         assert child.stdout.readline().strip() == "done"
         assert child.wait(10) == 0
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     assert seen == [1, 2, 3, 4, 5] and rest == [6]  # every value, in order, the final one last
     assert handle.results == "ok" and handle.progress.message == "finished"
 

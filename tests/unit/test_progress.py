@@ -279,3 +279,21 @@ def test_pool_jobs_report_progress_to_the_store(golem, fake_yagna, tmp_path):
     assert other is not None and other is not future.job
     assert other.progress == future.job.progress and other.progress.data == {"left": 1}
     assert stored is not None
+
+
+def test_a_report_after_the_end_is_dropped(golem, fake_yagna):
+    g = golem()
+    contexts: List[Any] = []
+
+    def worker(ctx: Any) -> str:
+        ctx.report_progress(0.5, "half")
+        contexts.append(ctx)
+        return "ok"
+
+    job = g.create_job()
+    job.start_work(worker)
+    assert job.wait_for_result(WAIT) == "ok"
+    assert job.report_progress(0.9, "late") is None
+    with pytest.raises(ValueError, match="fraction"):
+        job.report_progress(2.0)  # still validated
+    assert job.progress.message == "half"
