@@ -380,6 +380,24 @@ class ProviderAgent:
         logger.info("%s: activity %s destroyed", self._label, activity_id)
         self._activity_ended(activity)
 
+    def reap_lost_exeunits(self) -> List[str]:
+        """After the devnet restarted yagna: end the activities whose exe-unit lost its bus.
+
+        A real exe-unit exits when its GSB connection to yagna breaks, and ya-provider then marks
+        its activity Terminated; the emulators here stay in memory, so the devnet calls this once
+        yagna is back. Returns the activity ids ended (each is set Terminated over REST).
+        """
+        with self._cond:
+            lost = [a for a in self._activities.values() if a.state == "Running"
+                    and getattr(getattr(a.exeunit, "connection", None), "closed", False)]
+        for activity in lost:
+            self._stop_exeunit(activity, "yagna restarted: the exe-unit lost its bus connection", timeout=1.0)
+            self._set_terminated_over_rest(activity.activity_id, "exe-unit lost its connection to yagna",
+                                           reason="yagna restarted")
+            logger.info("%s: activity %s ended: its exe-unit lost yagna", self._label, activity.activity_id)
+            self._activity_ended(activity)
+        return [a.activity_id for a in lost]
+
     def _activity_ended(self, activity: ActivityRecord) -> None:
         """The agreement's live activity is over (destroyed, or its exe-unit failed to start).
 
