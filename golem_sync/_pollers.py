@@ -57,8 +57,8 @@ class OutageLog:
     """Says once that yagna went away and once that it came back, for any number of pollers.
 
     ``failed`` and ``recovered`` are called by the pollers sharing it (from their threads); the
-    first failure of an outage is a warning, its end (the first poll that works again, from any
-    poller) an info with how long it lasted; everything in between is logged at debug.
+    first failure of an outage is a warning, its end (once every poller that failed has polled
+    successfully again) an info with how long it lasted; everything in between is logged at debug.
     """
 
     def __init__(self, what: str = "yagna", *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -94,12 +94,10 @@ class OutageLog:
                 return
             self._failing.discard(poller)
             since, failures = self._since, self._failures
-            if since is None:
-                return
-            # The outage ends at the first good poll; the other pollers catch up quietly.
+            if self._failing or since is None:
+                return  # the outage ends when every poller that failed polls again
             self._since = None
             self._failures = 0
-            self._failing.clear()
             lasted = self._clock() - since
         logger.info("%s answers again after %.1fs (%d failed polls)", self._what, lasted, failures)
 

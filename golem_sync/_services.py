@@ -78,9 +78,9 @@ class SharedServices:
             # Providers bill per activity: each activity after an agreement's first allows one more note.
             signals.activity_created.connect(self._on_activity_created, weak=False)
             # One warning when yagna goes away and one info when it is back, for all three pollers.
-            outages = OutageLog(f"yagna at {self.client.config.api_url}")
+            self.outages = OutageLog(f"yagna at {self.client.config.api_url}")
             for poller in (*self.payments.pollers, self.watcher.poller):
-                poller.outages = outages
+                poller.outages = self.outages
             self.payments.start()
             self.watcher.start()
         except BaseException:

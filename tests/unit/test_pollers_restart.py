@@ -256,3 +256,66 @@ def test_a_real_poller_reconnects_to_a_restarted_yagna_on_the_same_port(caplog):
     failed = [r for r in records(caplog, logging.DEBUG) if "retrying in" in r.getMessage()]
     assert 3 <= len(failed) <= 60  # backed off: ~10 polls per second at the 0.1 s cap, not a spin
     assert all("afterTimestamp=" in path for path in _Yagna.served)
+
+
+# -- jobs on a network whose (fake) yagna restarts --------------------------------------------
+
+def test_a_job_negotiating_while_yagna_restarts_finds_a_provider_once_it_is_back(golem, fake_yagna, caplog):
+    """The demand poll rides out the outage (within the startup timeout) and publishes the demand
+    again, since a restarted yagna forgot it."""
+    caplog.set_level(logging.INFO, logger="golem_sync")
+    network = golem()
+    fake_yagna.providers = []  # nothing to sign before the restart: the job is still negotiating
+    job = network.create_job()
+    job.start_work(lambda ctx: ctx.run("echo hi").stdout)
+    wait_until(lambda: fake_yagna.calls("GET", "/events") and fake_yagna.calls("POST", "/demands"))
+    fake_yagna.providers = ["0xprov"]
+    fake_yagna.restart(down_sec=1.0)
+    assert job.result(timeout=20) == "out\n"
+    assert len(fake_yagna.calls("POST", "/demands")) >= 2  # published again after the restart
+    assert any("waiting for it" in r.getMessage() for r in records(caplog, logging.INFO))
+
+
+def test_a_batch_in_flight_when_yagna_goes_away_ends_with_yagna_lost_error(golem, fake_yagna):
+    from golem_sync import GolemActivityError, YagnaLostError, YagnaUnreachableError
+
+    network = golem()
+    fake_yagna.batch_delay = 30.0  # the command runs until yagna goes away
+    job = network.create_job()
+    job.start_work(lambda ctx: ctx.run("sleep 30").stdout)
+    wait_until(lambda: fake_yagna.calls("POST", "/exec"))
+    threading.Thread(target=fake_yagna.restart, args=(1.0,), daemon=True).start()
+    with pytest.raises(YagnaLostError) as caught:
+        job.result(timeout=20)
+    assert isinstance(caught.value, GolemActivityError) and isinstance(caught.value, YagnaUnreachableError)
+    assert "yagna became unreachable while batch" in str(caught.value)
+
+
+def test_with_max_retries_a_job_lost_with_yagna_runs_again_once_it_is_back(golem, fake_yagna):
+    network = golem()
+    fake_yagna.providers = ["0xprov", "0xprov2"]
+    fake_yagna.batch_delay = 30.0
+    job = network.create_job(job={"max_retries": 1})
+    job.start_work(lambda ctx: ctx.run("echo hi").stdout)
+    wait_until(lambda: fake_yagna.calls("POST", "/exec"))
+    fake_yagna.batch_delay = 0.0
+    fake_yagna.restart(down_sec=0.5)
+    assert job.result(timeout=20) == "out\n"
+    assert len(fake_yagna.calls("POST", "/agreements")) >= 2  # a fresh agreement after the restart
+
+
+def test_a_network_s_pollers_log_one_warning_and_one_info_per_outage(golem, fake_yagna, caplog):
+    network = golem(payment={"invoice_wait_sec": 0.2, "event_poll_sec": 0.05})
+    job = network.create_job()
+    job.start_work(lambda ctx: ctx.run("echo hi").stdout)
+    assert job.result(timeout=20) == "out\n"  # the shared services (and their three pollers) run
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="golem_sync")
+    fake_yagna.restart(down_sec=3.0)
+    again = network.create_job()
+    again.start_work(lambda ctx: ctx.run("echo again").stdout)
+    assert again.result(timeout=20) == "out\n"
+    wait_until(lambda: any("answers again" in r.getMessage() for r in records(caplog, logging.INFO)))
+    warnings = records(caplog, logging.WARNING)
+    assert len(warnings) == 1 and "unreachable or failing" in warnings[0].getMessage(), warnings
+    assert len([r for r in records(caplog, logging.INFO) if "answers again" in r.getMessage()]) == 1
