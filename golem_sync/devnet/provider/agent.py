@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 from ..exeunit import ExeUnit
 from .activity import ActivityWatcher
 from .market import ProviderAgreementWatcher, OfferNegotiator
-from .payments import issue_debit_note, issue_invoice
+from .payments import issue_debit_note, issue_invoice, send_invoice
 from .rest import ProviderApiError, ProviderRest, utcnow
 from .rules import (
     SECOND_ACTIVITY_MESSAGE,
@@ -72,6 +72,8 @@ logger = logging.getLogger("golem_sync.devnet.provider")
 
 #: Shortest debit-note period the agent uses unless a fault asks for less (protects yagna and logs).
 MIN_DEBIT_NOTE_INTERVAL = 1.0
+#: How often an invoice that got no answer (yagna down) is sent again, backing off to 5 s (~1 min).
+INVOICE_TRIES = 15
 
 
 class ProviderAgent:
@@ -129,6 +131,7 @@ class ProviderAgent:
         self._activities: Dict[str, ActivityRecord] = {}
         self._debit_notes: List[DebitNoteInfo] = []
         self._invoices: List[InvoiceInfo] = []
+        self._unsent_invoices: Dict[str, str] = {}  # agreement id -> invoice issued but not sent (payments thread)
         self._threads: List[threading.Thread] = []
         self._started = False
         self.offer = build_offer(spec, node_id=self.node_id, subnet=subnet, payment_platform=payment_platform)
@@ -542,10 +545,10 @@ class ProviderAgent:
                     accept_timeout, lambda: self._check_debit_note_accepted(activity.agreement_id, note_id))
         self._scheduler.schedule(interval, lambda: self._send_debit_note(activity_id))
 
-    def _send_invoice(self, agreement_id: str) -> None:
+    def _send_invoice(self, agreement_id: str, tries: int = 0) -> None:
         with self._cond:
             agreement = self._agreements[agreement_id]
-            if agreement.invoice_id is not None:
+            if agreement.invoice_id is not None or self._stop.is_set():
                 return
             coeffs = self._coeffs(agreement)
             activities = [self._activities[i] for i in agreement.activity_ids]
@@ -557,11 +560,26 @@ class ProviderAgent:
             amount += cost
         amount = Decimal(format_amount(amount))
         activity_ids = [a.activity_id for a in activities]
+        issued = self._unsent_invoices.get(agreement_id)
         try:
-            invoice_id = issue_invoice(self._rest, agreement_id=agreement_id, activity_ids=activity_ids, amount=amount)
+            if issued is not None:
+                send_invoice(self._rest, issued)
+                invoice_id = issued
+            else:
+                invoice_id = issue_invoice(self._rest, agreement_id=agreement_id, activity_ids=activity_ids,
+                                           amount=amount,
+                                           on_issued=lambda i: self._unsent_invoices.update({agreement_id: i}))
         except ProviderApiError as exc:
+            retry = exc.status is None or (issued is not None or agreement_id in self._unsent_invoices)
+            if retry and tries < INVOICE_TRIES:
+                # No answer, or the send failed (yagna restarting: its bus not up yet): like
+                # ya-provider, send it again once yagna is back.
+                logger.info("%s: invoice for agreement %s not sent (%s); trying again", self._label, agreement_id, exc)
+                self._scheduler.schedule(min(5.0, 0.5 * 2 ** tries), lambda: self._send_invoice(agreement_id, tries + 1))
+                return
             logger.warning("%s: invoice for agreement %s failed: %s", self._label, agreement_id, exc)
             return
+        self._unsent_invoices.pop(agreement_id, None)
         with self._cond:
             agreement.invoice_id = invoice_id
             self._invoices.append(InvoiceInfo(invoice_id, agreement_id, tuple(activity_ids), amount))
