@@ -319,3 +319,45 @@ def test_a_network_s_pollers_log_one_warning_and_one_info_per_outage(golem, fake
     warnings = records(caplog, logging.WARNING)
     assert len(warnings) == 1 and "unreachable or failing" in warnings[0].getMessage(), warnings
     assert len([r for r in records(caplog, logging.INFO) if "answers again" in r.getMessage()]) == 1
+
+
+# -- a batch's event stream when yagna goes away ------------------------------------------------
+
+def test_an_event_stream_broken_by_yagna_going_away_raises_yagna_lost_error(app_key):
+    """yagna never replays a batch stream, so a broken one is not reconnected: the output is lost."""
+    import socket
+
+    from golem_sync import YagnaLostError
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += conn.recv(4096)
+        data = json.dumps({"batch_id": "b1", "index": 0, "timestamp": "2024-05-01T10:00:00.5",
+                           "kind": {"stdout": "a"}})
+        event = f"event: runtime\ndata: {data}\n\n".encode()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + b"%x\r\n%s\r\n" % (len(event), event))
+        time.sleep(0.2)
+        conn.close()  # yagna stops: the chunked stream ends without its last chunk
+        server.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    client = YagnaClient(YagnaConfig(app_key=app_key, api_url=f"http://127.0.0.1:{port}", retries=0))
+    try:
+        with client.activity.stream_batch("act-1", "b1", read_timeout=5.0) as stream:
+            got = []
+            with pytest.raises(YagnaLostError) as caught:
+                for event in stream:
+                    got.append(event.kind)
+    finally:
+        client.close()
+    assert got == ["stdout"]
+    assert isinstance(caught.value, YagnaUnreachableError) and "event stream broke" in str(caught.value)
+    assert app_key not in str(caught.value)
