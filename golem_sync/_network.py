@@ -183,6 +183,10 @@ class GolemNetwork:
                 self._close_step("pollers", services.stop_pollers)
                 self._close_step("cost summary", self._log_cost_summary)
                 self._close_step("allocation", self._release_allocations, services)
+                if services.outages.down:
+                    logger.warning("close: yagna at %s did not answer; what could not be cleaned up (logged above) "
+                                   "stays in yagna: agreements until they expire, the allocation until its timeout",
+                                   self.client.config.api_url)
             if self._telemetry is not None:  # after the invoices: their payment spans are ended
                 self._close_step("telemetry", self._telemetry.uninstrument)
             self._close_step("helper pool", self._blocking.shutdown, True)

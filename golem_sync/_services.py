@@ -22,6 +22,7 @@ from ._package import Decorations, resolve_package
 from ._payment import AllocationKeeper, PaymentProcessor
 from ._payment.budget import BudgetGuard
 from ._payment.prices import AmountGuard
+from ._pollers import OutageLog
 from ._work.costs import CostLedger
 from .yagna.client import YagnaClient
 from .yagna.transport import Transport
@@ -76,6 +77,10 @@ class SharedServices:
             self.watcher = AgreementWatcher(self.poll_client, self.app_session_id, poll_sec=payment.event_poll_sec)
             # Providers bill per activity: each activity after an agreement's first allows one more note.
             signals.activity_created.connect(self._on_activity_created, weak=False)
+            # One warning when yagna goes away and one info when it is back, for all three pollers.
+            self.outages = OutageLog(f"yagna at {self.client.config.api_url}")
+            for poller in (*self.payments.pollers, self.watcher.poller):
+                poller.outages = self.outages
             self.payments.start()
             self.watcher.start()
         except BaseException:

@@ -36,6 +36,7 @@ __all__ = [
     "GolemOverchargeError",
     "YagnaError",
     "YagnaUnreachableError",
+    "YagnaLostError",
     "YagnaAuthError",
     "YagnaNotFoundError",
     "YagnaRequestError",
@@ -175,6 +176,15 @@ class YagnaError(GolemError):
 
 class YagnaUnreachableError(YagnaError):
     """No connection to yagna (not running, wrong URL, connection reset)."""
+
+
+class YagnaLostError(YagnaUnreachableError, GolemActivityError):
+    """yagna became unreachable while a job's activity was in use (stopped, restarting, the
+    connection broke): the work in flight is lost, as the provider's exe-unit ends with yagna.
+
+    It is also a :class:`GolemActivityError`, so ``job.max_retries`` retries the job on a fresh
+    agreement (negotiating waits for yagna to answer again, within the startup timeout).
+    """
 
 
 class YagnaAuthError(YagnaError):

@@ -54,7 +54,7 @@ import attrs
 from .. import signals
 from .._activity import Activity
 from .._cancel import CancelToken
-from ..errors import GolemActivityError, GolemError, GolemTimeoutError
+from ..errors import GolemActivityError, GolemError, GolemTimeoutError, YagnaLostError
 from .._options import VpnOptions, WorkOptions
 from .._vpn import Vpn
 from ..yagna.models import Command, Deploy, Run, Start
@@ -323,7 +323,8 @@ class CommandRunner:
             results = self._activity.execute([self._deploy_command(), Start()], self.token,
                                              self.options.preparing_timeout_sec)
         except GolemActivityError as exc:
-            raise GolemActivityError(f"deploying on {who} failed: {exc}") from exc
+            lost = isinstance(exc, YagnaLostError)  # keep the type: yagna went away, not the provider
+            raise (YagnaLostError if lost else GolemActivityError)(f"deploying on {who} failed: {exc}") from exc
         failed = [r for r in results if str(r.result) != "Ok"]
         if failed:
             raise GolemActivityError(f"deploying on {who} failed: {failed[0].message}")
