@@ -33,8 +33,10 @@ __all__ = [
     "GolemActivityError",
     "GolemPaymentError",
     "GolemBudgetError",
+    "GolemOverchargeError",
     "YagnaError",
     "YagnaUnreachableError",
+    "YagnaLostError",
     "YagnaAuthError",
     "YagnaNotFoundError",
     "YagnaRequestError",
@@ -131,6 +133,22 @@ class GolemBudgetError(GolemPaymentError):
         self.amount = amount
 
 
+class GolemOverchargeError(GolemPaymentError):
+    """A provider billed more than the agreed prices allow for the usage and time (see ``golem_sync._payment.prices``).
+
+    ``amount`` is what the debit note or invoice asked, ``allowed`` the most the agreement allows
+    with the tolerance (both in the payment token); ``agreement_id`` and ``document_id`` name them.
+    """
+
+    def __init__(self, message: str, *, amount: Decimal, allowed: Decimal, agreement_id: str = "",
+                 document_id: str = "") -> None:
+        super().__init__(message)
+        self.amount = amount
+        self.allowed = allowed
+        self.agreement_id = agreement_id
+        self.document_id = document_id
+
+
 class YagnaError(GolemError):
     """yagna answered with an error, or could not be talked to.
 
@@ -159,6 +177,15 @@ class YagnaError(GolemError):
 
 class YagnaUnreachableError(YagnaError):
     """No connection to yagna (not running, wrong URL, connection reset)."""
+
+
+class YagnaLostError(YagnaUnreachableError, GolemActivityError):
+    """yagna became unreachable while a job's activity was in use (stopped, restarting, the
+    connection broke): the work in flight is lost, as the provider's exe-unit ends with yagna.
+
+    It is also a :class:`GolemActivityError`, so ``job.max_retries`` retries the job on a fresh
+    agreement (negotiating waits for yagna to answer again, within the startup timeout).
+    """
 
 
 class YagnaAuthError(YagnaError):

@@ -12,8 +12,8 @@ from typing import Any, Iterator, List, Optional, Sequence
 from .. import signals
 from .._abandonable import AbandonableCalls
 from .._cancel import CancelToken, Deadline
-from ..errors import (GolemActivityError, GolemTimeoutError, YagnaError, YagnaNotFoundError,
-                      YagnaResponseTooLargeError, YagnaTimeoutError, is_transient)
+from ..errors import (GolemActivityError, GolemTimeoutError, YagnaError, YagnaLostError, YagnaNotFoundError,
+                      YagnaResponseTooLargeError, YagnaTimeoutError, YagnaUnreachableError, is_transient)
 from .._options import ActivityOptions
 from ..yagna.activity import BatchStream
 from ..yagna.client import YagnaClient
@@ -84,7 +84,7 @@ class Activity:
                 activity_id = blocking.call(token, client.activity.create_activity, agreement_id,
                                             timeout=options.create_timeout_sec, on_abandon=destroy_late)
         except YagnaError as exc:
-            raise GolemActivityError(f"could not create an activity on agreement {agreement_id}: {exc}") from exc
+            raise activity_error(f"could not create an activity on agreement {agreement_id}: {exc}", exc) from exc
         signals.emit(signals.activity_created, sender, activity_id=activity_id, agreement_id=agreement_id)
         return cls(client, blocking, activity_id, agreement_id, options, sender)
 
@@ -94,7 +94,12 @@ class Activity:
 
         ``max_body`` bounds each result poll's answer in bytes (see :meth:`iter_results`)."""
         batch_id = self.send(commands, token)
-        results = self.collect(batch_id, len(commands), token, timeout, max_body=max_body)
+        try:
+            results = self.collect(batch_id, len(commands), token, timeout, max_body=max_body)
+        except BaseException as exc:
+            signals.emit(signals.batch_failed, self._sender, activity_id=self.activity_id, batch_id=batch_id,
+                         error=exc)
+            raise
         signals.emit(signals.batch_finished, self._sender, activity_id=self.activity_id, batch_id=batch_id,
                      results=results)
         return results
@@ -114,7 +119,7 @@ class Activity:
         try:
             batch_id = self._client.activity.exec(self.activity_id, list(commands))
         except YagnaError as exc:
-            raise GolemActivityError(f"activity {self.activity_id} refused the batch: {exc}") from exc
+            raise activity_error(f"activity {self.activity_id} refused the batch: {exc}", exc) from exc
         signals.emit(signals.batch_sent, self._sender, activity_id=self.activity_id, batch_id=batch_id,
                      commands=list(commands))
         return batch_id
@@ -155,6 +160,9 @@ class Activity:
                         f"(work.max_output_bytes); not read further") from exc
                 except YagnaError as exc:
                     token.raise_if_cancelled()  # the cancel aborted the poll
+                    if isinstance(exc, YagnaUnreachableError):
+                        raise activity_error(f"yagna became unreachable while batch {batch_id} ran on activity "
+                                             f"{self.activity_id}: {exc}", exc) from exc
                     raise GolemActivityError(
                         f"reading results of batch {batch_id} on activity {self.activity_id} failed: "
                         f"{exc}{self._state_hint()}") from exc
@@ -170,8 +178,8 @@ class Activity:
         try:
             return self._client.activity.stream_batch(self.activity_id, batch_id, read_timeout=read_timeout)
         except YagnaError as exc:
-            raise GolemActivityError(
-                f"could not open the event stream of batch {batch_id} on activity {self.activity_id}: {exc}"
+            raise activity_error(
+                f"could not open the event stream of batch {batch_id} on activity {self.activity_id}: {exc}", exc
             ) from exc
 
     def usage(self) -> Optional[List[float]]:
@@ -237,6 +245,15 @@ class Activity:
             return ""
         extra = f" ({state.reason or state.error_message})" if (state.reason or state.error_message) else ""
         return f"; the activity is {state.state}{extra}"
+
+
+def activity_error(message: str, cause: YagnaError) -> GolemActivityError:
+    """The error for a failed activity call: :class:`YagnaLostError` when yagna could not be
+    reached at all (the activity's work is lost with it), else a plain GolemActivityError."""
+    if isinstance(cause, YagnaUnreachableError):
+        return YagnaLostError(message, status=cause.status, method=cause.method, path=cause.path,
+                              detail=cause.detail)
+    return GolemActivityError(message)
 
 
 def _check_indices(results: Sequence[ExeScriptCommandResult], seen: int, size: int, where: str) -> None:

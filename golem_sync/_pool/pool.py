@@ -27,7 +27,7 @@ import attrs
 
 from .. import signals, _threads as threads
 from .._cancel import CancelToken
-from ..errors import GolemConfigError, GolemTimeoutError, GolemUserError
+from ..errors import GolemCancelledError, GolemConfigError, GolemTimeoutError, GolemUserError
 from .._job import Job
 from .._options import OptionLayer, RunOptions, merge_layers
 from .._package import check_package
@@ -79,6 +79,8 @@ class PoolStats:
     pool job not yet ended (queued or running). ``retired`` counts retired leases by reason
     (``idle_timeout``, ``expiring``, ``shutdown``, ``provider_terminated``, ``provider_violation``, ``provider_failed``,
     ``no_activity``, ``single_activity``, ``job_failed``, ``job_cancelled``, ``make_room``...).
+    ``activities_created`` counts every activity on the pool's agreements, those a job made to replace
+    one after a command timeout included.
     """
 
     size: int
@@ -102,13 +104,14 @@ class PoolFuture(Future):  # type: ignore[type-arg]
 
     ``cancel()`` works as ``ThreadPoolExecutor``'s: a job still queued is cancelled (it ends
     ``CANCELLED`` and the future is cancelled); a running one is left running (use
-    ``future.job.cancel()`` to stop it).
+    ``future.job.cancel()`` to stop it). ``running()`` is true once the worker has a lease.
     """
 
     def __init__(self, job: "Job[Any]") -> None:
         super().__init__()
         self.job = job
         self._cancelling: Optional[int] = None  # the thread whose cancel() is ending the queued job
+        self._marked_running = False  # written only by the job's thread (its worker runs one at a time)
 
     def cancel(self) -> bool:
         if self.done():
@@ -123,6 +126,14 @@ class PoolFuture(Future):  # type: ignore[type-arg]
         if cancelled:  # as an executor must: tell wait()/as_completed() waiters it is over
             self.set_running_or_notify_cancel()
         return cancelled
+
+    def _mark_running(self) -> None:
+        """The worker starts (on the job's thread); a retry on another lease starts it again."""
+        if self._marked_running:
+            return
+        self._marked_running = True
+        if not self.set_running_or_notify_cancel():
+            raise GolemCancelledError("the future was cancelled before its worker started")
 
     def _settle(self, job: "Job[Any]") -> None:
         if self._cancelling == threading.get_ident() or self.done():
@@ -236,6 +247,7 @@ class ProviderPool(Executor):
             self._futures[job] = future
 
         def worker(ctx: Any) -> Any:
+            future._mark_running()  # it has a lease: from here on, as a ThreadPoolExecutor future
             return fn(ctx, *args, **kwargs)
 
         try:

@@ -54,7 +54,7 @@ import attrs
 from .. import signals
 from .._activity import Activity
 from .._cancel import CancelToken
-from ..errors import GolemActivityError, GolemError, GolemTimeoutError
+from ..errors import GolemActivityError, GolemError, GolemTimeoutError, YagnaLostError
 from .._options import VpnOptions, WorkOptions
 from .._vpn import Vpn
 from ..yagna.models import Command, Deploy, Run, Start
@@ -225,19 +225,30 @@ class CommandRunner:
                       timeout: Optional[float]) -> List[Result]:
         """Serve every transfer step (by command index), run the batch, close every service whatever happens."""
         opened: List[TransferStep] = []
+        started: Dict[int, TransferStep] = {}
+        finished: Dict[int, Result] = {}
+        failure: Optional[BaseException] = None
         try:
             for index in sorted(steps):
                 self.token.raise_if_cancelled()
                 opened.append(steps[index])
                 steps[index].open()
+                started[index] = steps[index]
+                steps[index].announce_start()
             ran = self.execute(commands, timeout)
             results = [steps[r.index].finish(r) if r.index in steps else r for r in ran]
+            finished = {r.index: r for r in results if r.index in steps}
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             for step in opened:
                 try:
                     step.close()
                 except Exception:
                     logger.exception("closing %s %s failed", step.what, step.remote_path)
+            for index, step in started.items():
+                step.announce_end(finished.get(index), failure)
         for before, after in zip(ran, results):
             if before.ok and not after.ok:  # the provider said Ok, the requestor side did not
                 self._command_failed(after)
@@ -318,7 +329,8 @@ class CommandRunner:
                                              self.options.preparing_timeout_sec,
                                              max_body=results_body_limit(2, self.options.max_output_bytes))
         except GolemActivityError as exc:
-            raise GolemActivityError(f"deploying on {who} failed: {exc}") from exc
+            lost = isinstance(exc, YagnaLostError)  # keep the type: yagna went away, not the provider
+            raise (YagnaLostError if lost else GolemActivityError)(f"deploying on {who} failed: {exc}") from exc
         failed = [r for r in results if str(r.result) != "Ok"]
         if failed:
             raise GolemActivityError(f"deploying on {who} failed: {failed[0].message}")
@@ -344,8 +356,14 @@ class CommandRunner:
                     self._log_failed(result)
                     result.raise_for_error()
                 yield result
-        except GolemTimeoutError:
-            self._retire_activity()
+        except GeneratorExit:  # the caller stopped reading: batch_finished says what arrived
+            raise
+        except BaseException as exc:
+            if not (collected and str(collected[-1].result) != "Ok"):  # a failed command is a result
+                signals.emit(signals.batch_failed, activity.sender, activity_id=activity.activity_id,
+                             batch_id=batch_id, error=exc)
+            if isinstance(exc, GolemTimeoutError):
+                self._retire_activity()
             raise
         finally:
             signals.emit(signals.batch_finished, activity.sender, activity_id=activity.activity_id,

@@ -1,4 +1,10 @@
-"""A blocking Server-Sent-Events reader over a streaming ``requests.Response``."""
+"""A blocking Server-Sent-Events reader over a streaming ``requests.Response``.
+
+A broken stream is not reconnected: yagna's batch streams do not replay (a real exe-unit sends
+each event once), and a stream breaks mostly because yagna went away, which ends the exe-unit
+and its batch too. The reader raises :class:`~golem_sync.errors.YagnaLostError` instead, and
+the caller's result poll (which does retry, with backoff) or the job's retry policy takes over.
+"""
 from __future__ import annotations
 
 import codecs
@@ -11,7 +17,7 @@ from typing import Any, Callable, Generic, Iterator, List, Optional, TypeVar
 
 import requests
 
-from ..errors import YagnaProtocolError, YagnaTimeoutError, YagnaUnreachableError
+from ..errors import YagnaLostError, YagnaProtocolError, YagnaTimeoutError
 
 __all__ = ["SseMessage", "iter_sse", "EventStream"]
 
@@ -217,7 +223,8 @@ class EventStream(Generic[T]):
                     return  # our own close() broke the read: a normal end
                 if isinstance(exc, (requests.exceptions.ConnectionError,)) and "timed out" in str(exc).lower():
                     raise YagnaTimeoutError(f"{self._where}: no data from yagna in time") from exc
-                raise YagnaUnreachableError(f"{self._where}: the event stream broke: {exc}") from exc
+                # The output in flight is lost: a batch stream cannot be resumed (no replay).
+                raise YagnaLostError(f"{self._where}: the event stream broke (yagna went away?): {exc}") from exc
             if self._closed.is_set():
                 return
             yield chunk

@@ -211,6 +211,29 @@ def test_a_pool_is_an_executor_whose_submit_passes_the_context_and_arguments(gol
         pool.submit("not callable")  # type: ignore[arg-type]
 
 
+def test_a_future_is_running_while_its_worker_runs_and_then_cannot_be_cancelled(golem, fake_yagna):
+    g = golem()
+    pool = g.create_pool(size=1)
+    inside, release, release_gate = threading.Event(), threading.Event(), threading.Event()
+
+    def worker(ctx: Any) -> str:
+        inside.set()
+        release.wait(WAIT)
+        return "done"
+
+    gate = pool.submit(lambda ctx: release_gate.wait(WAIT) and "first")  # holds the only lease
+    future = pool.submit(worker)
+    assert not future.running()  # queued behind the busy lease
+    release_gate.set()
+    assert gate.result(timeout=WAIT) == "first"
+    assert inside.wait(WAIT)
+    assert future.running() and not future.done()
+    assert future.cancel() is False  # as ThreadPoolExecutor's: a running future is not cancelled
+    release.set()
+    assert future.result(timeout=WAIT) == "done"
+    assert not future.running() and future.done()
+
+
 def test_a_worker_s_error_reaches_the_future(golem, fake_yagna):
     g = golem()
     pool = g.create_pool(size=1)
@@ -994,6 +1017,7 @@ def test_an_activity_replaced_after_a_command_timeout_stays_with_the_lease(golem
     # the next job runs on the replacement: no new activity, no new agreement
     assert pool.submit(lambda ctx: ctx.activity_id).result(timeout=WAIT) == replacement
     assert activity_creates(fake_yagna) == 2 and agreement_creates(fake_yagna) == 1
+    assert pool.stats().activities_created == 2  # the job's replacement counts too
     g.close()
     assert not live_activities(fake_yagna) and not live_agreements(fake_yagna)
 

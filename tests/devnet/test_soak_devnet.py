@@ -1,0 +1,36 @@
+"""The soak benchmark's own code at a small size: mixed jobs through one long-lived network.
+
+``bench/soak.py`` runs 1,000 jobs and 300 cancels under load for the README's figures; here 100
+mixed jobs (ok / worker raises / failing command / cancel mid-run / cancel in the market / command
+timeout) and 20 cancels under load must each end in the state their kind expects, and afterwards
+yagna holds nothing open or unpaid and no golem_sync thread is left. No timing is asserted.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from soak import MIX, cancel_under_load, soak  # noqa: E402
+
+NOTHING_LEFT = {"agreements_approved": 0, "allocations": 0, "invoices_received": 0, "debit_notes_received": 0}
+
+
+def test_a_hundred_mixed_jobs_each_end_as_their_kind_expects(golem_devnet, tmp_path):
+    report = soak(golem_devnet, jobs=100, in_flight=8, seed=7, store_dir=tmp_path)
+
+    assert report["unexpected"] == []
+    assert {kind: sum(counts.values()) for kind, counts in report["outcomes"].items()} == {
+        kind: round(100 * share) for kind, share in MIX.items()}
+    assert all(counts == {"expected": sum(counts.values())} for counts in report["outcomes"].values())
+    assert report["left_in_yagna"] == NOTHING_LEFT
+    assert report["threads_after_close"] == 0
+
+
+def test_twenty_jobs_cancelled_at_once_all_end_cancelled(golem_devnet):
+    report = cancel_under_load(golem_devnet, in_flight=20)
+
+    assert report["running_when_cancelled"] == 20
+    assert report["states"] == {"cancelled": 20}
+    assert report["left_in_yagna"] == NOTHING_LEFT
