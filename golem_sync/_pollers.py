@@ -68,6 +68,14 @@ class OutageLog:
         self._since: Optional[float] = None  # when the current outage began, None while reachable
         self._failing: Set[str] = set()  # pollers whose last poll failed
         self._failures = 0
+        self._began = 0  # outages begun so far
+
+    @property
+    def began(self) -> int:
+        """How many outages have begun so far: a change means yagna went away in between (it
+        may have restarted and lost every running exe-unit)."""
+        with self._lock:
+            return self._began
 
     @property
     def down(self) -> bool:
@@ -80,6 +88,7 @@ class OutageLog:
             first = self._since is None
             if first:
                 self._since = self._clock()
+                self._began += 1
             self._failing.add(poller)
             self._failures += 1
         if first:

@@ -26,6 +26,7 @@ the counters; no REST call, signal or user code runs under it.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 import time
@@ -37,7 +38,7 @@ import attrs
 from .. import signals, _threads as threads
 from .._activity import Activity
 from .._cancel import CancelToken, Deadline
-from ..errors import GolemCancelledError, GolemError, GolemTimeoutError
+from ..errors import GolemCancelledError, GolemError, GolemTimeoutError, YagnaError
 from .._leases import end_agreement, sign_agreement
 from .._options import RunOptions, WorkOptions
 from .._runtime import ProviderSource, Rental, RunHandle, isolated
@@ -153,6 +154,10 @@ class LeaseKeeper(ProviderSource):
         services = self._hooks.services(token)
         rental.client, rental.requestor_id = services.client, services.requestor_id
         grant = self._wait_for_grant(token, startup, excluded)
+        while isinstance(grant, PoolLease) and not self._still_alive(grant, services):
+            self._hand_back(grant, LeaseState.STARTING, functools.partial(
+                self._renew_activity, grant, "activity_lost", graceful=False), count=False)
+            grant = self._wait_for_grant(token, startup, excluded)
         if isinstance(grant, PoolLease):
             lease = grant
         else:
@@ -196,16 +201,40 @@ class LeaseKeeper(ProviderSource):
             self._hand_back(lease, LeaseState.IDLE, None)
         signals.emit(signals.lease_released, self._pool, lease=lease.info(), success=success)
 
-    def _hand_back(self, lease: PoolLease, state: LeaseState, work: Optional[Callable[[], None]]) -> None:
+    def _hand_back(self, lease: PoolLease, state: LeaseState, work: Optional[Callable[[], None]], *,
+                   count: bool = True) -> None:
         with self._cond:
             lease.state = state
-            lease.jobs_run += 1
-            self._jobs_run += 1
+            if count:
+                lease.jobs_run += 1
+                self._jobs_run += 1
             if state is LeaseState.IDLE:
                 lease.idle_since = time.monotonic()
+                lease.outages_seen = self._outages_began()
             self._dispatch_locked()
         if work is not None:
             self._background(work)
+
+    def _outages_began(self) -> int:
+        services = self._hooks.existing()
+        return services.outages.began if services is not None else 0
+
+    def _still_alive(self, lease: PoolLease, services: SharedServices) -> bool:
+        """Whether an idle lease's activity still answers, asked only when yagna went away since the
+        lease went idle: a restarted yagna has lost every running exe-unit, and the provider may not
+        have noticed yet. One ``GET /activity/{id}/command``, which reaches the exe-unit itself."""
+        if lease.activity is None or services.outages.began == lease.outages_seen:
+            return True
+        try:
+            services.client.activity.get_running_command(lease.activity.activity_id)
+        except YagnaError as exc:
+            logger.info("pool lease %s on %s: its activity %s no longer answers after yagna went away (%s); "
+                        "making a new one", lease.lease_id, lease.provider.name or lease.provider.id,
+                        lease.activity.activity_id, exc)
+            return False
+        with self._cond:
+            lease.outages_seen = services.outages.began
+        return True
 
     def _wait_for_grant(self, token: CancelToken, startup: Deadline, excluded: Set[str]) -> Union[PoolLease, str]:
         waiter = _Waiter(set(excluded))
@@ -406,6 +435,7 @@ class LeaseKeeper(ProviderSource):
         with self._cond:
             lease.state = LeaseState.IDLE
             lease.idle_since = time.monotonic()
+            lease.outages_seen = self._outages_began()
             self._dispatch_locked()
 
     def _retire_lease(self, lease: PoolLease, key: str, detail: str, *, graceful: Optional[bool] = None) -> None:
@@ -468,6 +498,7 @@ class LeaseKeeper(ProviderSource):
             self._retry_sec = RETRY_FIRST_SEC
             lease.state = LeaseState.IDLE
             lease.idle_since = time.monotonic()
+            lease.outages_seen = self._outages_began()
             self._dispatch_locked()
 
     def _background(self, work: Callable[[], None]) -> None:

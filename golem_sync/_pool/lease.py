@@ -60,6 +60,7 @@ class PoolLease:
     context: "Optional[WorkContext]" = None  # the pool's context on ``activity`` (deploy, setup, teardown)
     activity_token: Optional[CancelToken] = None  # the current activity's (a child of ``token``)
     idle_since: float = 0.0
+    outages_seen: int = 0  # the network's ``OutageLog.began`` when the lease last went idle
     jobs_run: int = 0
     unlink: Optional[Callable[[], None]] = None  # ends the link of ``token`` to the borrowing job's token
 

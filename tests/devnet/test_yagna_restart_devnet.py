@@ -184,3 +184,19 @@ def tidy_up(probe: YagnaProbe, info: Any, agreements: List[str], allocation: str
                                       "allocationId": allocation}, timeout=30)
         assert response.status_code < 300, response.text
     session.delete(f"{root}/payment-api/v1/allocations/{allocation}", timeout=10)
+
+
+def test_a_warm_pool_survives_a_restart_its_lost_lease_is_replaced(devnet, golem_devnet, probe, recorder):
+    network = make_network(golem_devnet).init()
+    with network.create_pool(size=1, min_size=1) as pool:
+        pool.ready(timeout=60)
+        before = pool.submit(lambda ctx: (ctx.run("echo warm").stdout, ctx.activity_id)).result(timeout=60)
+        assert before[0] == "warm\n"
+
+        devnet.restart_requestor(down_sec=2.0)  # the idle lease's exe-unit dies with yagna
+        # The next job is not handed the dead activity: the pool asks it first and makes a new one.
+        after = pool.submit(lambda ctx: (ctx.run("echo after").stdout, ctx.activity_id)).result(timeout=90)
+        assert after[0] == "after\n"
+        assert after[1] != before[1]  # yagna lost the exe-unit: the lease got a new activity
+        pool.ready(timeout=60)  # min_size is kept warm again
+    audit(network, recorder, probe)
