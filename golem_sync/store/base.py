@@ -59,7 +59,7 @@ ALL_STATES = ACTIVE_STATES + FINAL_STATES
 class JobCost:
     """A job's cost as its process recorded it: ``estimated`` (usage × agreed prices, a float like
     :class:`golem_sync.CostSummary`'s) and ``accepted`` (what was accepted of its debit notes and
-    invoices, a ``Decimal``; ``None`` while nothing is). ``currency`` is the token (``"tGLM"``);
+    invoices, a ``Decimal``, ``0`` while nothing is; ``None`` when no payment of it was known). ``currency`` is the token (``"tGLM"``);
     ``agreements`` how many agreements the job's cost covers (a pool job's: its share of each).
 
     Written at the job's end and again as debit notes and invoices of its agreements are accepted
