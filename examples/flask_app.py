@@ -24,8 +24,10 @@ the page is open (four tabs would stall a four-worker server, and ``--timeout`` 
 request runs on). A poll is one short store query that any worker answers, since the state and
 progress of every job are in the shared store (progress is written at most every 0.2 s anyway).
 
-Costs are not in the store: the worker that ran a job knows its estimate and the amount it accepted
-(``golem.cost_summary()``); another worker's answer has none, and the page keeps the last it saw.
+Costs are in the store too: the worker that ran a job writes its estimate and accepted amount at the
+job's end and again when its invoice is accepted (usually a few seconds later), so every worker's
+answer shows them for every job. While a job runs, only the worker running it knows its live
+estimate (``golem.cost_summary()``), and adds it.
 
 An example, not a product: it has no authentication, and anyone who reaches it runs commands on
 providers at your expense. Keep it on loopback.
@@ -147,8 +149,9 @@ def page():
     return render_template("jobs.html", poll_ms=POLL_MS)
 
 
-def _costs():
-    """job id -> {"estimated", "accepted"} for the jobs this worker ran (the store has no costs)."""
+def _live_costs():
+    """job id -> {"estimated", "accepted"} for the jobs this worker runs (the store has a job's cost
+    from its end on)."""
     costs = {}
     for row in golem().cost_summary().rows:
         cost = costs.setdefault(row.job_id, {"estimated": 0.0, "accepted": None})
@@ -156,6 +159,15 @@ def _costs():
         if row.accepted is not None:
             cost["accepted"] = (cost["accepted"] or 0.0) + float(row.accepted)
     return costs
+
+
+def _cost(record, live):
+    """The job's cost from the store (any worker's job), else this worker's live estimate, else None."""
+    cost = record.read_cost()
+    if cost is None:
+        return live.get(record.job_id)
+    return {"estimated": cost.estimated, "accepted": None if cost.accepted is None else float(cost.accepted),
+            "currency": cost.currency}
 
 
 def _shown(text):
@@ -174,8 +186,8 @@ def _result_text(record):
 
 @app.get("/api/jobs")
 def list_jobs():
-    """The newest jobs in the store with state, progress, provider and (where this worker knows it) cost."""
-    costs = _costs()
+    """The newest jobs in the store with state, progress, provider and cost (estimated and accepted)."""
+    live = _live_costs()
     jobs = []
     for record in store().list_jobs(limit=LISTED):
         progress = record.read_progress()
@@ -184,7 +196,7 @@ def list_jobs():
             "created_at": record.created_at, "ended_at": record.ended_at,
             "owner": record.owner,
             "progress": progress.as_dict() if progress is not None else None,
-            "cost": costs.get(record.job_id),  # None: run by another process, or no agreement yet
+            "cost": _cost(record, live),  # None: running in another worker, or no agreement yet
             "error": _shown(record.error), "result": _shown(_result_text(record)),
         })
     return jsonify(jobs=jobs, worker=os.getpid())

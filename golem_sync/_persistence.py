@@ -9,6 +9,12 @@ layer nor the yagna client).
   its end state, error text and serialized result when it ends (after cleanup).
 - Progress: each ``job_progress`` goes to ``store.set_progress`` (rate-limited there); the final
   progress is written with the job's end.
+- Cost: a job's estimated and accepted cost (:class:`~golem_sync.store.JobCost`) is written with
+  its end, and again each time a debit note or invoice of one of its agreements is accepted
+  afterwards (the invoice usually comes after the end): the ``debit_note_accepted`` /
+  ``invoice_accepted`` receivers run on the payment thread and only hand the new value to
+  ``store.set_cost`` (rate-limited, written by the store's cost thread). A pool job's accepted
+  amount is its share of the pool agreement's, in proportion of its estimate to the agreement's.
 - Cancel from another process: a store notification for a job this network runs, whose record
   carries a ``cancel_reason``, cancels the job's token (on the store's listener thread: prompt).
 - Recovery (at ``init``): jobs of processes that are gone are rejected and what they held in
@@ -21,17 +27,21 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Union
+import threading
+from collections import OrderedDict
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Protocol, Set, Tuple, Union
 
 from . import signals
 from .errors import GolemError
 from ._job import Job, JobState
 from ._recovery import POLL_SEC, RecoveredPayments, recover
-from .store.base import JobStore, describe_error
+from .store.base import JobCost, JobStore, describe_error
 from .store.handle import StoredJob
 
 if TYPE_CHECKING:
     from ._options import PaymentOptions
+    from ._work.costs import CostLedger
     from .yagna.client import YagnaClient
 
 __all__ = ["StoreBinding", "StoreSpec"]
@@ -48,6 +58,15 @@ class StoreHost(Protocol):
     def allocation_id(self) -> Optional[str]: ...
 
     def jobs(self, state: Optional[JobState] = None) -> List[Job[Any]]: ...
+
+    @property
+    def costs(self) -> "CostLedger": ...
+
+    def _services_if_created(self) -> Any: ...
+
+
+#: How many finished jobs keep their cost parts here until their agreements are invoiced.
+COST_JOBS_KEPT = 10_000
 
 
 class StoreBinding:
@@ -68,6 +87,13 @@ class StoreBinding:
         self._receivers: List[Any] = []
         self._remove_listener: Optional[Callable[[], None]] = None
         self.settler: Optional[RecoveredPayments] = None
+        self._currency: Optional[str] = None
+        self._cost_lock = threading.Lock()
+        # Finished jobs whose agreements may still see payments: job id -> {agreement id: (the
+        # job's estimate on it, the agreement's estimate at the job's end)}, oldest first; and
+        # agreement id -> those jobs. Entries go when the agreement's invoice is accepted.
+        self._cost_parts: "OrderedDict[str, Dict[str, Tuple[float, float]]]" = OrderedDict()
+        self._cost_jobs: Dict[str, Set[str]] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -75,11 +101,14 @@ class StoreBinding:
         """Connect the hooks, recover orphaned jobs, evict old ones; returns the recovered job ids."""
         for signal, handler in ((signals.agreement_created, self._on_agreement),
                                 (signals.activity_created, self._on_activity),
-                                (signals.job_progress, self._on_progress)):
+                                (signals.job_progress, self._on_progress),
+                                (signals.debit_note_accepted, self._on_accepted),
+                                (signals.invoice_accepted, self._on_accepted)):
             signal.connect(handler, weak=False)
             self._receivers.append((signal, handler))
         self._remove_listener = self.store.add_listener(self._on_store_change)
         self._payment_wait = payment.invoice_wait_sec
+        self._currency = _currency(payment)
         recovered, self.settler = recover(self.store, client, payment, requestor_id)
         self.store.evict(force=True)
         return recovered
@@ -118,6 +147,9 @@ class StoreBinding:
         fields: Dict[str, Any] = dict(state=job.state.value, **_known(job))
         if job.progress is not None:  # the final progress goes with the end: never left behind a trailing write
             fields["progress"] = job.progress.to_json()
+        cost = self._track_cost(job.id)
+        if cost is not None:
+            fields["cost"] = cost.to_json()
         if job.error is not None:
             fields["error_type"], fields["error"] = describe_error(job.error)
         else:
@@ -128,6 +160,11 @@ class StoreBinding:
                                           f"({exc}); return JSON-serialisable data or give the store a serializer")
                 logger.warning("job %s: %s", job.id, fields["result_error"])
         self._write(job, **fields)
+        if cost is not None:
+            # A note accepted between the cost read above and the write is in neither: write again.
+            again = self._job_cost(job.id)
+            if again is not None and again != cost:
+                self.store.set_cost(job.id, again)
         try:
             self.store.evict()
         except GolemError as exc:
@@ -163,6 +200,76 @@ class StoreBinding:
         if isinstance(sender, Job) and progress is not None:
             self.store.set_progress(sender.id, progress)
 
+    # -- cost -------------------------------------------------------------------------------
+
+    def _track_cost(self, job_id: str) -> Optional[JobCost]:
+        """Remember the finished job's agreements (their later payments update its cost); its cost now."""
+        try:
+            parts = self.network.costs.job_agreements(job_id)
+        except Exception:  # never break a job's end over its cost
+            logger.exception("job %s: could not read its cost", job_id)
+            return None
+        with self._cost_lock:
+            self._cost_parts[job_id] = parts
+            for agreement_id in parts:
+                self._cost_jobs.setdefault(agreement_id, set()).add(job_id)
+            while len(self._cost_parts) > COST_JOBS_KEPT:
+                old, old_parts = self._cost_parts.popitem(last=False)
+                self._forget_locked(old, old_parts)
+        return self._job_cost(job_id)
+
+    def _forget_locked(self, job_id: str, parts: Mapping[str, Any]) -> None:
+        for agreement_id in parts:
+            jobs = self._cost_jobs.get(agreement_id)
+            if jobs is not None:
+                jobs.discard(job_id)
+                if not jobs:
+                    del self._cost_jobs[agreement_id]
+
+    def _job_cost(self, job_id: str) -> Optional[JobCost]:
+        """The tracked job's cost: its estimate and its part of what was accepted for its agreements."""
+        with self._cost_lock:
+            parts = self._cost_parts.get(job_id)
+        if parts is None:
+            return None
+        services = self.network._services_if_created()
+        totals: Mapping[str, Decimal] = services.payments.account_totals() if services is not None else {}
+        estimated, accepted = 0.0, None
+        for agreement_id, (own, whole) in parts.items():
+            estimated += own
+            amount = totals.get(agreement_id)
+            if amount is None:
+                continue
+            # A pool agreement's estimate grows with the jobs after this one: its share shrinks.
+            whole = max(whole, self.network.costs.agreement_cost(agreement_id, refresh=False))
+            share = Decimal(1) if own >= whole else Decimal(repr(own / whole)) if whole > 0 else Decimal(0)
+            part = amount if share == 1 else (amount * share).quantize(Decimal("1e-18"))
+            accepted = part if accepted is None else accepted + part
+        return JobCost(estimated=estimated, accepted=accepted, currency=self._currency, agreements=len(parts))
+
+    def _on_accepted(self, sender: Any, **kwargs: Any) -> None:
+        # The payment thread: a dict look-up, the totals, and a hand-off to the store's cost writer.
+        invoice = kwargs.get("invoice")
+        doc = invoice if invoice is not None else kwargs.get("debit_note")
+        agreement_id = str(getattr(doc, "agreement_id", "") or "")
+        with self._cost_lock:
+            job_ids = sorted(self._cost_jobs.get(agreement_id, ()))
+        for job_id in job_ids:
+            try:
+                cost = self._job_cost(job_id)
+            except Exception:
+                logger.exception("job %s: could not read its cost", job_id)
+                continue
+            if cost is not None:
+                self.store.set_cost(job_id, cost)
+        if invoice is not None and job_ids:  # the agreement is settled: nothing more will come
+            with self._cost_lock:
+                self._cost_jobs.pop(agreement_id, None)
+                for job_id in job_ids:
+                    parts = self._cost_parts.get(job_id)
+                    if parts is not None and not any(a in self._cost_jobs for a in parts):
+                        del self._cost_parts[job_id]
+
     def _on_store_change(self, job_id: str) -> None:
         job = next((j for j in self.network.jobs(JobState.PENDING) if j.id == job_id), None)
         if job is None or not job.is_running():
@@ -171,6 +278,15 @@ class StoreBinding:
         if record is not None and record.cancel_reason:
             logger.info("job %s: cancel requested through the job store: %s", job_id, record.cancel_reason)
             job.request_cancel(record.cancel_reason)  # a job still queued ends at once
+
+def _currency(payment: "PaymentOptions") -> Optional[str]:
+    """The token's display name: ``tGLM`` on the testnets, ``GLM`` on the mainnets."""
+    try:
+        token = payment.resolved_token()
+    except Exception:
+        return None
+    return "tGLM" if token.lower() == "tglm" else token.upper()
+
 
 def _known(job: Job[Any]) -> Dict[str, Any]:
     """The job's resource ids that are set: a ``None`` must not erase what the signals recorded."""

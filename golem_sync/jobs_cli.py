@@ -38,7 +38,8 @@ from typing import Any, Callable, Dict, Optional, TypeVar
 
 from .errors import GolemConfigError, GolemTimeoutError
 from .store._redact import mask_conninfo, scrub
-from .store.base import ALL_STATES, GolemInterruptedError, GolemStoreError, JobRecord, JobStore, rebuild_error
+from .store.base import (ALL_STATES, GolemInterruptedError, GolemStoreError, JobCost, JobRecord, JobStore,
+                         rebuild_error)
 from .store.handle import StoredJob
 
 __all__ = ["add_parser", "main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_NOT_FOUND", "EXIT_TIMEOUT",
@@ -75,7 +76,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--table", default="golem_jobs", help="the store's table (default: golem_jobs)")
     actions = parser.add_subparsers(dest="action", metavar="action", required=True)
 
-    listing = actions.add_parser("list", help="the jobs, newest first, with state and progress")
+    listing = actions.add_parser("list", help="the jobs, newest first, with state, cost (estimated and "
+                                              "accepted) and progress")
     listing.add_argument("--state", action="append", choices=ALL_STATES, metavar="STATE",
                          help=f"only jobs in this state (repeatable; one of {', '.join(ALL_STATES)})")
     listing.add_argument("--limit", type=_non_negative_int, metavar="N", help="at most N jobs")
@@ -165,11 +167,11 @@ def _list(store: JobStore, args: argparse.Namespace) -> int:
         print("no jobs" + (f" in state {', '.join(args.state)}" if args.state else ""))
         return EXIT_OK
     now = time.time()
-    rows = [("ID", "STATE", "AGE", "PROVIDER", "PROGRESS")]
+    rows = [("ID", "STATE", "AGE", "PROVIDER", "ESTIMATED", "ACCEPTED", "PROGRESS")]
     for r in records:
-        progress = r.read_progress()
-        rows.append((r.job_id, r.state + _note(store, r),
-                     _age(now - r.created_at), r.provider or "-", progress.describe() if progress else "-"))
+        progress, cost = r.read_progress(), r.read_cost()
+        rows.append((r.job_id, r.state + _note(store, r), _age(now - r.created_at), r.provider or "-",
+                     *_cost_cells(cost), progress.describe() if progress else "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
@@ -294,10 +296,22 @@ def _outcome(record: JobRecord) -> str:
     return f"{record.job_id}: {record.state}: {record.error_type or type(error).__name__}: {record.error}"
 
 
+def _cost_cells(cost: Optional[JobCost]) -> "tuple[str, str]":
+    """(estimated, accepted) of a listing row: amounts with the token, ``-`` where unknown."""
+    if cost is None:
+        return "-", "-"
+    unit = f" {cost.currency}" if cost.currency else ""
+    accepted = "-" if cost.accepted is None else f"{cost.accepted:.6f}{unit}"
+    return f"{cost.estimated:.6f}{unit}", accepted
+
+
 def _as_json(record: JobRecord, *, with_result: bool) -> Dict[str, Any]:
-    doc: Dict[str, Any] = {name: value for name, value in record.as_row().items() if name not in ("progress", "result")}
-    progress = record.read_progress()
+    doc: Dict[str, Any] = {name: value for name, value in record.as_row().items()
+                           if name not in ("progress", "result", "cost")}
+    progress, cost = record.read_progress(), record.read_cost()
     doc["progress"] = progress.as_dict() if progress else None
+    # accepted is a decimal string (exact); estimated a float, as in cost_summary()
+    doc["cost"] = cost.as_dict() if cost else None
     if with_result:
         doc["result"] = _parse(record.result)
     return doc
@@ -315,7 +329,7 @@ def _parse(text: Optional[str]) -> Any:
 
 def _print_lines(record: JobRecord) -> None:
     doc = _as_json(record, with_result=True)
-    progress = record.read_progress()
+    progress, cost = record.read_progress(), record.read_cost()
     for name, value in doc.items():
         if value is None:
             continue
@@ -323,6 +337,9 @@ def _print_lines(record: JobRecord) -> None:
             value = _clock(value)
         elif name == "progress" and progress is not None:
             value = f"{progress.describe()} (reported {_clock(progress.timestamp)})"
+        elif name == "cost" and cost is not None:
+            estimated, accepted = _cost_cells(cost)
+            value = f"estimated {estimated}, accepted {accepted} ({cost.agreements} agreement(s))"
         elif not isinstance(value, str):
             value = json.dumps(value)
         print(f"{name}: {value}")

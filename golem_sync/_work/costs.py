@@ -374,6 +374,22 @@ class CostLedger:
             own = sum(_estimate(e) for e in self._agreements.values() if e.job_id == job_id)
             return own + sum(self._share_cost(share) for share in self._shares.get(job_id, ()))
 
+    def job_agreements(self, job_id: str) -> Dict[str, "tuple[float, float]"]:
+        """``agreement id -> (the job's estimate on it, the agreement's whole estimate)`` for every
+        agreement the job used: its own (both equal) and pool agreements it held a share of, summing to
+        ``job_cost(job_id, refresh=False)``. No REST call (last recorded usage); what attributes a share of an agreement's accepted amount to a job."""
+        with self._lock:
+            parts: Dict[str, "tuple[float, float]"] = {}
+            for agreement_id, entry in self._agreements.items():
+                if entry.job_id == job_id:
+                    whole = _estimate(entry)
+                    parts[agreement_id] = (whole, whole)
+            for share in self._shares.get(job_id, ()):
+                pool = self._agreements.get(share.agreement_id)
+                own, whole = parts.get(share.agreement_id, (0.0, _estimate(pool) if pool is not None else 0.0))
+                parts[share.agreement_id] = (own + self._share_cost(share), whole)
+            return parts
+
     def agreement_cost(self, agreement_id: str, *, refresh: bool = True) -> float:
         """The estimated cost of one agreement so far."""
         if refresh:

@@ -25,13 +25,13 @@ import os
 import re
 from typing import Any, Union
 
-from .base import (GolemInterruptedError, GolemRemoteJobError, GolemStoreError, JobRecord, JobStore,
+from .base import (GolemInterruptedError, GolemRemoteJobError, GolemStoreError, JobCost, JobRecord, JobStore,
                    JsonSerializer, Progress, Retention, Serializer)
 from .handle import StoredJob
 from .memory import MemoryJobStore
 from .sqlite import SQLiteJobStore
 
-__all__ = ["open_store", "is_postgres_spec", "JobStore", "JobRecord", "Retention", "Serializer", "JsonSerializer", "StoredJob", "Progress", "MemoryJobStore",
+__all__ = ["open_store", "is_postgres_spec", "JobStore", "JobRecord", "Retention", "Serializer", "JsonSerializer", "StoredJob", "Progress", "JobCost", "MemoryJobStore",
            "SQLiteJobStore", "PostgresJobStore", "GolemStoreError", "GolemInterruptedError",
            "GolemRemoteJobError"]
 

@@ -21,6 +21,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, TypeVar
 
+from decimal import Decimal, InvalidOperation
+
 import attrs
 
 from .._cancel import Deadline
@@ -31,7 +33,7 @@ from ..errors import (GolemConfigError, GolemInterruptedError, GolemRemoteJobErr
 
 __all__ = ["JobRecord", "JobStore", "Retention", "Serializer", "JsonSerializer", "GolemStoreError",
            "GolemInterruptedError", "GolemRemoteJobError", "ACTIVE_STATES", "FINAL_STATES", "ALL_STATES",
-           "Progress"]
+           "Progress", "JobCost"]
 
 logger = logging.getLogger("golem_sync.store")
 
@@ -49,8 +51,48 @@ RECHECK_SEC = 5.0
 
 FIELDS = ("job_id", "state", "owner", "created_at", "updated_at", "ended_at", "error", "error_type",
           "result", "result_error", "agreement_id", "activity_id", "allocation_id", "provider",
-          "cancel_reason", "progress")
+          "cancel_reason", "progress", "cost")
 ALL_STATES = ACTIVE_STATES + FINAL_STATES
+
+
+@attrs.frozen
+class JobCost:
+    """A job's cost as its process recorded it: ``estimated`` (usage × agreed prices, a float like
+    :class:`golem_sync.CostSummary`'s) and ``accepted`` (what was accepted of its debit notes and
+    invoices, a ``Decimal``, ``0`` while nothing is; ``None`` when no payment of it was known). ``currency`` is the token (``"tGLM"``);
+    ``agreements`` how many agreements the job's cost covers (a pool job's: its share of each).
+
+    Written at the job's end and again as debit notes and invoices of its agreements are accepted
+    after it (the invoice usually comes seconds after the end).
+    """
+
+    estimated: float = 0.0
+    accepted: Optional[Decimal] = None
+    currency: Optional[str] = None
+    agreements: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict())
+
+    def as_dict(self) -> Dict[str, Any]:
+        """Plain JSON-ready values (``accepted`` as a decimal string, exact)."""
+        return {"estimated": self.estimated, "accepted": None if self.accepted is None else str(self.accepted),
+                "currency": self.currency, "agreements": self.agreements}
+
+    @classmethod
+    def from_json(cls, text: Optional[str]) -> Optional["JobCost"]:
+        """The cost in a record's ``cost`` text; None for no text or text this version cannot read."""
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            accepted = data.get("accepted")
+            return cls(estimated=float(data.get("estimated") or 0.0),
+                       accepted=None if accepted is None else Decimal(str(accepted)),
+                       currency=data.get("currency"), agreements=int(data.get("agreements") or 0))
+        except (ValueError, TypeError, AttributeError, InvalidOperation):
+            logger.warning("unreadable job cost in the store: %.200r", text)
+            return None
 
 
 @attrs.frozen
@@ -73,10 +115,15 @@ class JobRecord:
     provider: Optional[str] = None
     cancel_reason: Optional[str] = None  # set by request_cancel; the running process acts on it
     progress: Optional[str] = None  # the latest reported Progress, as its JSON text
+    cost: Optional[str] = None  # the job's JobCost, as its JSON text
 
     def read_progress(self) -> Optional[Progress]:
         """The job's latest progress (None before the worker reported any)."""
         return Progress.from_json(self.progress)
+
+    def read_cost(self) -> Optional[JobCost]:
+        """The job's recorded cost (None until its process wrote one, at the latest at its end)."""
+        return JobCost.from_json(self.cost)
 
     @property
     def ended(self) -> bool:
@@ -142,6 +189,7 @@ class JobStore(abc.ABC):
         self._last_evict = 0.0
         self._closed = False
         self._progress = ProgressThrottle(self._write_progress)
+        self._costs = ProgressThrottle(self._write_cost, name="store-cost", what="cost")
 
     # -- primitives -------------------------------------------------------------------------
 
@@ -177,8 +225,9 @@ class JobStore(abc.ABC):
         """Tell every process sharing the store (this one included) that ``job_id`` changed."""
 
     def close(self) -> None:
-        """Write pending progress, stop the listener and close connections. Idempotent."""
+        """Write pending progress and costs, stop the listener and close connections. Idempotent."""
         self._progress.close()
+        self._costs.close()
         self._closed = True
         with self._cond:
             self._cond.notify_all()
@@ -235,10 +284,22 @@ class JobStore(abc.ABC):
         if self._update(job_id, {"progress": text, "updated_at": time.time()}, ("pending",), self.owner):
             self._notify(job_id)
 
-    def list_jobs(self, states: Optional[Sequence[str]] = None, limit: Optional[int] = None) -> List[JobRecord]:
-        """Every job in the store (or those in ``states``), newest first, with its latest progress.
+    def set_cost(self, job_id: str, cost: JobCost) -> None:
+        """Record a job's cost, rate-limited like :meth:`set_progress`; returns at once (never blocks
+        on I/O: the payment thread calls it). Unlike progress, a job that has ended is written too
+        (its invoice is accepted after its end), as long as this process owns it. Failures are
+        logged, never raised."""
+        self._costs.submit(job_id, cost.to_json())
 
-        One query for SQL stores (the progress is a column of the job's row): cheap enough for a
+    def _write_cost(self, job_id: str, text: str) -> None:
+        if self._update(job_id, {"cost": text, "updated_at": time.time()}, None, self.owner):
+            self._notify(job_id)
+
+    def list_jobs(self, states: Optional[Sequence[str]] = None, limit: Optional[int] = None) -> List[JobRecord]:
+        """Every job in the store (or those in ``states``), newest first, with its latest progress
+        and cost.
+
+        One query for SQL stores (progress and cost are columns of the job's row): cheap enough for a
         page that lists jobs live.
         """
         if limit is not None and limit < 0:

@@ -13,7 +13,7 @@ from .._cancel import Deadline
 from .._progress import Progress
 from ..errors import GolemTimeoutError, GolemUserError
 from .._state import JobState
-from .base import RECHECK_SEC, GolemInterruptedError, GolemStoreError, JobRecord, JobStore, rebuild_error
+from .base import RECHECK_SEC, GolemInterruptedError, GolemStoreError, JobCost, JobRecord, JobStore, rebuild_error
 
 __all__ = ["StoredJob"]
 
@@ -82,6 +82,12 @@ class StoredJob:
         if progress is not None:
             self._seen = max(self._seen, progress.seq)
         return progress
+
+    @property
+    def cost(self) -> Optional[JobCost]:
+        """The job's estimated and accepted cost as its process recorded it (at its end, and again
+        as its debit notes and invoice are accepted), or None before that."""
+        return self.record().read_cost()
 
     def wait_for_progress(self, timeout: Optional[float] = None) -> Optional[Progress]:
         """Block until the job has a progress newer than the last one this handle returned (from

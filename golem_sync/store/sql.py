@@ -19,7 +19,7 @@ _COLUMNS = ", ".join(FIELDS)
 
 #: Columns added after the first release, with their SQL type: a store opened on a table created by
 #: an older golem_sync adds them (``ALTER TABLE ... ADD COLUMN``; existing rows read NULL).
-ADDED_COLUMNS = (("progress", "TEXT"),)
+ADDED_COLUMNS = (("progress", "TEXT"), ("cost", "TEXT"))
 
 
 def _check_table_name(name: str) -> str:
@@ -53,7 +53,7 @@ class SqlJobStore(JobStore):
             f"created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, "
             f"ended_at DOUBLE PRECISION, error TEXT, error_type TEXT, result TEXT, result_error TEXT, "
             f"agreement_id TEXT, activity_id TEXT, allocation_id TEXT, provider TEXT, cancel_reason TEXT, "
-            f"progress TEXT)",
+            f"progress TEXT, cost TEXT)",
         ]
 
     def _indexes(self) -> List[str]:

@@ -31,12 +31,16 @@ PROGRESS_INTERVAL_SEC = 0.2
 class ProgressThrottle:
     """Coalesces ``(job_id, text)`` submissions into calls of ``write(job_id, text)``.
 
-    ``clock`` and ``thread=False`` are for tests: they then call :meth:`pump` themselves.
+    ``name`` names its thread (``golem-<name>``) and ``what`` the value in log lines (the store has
+    one for progress, one for costs). ``clock`` and ``thread=False`` are for tests: they then call :meth:`pump` themselves.
     """
 
     def __init__(self, write: Callable[[str, str], None], *, interval: float = PROGRESS_INTERVAL_SEC,
-                 clock: Callable[[], float] = time.monotonic, thread: bool = True) -> None:
+                 clock: Callable[[], float] = time.monotonic, thread: bool = True,
+                 name: str = "store-progress", what: str = "progress") -> None:
         self._write = write
+        self._name = name
+        self._what = what
         self.interval = interval
         self._clock = clock
         self._use_thread = thread
@@ -54,7 +58,7 @@ class ProgressThrottle:
                 return
             self._pending[job_id] = text
             if self._use_thread and self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name=f"{threads.PREFIX}store-progress",
+                self._thread = threading.Thread(target=self._loop, name=f"{threads.PREFIX}{self._name}",
                                                 daemon=True)
                 self._thread.start()
             self._cond.notify_all()
@@ -99,7 +103,7 @@ class ProgressThrottle:
                 self._write(job_id, text)
                 self.writes += 1
             except Exception as exc:  # a store failure must not stop later writes
-                logger.warning("job %s: could not write its progress to the job store: %s", job_id, exc)
+                logger.warning("job %s: could not write its %s to the job store: %s", job_id, self._what, exc)
 
     def _loop(self) -> None:
         while True:

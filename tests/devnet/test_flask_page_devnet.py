@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from typing import Any, Callable, List
 
 import pytest
@@ -187,8 +188,8 @@ def test_start_watch_and_cancel_a_job_from_the_live_page(golem_devnet, browser, 
         assert browser.evaluate("document.getElementById('injected') === null && "
                                 "document.querySelectorAll('#jobs img').length === 0")
         assert browser.evaluate("document.title") == "golem_sync jobs"
-        # Estimate and accepted side by side: the worker that ran the demo job reports them (the
-        # store has no costs), the page keeps the last it saw; the provider's invoice is accepted.
+        # Estimate and accepted side by side, read from the store by whichever worker answers (the
+        # one that ran the job wrote them at its end and again when the invoice was accepted).
         cost = browser.wait_for(row(job_id, "/^0\\.\\d*[1-9]\\d* \\/ 0\\.\\d*[1-9]/.test("
                                             "tr.querySelector('.cost').textContent) && "
                                             "tr.querySelector('.cost').textContent"),
@@ -212,6 +213,10 @@ def test_start_watch_and_cancel_a_job_from_the_live_page(golem_devnet, browser, 
     assert records[job_id].state == "cancelled" and records[html_job].state == "done"
     probe = YagnaProbe(golem_devnet.api_url, golem_devnet.app_key)
     agreements = [r.agreement_id for r in records.values()]
+    for record in records.values():  # every job's cost is in the store, its invoice's amount accepted
+        cost = record.read_cost()
+        (invoice,) = probe.invoices_for([record.agreement_id])
+        assert cost is not None and cost.estimated > 0 and cost.accepted == Decimal(invoice["amount"]), cost
     probe.assert_clean(agreements, [r.activity_id for r in records.values()], None, invoiced=agreements)
     for allocation_id in {r.allocation_id for r in records.values()}:
         assert not probe.allocation_exists(allocation_id), allocation_id

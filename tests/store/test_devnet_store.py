@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 
 import pytest
 
@@ -88,7 +89,24 @@ def test_job_started_in_one_process_is_read_and_awaited_in_another(golem_devnet,
         assert handle.wait_for_result(timeout=60) == "from-the-other-process\n"
         assert handle.state is JobState.DONE and handle.error is None
         assert json.loads(child.line())["state"] == "done"
+        # The estimate was written with the end; the invoice, accepted after it (the child's close
+        # waits for it), updated the accepted amount: both readable here, from another process.
+        at_end = handle.cost
+        assert at_end is not None and at_end.estimated > 0 and at_end.currency == "tGLM" and at_end.agreements == 1
         assert child.proc.wait(60) == 0
+        cost = handle.cost
+        assert cost is not None and cost.accepted is not None and cost.accepted > 0, cost
+        assert cost.estimated == at_end.estimated
+        assert float(cost.accepted) == pytest.approx(cost.estimated, rel=0.5)  # the estimate tracks the bill
+        (invoice,) = probe.invoices_for([handle.agreement_id])  # what yagna says the provider billed
+        assert invoice["status"] in ("ACCEPTED", "SETTLED") and cost.accepted == Decimal(invoice["amount"])
+        cli = [sys.executable, "-m", "golem_sync", "jobs", "--store", shared_store.location, "--table",
+               shared_store.table, "show", job_id, "--json"]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+        shown = subprocess.run(cli, capture_output=True, text=True, timeout=60, env=env)
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["cost"] == {"estimated": cost.estimated, "accepted": str(cost.accepted),
+                                                    "currency": "tGLM", "agreements": 1}
         assert probe.agreement_state(handle.agreement_id) == "Terminated"
         assert probe.activity_state(handle.activity_id) in ("Terminated", "Gone")
     finally:

@@ -13,7 +13,9 @@ from typing import Any, List, Tuple
 import pytest
 
 from golem_sync.jobs_cli import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_STORE, EXIT_TIMEOUT, EXIT_USAGE
-from golem_sync.store import Progress, StoredJob
+from decimal import Decimal
+
+from golem_sync.store import JobCost, Progress, StoredJob
 
 from test_store_contract import running
 
@@ -42,7 +44,8 @@ def _jobs(store: Any) -> List[str]:
         store.create(job_id, state="pending")
         time.sleep(0.01)
     store.update(done, state="done", result=store.serializer.dumps({"answer": 42}), provider="prov-1",
-                 progress=Progress.create(1.0, "all done", {"frames": 10}, seq=3).to_json())
+                 progress=Progress.create(1.0, "all done", {"frames": 10}, seq=3).to_json(),
+                 cost=JobCost(0.000012, Decimal("0.000038"), "tGLM", 1).to_json())
     store.update(rejected, state="rejected", error_type="GolemWorkError", error="exit code 1")
     store.update(pending, progress=Progress.create(0.5, "halfway", seq=1).to_json())
     return [done, rejected, pending]
@@ -57,14 +60,18 @@ def test_list_show_and_progress(shared_store):
     code, out, err = cli("list", store=shared_store)
     assert code == EXIT_OK, err
     lines = out.splitlines()
-    assert lines[0].split() == ["ID", "STATE", "AGE", "PROVIDER", "PROGRESS"]
+    assert lines[0].split() == ["ID", "STATE", "AGE", "PROVIDER", "ESTIMATED", "ACCEPTED", "PROGRESS"]
     assert [line.split()[0] for line in lines[1:]] == [pending, rejected, done]  # newest first
     assert "50% halfway" in lines[1] and '100% all done (frames=10)' in lines[3] and "prov-1" in lines[3]
+    assert "0.000012 tGLM  0.000038 tGLM" in lines[3]  # estimated and accepted side by side
+    assert lines[1].split()[4:6] == ["-", "-"]  # no cost recorded yet
 
     code, out, _ = cli("list", "--state", "done", "--state", "rejected", "--json", store=shared_store)
     listed = json.loads(out)
     assert code == EXIT_OK and [j["job_id"] for j in listed] == [rejected, done]
     assert listed[1]["progress"]["message"] == "all done" and "result" not in listed[1]
+    assert listed[1]["cost"] == {"estimated": 0.000012, "accepted": "0.000038", "currency": "tGLM", "agreements": 1}
+    assert listed[0]["cost"] is None
     code, out, _ = cli("list", "--limit", "1", "--json", store=shared_store)
     assert [j["job_id"] for j in json.loads(out)] == [pending]
 
@@ -72,6 +79,9 @@ def test_list_show_and_progress(shared_store):
     shown = json.loads(out)
     assert code == EXIT_OK and shown["state"] == "done" and shown["result"] == {"answer": 42}
     assert shown["progress"]["data"] == {"frames": 10} and shown["progress"]["seq"] == 3
+    assert shown["cost"]["accepted"] == "0.000038" and shown["cost"]["estimated"] == 0.000012
+    code, out, _ = cli("show", done, store=shared_store)
+    assert "cost: estimated 0.000012 tGLM, accepted 0.000038 tGLM (1 agreement(s))" in out
     code, out, _ = cli("show", rejected, store=shared_store)
     assert code == EXIT_OK and "state: rejected" in out and "error: exit code 1" in out
 

@@ -15,7 +15,9 @@ import uuid
 import pytest
 
 from golem_sync import GolemCancelledError, GolemTimeoutError, GolemUserError, JobState
-from golem_sync.store import (GolemInterruptedError, GolemRemoteJobError, GolemStoreError, Retention,
+from decimal import Decimal
+
+from golem_sync.store import (GolemInterruptedError, GolemRemoteJobError, GolemStoreError, JobCost, Retention,
                               StoredJob)
 
 CHILD = os.path.join(os.path.dirname(__file__), "child.py")
@@ -425,13 +427,83 @@ def test_another_process_follows_progress_while_the_job_runs(shared_store):
     assert handle.results == "ok" and handle.progress.message == "finished"
 
 
+# -- cost ---------------------------------------------------------------------------------------
+
+def _wait_cost(handle, predicate, timeout=10.0):
+    """The handle's cost once ``predicate(cost)`` holds (the cost writer is asynchronous)."""
+    found = handle.store.wait_until(handle.id, lambda r: predicate(r.read_cost()), timeout)
+    return found.read_cost() if found is not None else None
+
+
+def test_cost_round_trip_list_jobs_and_updates_after_the_end(make_store):
+    store = make_store()
+    reader = store if make_store.kind == "memory" else make_store()  # another process's view
+    job_id, other = new_id(), new_id()
+    store.create(other)
+    store.create(job_id, state="pending")
+    assert StoredJob(reader, job_id).cost is None
+    end_cost = JobCost(estimated=0.000012, accepted=None, currency="tGLM", agreements=1)
+    store.update(job_id, state="done", result="1", cost=end_cost.to_json())
+    handle = StoredJob(reader, job_id)
+    assert handle.cost == end_cost
+    # The invoice comes after the end: the owner may still write the cost (progress it may not).
+    store.set_cost(job_id, JobCost(estimated=0.000012, accepted=Decimal("0.000038"), currency="tGLM", agreements=1))
+    got = _wait_cost(handle, lambda c: c is not None and c.accepted is not None)
+    assert got == JobCost(0.000012, Decimal("0.000038"), "tGLM", 1)
+    assert isinstance(got.accepted, Decimal) and str(got.accepted) == "0.000038"  # exact, not a float
+    listed = {r.job_id: r.read_cost() for r in reader.list_jobs()}
+    assert listed == {job_id: got, other: None}
+    assert reader.get(job_id).state == "done"  # a cost write never touches the state
+    if reader is not store:  # only the owning process writes a job's cost
+        reader.set_cost(job_id, JobCost(estimated=99.0))
+        reader._costs.close()  # flush the reader's writer: its write must have been refused
+        assert StoredJob(store, job_id).cost == got
+
+
+def test_cost_writes_are_rate_limited_and_the_last_one_lands(make_store):
+    store = make_store()
+    job_id = new_id()
+    store.create(job_id, state="done")
+    for i in range(200):
+        store.set_cost(job_id, JobCost(estimated=1.0, accepted=Decimal(i), currency="tGLM", agreements=1))
+    got = _wait_cost(StoredJob(store, job_id), lambda c: c is not None and c.accepted == Decimal(199))
+    assert got is not None and got.accepted == Decimal(199)
+    assert store._costs.writes < 50
+
+
+def test_close_writes_a_pending_cost(make_store):
+    store = make_store()
+    job_id = new_id()
+    store.create(job_id, state="done")
+    store.set_cost(job_id, JobCost(estimated=1.0, accepted=Decimal(1)))
+    store.set_cost(job_id, JobCost(estimated=2.0, accepted=Decimal(2)))  # within the interval: waits
+    store.close()
+    reader = store if make_store.kind == "memory" else make_store()
+    assert StoredJob(reader, job_id).cost == JobCost(estimated=2.0, accepted=Decimal(2))
+
+
+def test_an_unreadable_cost_reads_as_none(make_store):
+    store = make_store()
+    job_id = new_id()
+    store.create(job_id, state="done")
+    store.update(job_id, cost="{not json")
+    assert StoredJob(store, job_id).cost is None
+    store.update(job_id, cost=json.dumps({"estimated": 1.5}))
+    assert StoredJob(store, job_id).cost == JobCost(estimated=1.5)
+
+
+_V1_COLUMNS = ("job_id TEXT PRIMARY KEY, state TEXT NOT NULL, owner TEXT, "
+               "created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, "
+               "ended_at DOUBLE PRECISION, error TEXT, error_type TEXT, result TEXT, result_error TEXT, "
+               "agreement_id TEXT, activity_id TEXT, allocation_id TEXT, provider TEXT, cancel_reason TEXT")
+
+
+@pytest.mark.parametrize("version", ["without-progress", "without-cost"])
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
-def test_a_table_of_the_previous_version_gains_the_progress_column(kind, request, tmp_path):
+def test_a_table_of_a_previous_version_gains_the_columns_it_lacks(kind, version, request, tmp_path):
     table = "t_" + uuid.uuid4().hex[:10]
-    old_schema = (f"CREATE TABLE {table} (job_id TEXT PRIMARY KEY, state TEXT NOT NULL, owner TEXT, "
-                  f"created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, "
-                  f"ended_at DOUBLE PRECISION, error TEXT, error_type TEXT, result TEXT, result_error TEXT, "
-                  f"agreement_id TEXT, activity_id TEXT, allocation_id TEXT, provider TEXT, cancel_reason TEXT)")
+    columns = _V1_COLUMNS if version == "without-progress" else _V1_COLUMNS + ", progress TEXT"
+    old_schema = f"CREATE TABLE {table} ({columns})"
     insert = (f"INSERT INTO {table} (job_id, state, created_at, updated_at, ended_at, result) "
               f"VALUES ('old-job', 'done', 1.0, 2.0, 2.0, '7')")
     if kind == "sqlite":
@@ -459,12 +531,15 @@ def test_a_table_of_the_previous_version_gains_the_progress_column(kind, request
     first, second = open_one(), open_one()  # the second sees the column already there
     try:
         old = first.get("old-job")
-        assert old is not None and old.progress is None and old.result == "7"
-        assert StoredJob(first, "old-job").results == 7
+        assert old is not None and old.progress is None and old.result == "7" and old.cost is None
+        assert StoredJob(first, "old-job").results == 7 and StoredJob(first, "old-job").cost is None
         job_id = new_id()
         first.create(job_id, state="pending")
         first.update(job_id, progress=_progress(2, "migrated").to_json())
         assert StoredJob(second, job_id).progress.message == "migrated"
+        first.update(job_id, state="done")
+        first.set_cost(job_id, JobCost(estimated=0.5, accepted=Decimal("0.25"), currency="tGLM"))
+        assert _wait_cost(StoredJob(second, job_id), lambda c: c is not None) == JobCost(0.5, Decimal("0.25"), "tGLM")
         assert [r.job_id for r in second.list_jobs()] == [job_id, "old-job"]
     finally:
         first.close()

@@ -1,5 +1,6 @@
 """The Flask example's page and its JSON list, on a memory store with no yagna: every job of the
-store listed newest first with state, progress and provider; costs only for this worker's jobs;
+store listed newest first with state, progress and provider; costs from the store for every job
+(and this worker's live estimate for the jobs it runs);
 the page itself carries no job data (the script fills it in as text)."""
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from golem_sync import Progress
 from golem_sync._work.costs import AgreementCost, CostSummary
-from golem_sync.store import MemoryJobStore
+from golem_sync.store import JobCost, MemoryJobStore
 
 pytest.importorskip("flask")
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
@@ -41,20 +42,28 @@ def app(monkeypatch):
     sys.modules.pop("flask_app", None)
 
 
-def test_the_list_has_every_job_with_progress_and_this_workers_costs(app):
+def test_the_list_has_every_job_with_progress_and_costs(app):
     module, store = app
+    store.create("other-worker", state="done", provider="prov-3",
+                 cost=JobCost(0.5, Decimal("0.4"), "tGLM", 1).to_json())
     store.create("theirs", state="pending", provider="<b>prov-2</b>")
     store.update("theirs", progress=Progress.create(0.5, "<i>half</i>", {"step": 5}).to_json())
     store.create("mine", state="done", provider="prov-1", result=json.dumps("<script>x</script>"))
     answer = module.app.test_client().get("/api/jobs")
     assert answer.status_code == 200
     jobs = {job["id"]: job for job in answer.get_json()["jobs"]}
-    assert [job["id"] for job in answer.get_json()["jobs"]] == ["mine", "theirs"]  # newest first
+    assert [job["id"] for job in answer.get_json()["jobs"]] == ["mine", "theirs", "other-worker"]  # newest first
     theirs, mine = jobs["theirs"], jobs["mine"]
     assert (theirs["state"], theirs["provider"], theirs["cost"]) == ("pending", "<b>prov-2</b>", None)
     assert theirs["progress"]["fraction"] == 0.5 and theirs["progress"]["message"] == "<i>half</i>"
     assert theirs["progress"]["data"] == {"step": 5}
-    assert mine["cost"] == {"estimated": 0.25, "accepted": 0.2}
+    assert mine["cost"] == {"estimated": 0.25, "accepted": 0.2}  # no stored cost yet: this worker's live summary
+    # A job another worker ran: its cost comes from the store.
+    assert jobs["other-worker"]["cost"] == {"estimated": 0.5, "accepted": 0.4, "currency": "tGLM"}
+    # The stored cost wins over the live one once the job has ended.
+    store.update("mine", cost=JobCost(0.3, Decimal("0.2"), "tGLM", 1).to_json())
+    mine = {j["id"]: j for j in module.app.test_client().get("/api/jobs").get_json()["jobs"]}["mine"]
+    assert mine["cost"] == {"estimated": 0.3, "accepted": 0.2, "currency": "tGLM"}
     assert mine["result"] == "<script>x</script>" and mine["progress"] is None
 
 
