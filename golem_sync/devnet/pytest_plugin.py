@@ -7,7 +7,16 @@ extra makes the ``golem_devnet`` fixture available everywhere::
         run_job(api_url=golem_devnet.api_url, app_key=golem_devnet.app_key, subnet=golem_devnet.subnet)
 
 The fixture yields :class:`golem_sync.devnet.launcher.DevnetInfo` (``.env()`` gives the
-``YAGNA_*`` variables) and brings the devnet down at the end of the session. Option
+``YAGNA_*`` variables) and brings the devnet down at the end of the session. The devnet runs a
+fault-injecting proxy in front of yagna: ``golem_devnet.via_proxy()`` (or ``.env(via_proxy=True)``)
+points a requestor at it, and the ``golem_devnet_proxy`` fixture hands out its rule API
+(``add_rule``, ``remove_rule``, ``clear``, ``rules``, ``hits``; rules are cleared before and after
+each test)::
+
+    def test_survives_a_500(golem_devnet, golem_devnet_proxy):
+        golem_devnet_proxy.add_rule(path="/activity-api/v1/activity", method="POST", status=500, nth=1)
+        run_job(api_url=golem_devnet.via_proxy().api_url, ...)
+ Option
 ``--golem-devnet-providers N`` (default 2) sets how many providers it runs.
 
 Importing this module is cheap and never fails when the devnet extra is missing: the devnet is
@@ -20,7 +29,7 @@ from typing import Any, Iterator
 
 import pytest
 
-__all__ = ["golem_devnet"]
+__all__ = ["golem_devnet", "golem_devnet_proxy"]
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -50,8 +59,19 @@ def golem_devnet(request: Any) -> Iterator[Any]:
     except (ImportError, DevnetConfigError) as exc:
         pytest.skip(f"the golem_sync devnet is not available (pip install 'golem_sync[devnet]'): {exc}")
     providers = request.config.getoption("--golem-devnet-providers")
-    net = Devnet(providers=providers)
+    net = Devnet(providers=providers, proxy=True)
     try:
         yield net.up()
     finally:
         net.down()
+
+
+@pytest.fixture
+def golem_devnet_proxy(golem_devnet: Any) -> Iterator[Any]:
+    """The rule API of the session devnet's fault proxy (a ``FaultProxyClient``), without rules."""
+    proxy = golem_devnet.proxy
+    proxy.clear()
+    try:
+        yield proxy
+    finally:
+        proxy.clear()

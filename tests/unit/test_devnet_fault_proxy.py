@@ -295,3 +295,62 @@ def test_rule_json_round_trip_and_describe():
     rule = FaultRule(path="/payment-api/*", method="POST", status=500, every=3, delay=1.5)
     assert FaultRule.from_json(rule.to_json()) == rule
     assert rule.describe() == "POST /payment-api/* -> delay 1.5s, 500 (every 3)"
+
+
+def _fake_state(tmp_path, proxy):
+    """A CLI state dir naming a live pid (ours) and a devnet whose yagna is the test upstream."""
+    from golem_sync.devnet import daemon
+
+    info = dict(api_url=proxy.upstream_url, app_key="k", gsb_url="tcp://127.0.0.1:1", requestor_id="0x1",
+                subnet="devnet", registry_url="http://127.0.0.1:1", chain_rpc_url="http://127.0.0.1:1",
+                token_address="0x2", providers=[], state_dir=str(tmp_path), proxy_url=proxy.url,
+                proxy_token=proxy.control_token)
+    (tmp_path / daemon.PID_FILE).write_text(f"{os.getpid()}\n")
+    (tmp_path / daemon.INFO_FILE).write_text(json.dumps(info))
+    return tmp_path
+
+
+def test_cli_fault_commands_status_and_env(proxy, tmp_path, capsys):
+    from golem_sync.devnet.cli import main
+
+    p, s = proxy
+    state = str(_fake_state(tmp_path, p))
+    assert main(["fault", "add", "--path", "/payment-api/*", "--method", "post", "--status", "500", "--nth", "2",
+                 "--state-dir", state]) == 0
+    assert capsys.readouterr().out.strip() == "r1: POST /payment-api/* -> 500 (nth 2)"
+    assert main(["fault", "add", "--path", "*", "--reset", "--probability", "0.02", "--seed", "1",
+                 "--state-dir", state]) == 0
+    assert main(["fault", "add", "--path", "*", "--reset", "--status", "500", "--state-dir", state]) == 2
+    assert "at most one of" in capsys.readouterr().err
+    assert [r.id for r in p.rules()] == ["r1", "r2"]
+    assert main(["fault", "list", "--state-dir", state]) == 0
+    out = capsys.readouterr().out
+    assert "r1: POST /payment-api/* -> 500 (nth 2)  [matched 0, acted 0]" in out and "r2: * * -> reset" in out
+    assert main(["status", "--state-dir", state]) == 0
+    out = capsys.readouterr().out
+    assert f"fault proxy: {p.url}" in out and "fault rule r2:" in out
+    assert main(["env", "--via-proxy", "--state-dir", state]) == 0
+    assert f"YAGNA_API_URL={p.url}" in capsys.readouterr().out
+    assert main(["env", "--state-dir", state]) == 0
+    assert f"YAGNA_API_URL={p.upstream_url}" in capsys.readouterr().out
+    assert main(["fault", "remove", "r1", "--state-dir", state]) == 0
+    assert main(["fault", "remove", "r1", "--state-dir", state]) == 1
+    assert main(["fault", "clear", "--state-dir", state]) == 0
+    assert p.rules() == []
+    assert main(["fault", "list", "--state-dir", str(tmp_path / "none")]) == 1
+    assert "no running devnet" in capsys.readouterr().err
+
+
+def test_devnet_info_proxy_settings(proxy, tmp_path):
+    from golem_sync.devnet.errors import DevnetUserError
+    from golem_sync.devnet.launcher import DevnetInfo
+
+    p, _ = proxy
+    info = DevnetInfo.from_dict(json.loads((_fake_state(tmp_path, p) / "info.json").read_text()))
+    assert info.via_proxy().api_url == p.url and info.env(via_proxy=True)["YAGNA_API_URL"] == p.url
+    assert "proxy_token" not in repr(info)
+    info.proxy.add_rule(path="/x", status=500)
+    assert [r.rule.path for r in p.rules()] == ["/x"]
+    bare = DevnetInfo.from_dict({**info.to_dict(), "proxy_url": None, "proxy_token": None})
+    with pytest.raises(DevnetUserError, match="no fault proxy"):
+        bare.via_proxy()
