@@ -61,6 +61,7 @@ _LAZY: Dict[str, str] = {
     "ProviderRejection": "._market.report",
     "CostEstimate": "._market.estimate",
     "ProviderCost": "._market.estimate",
+    "Progress": "._progress",
 }
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "WorkOptions", "JobOptions", "PaymentOptions", "VpnOptions", "RemoteProcess", "CostSummary", "Batch",
     "ProviderPool", "PoolStats", "PoolFuture", "LeaseInfo",
     "MarketScan", "ScannedOffer", "MarketReport", "ProviderRejection", "CostEstimate", "ProviderCost",
+    "Progress",
     *_errors_all,
 ]
 

@@ -22,7 +22,7 @@ from ._cancel import CancelToken
 from ._market.proposals import ProposalView
 from ._market.signing import ReleaseOutcome, release, sign
 from ._pollers import EventPoller
-from .errors import GolemBudgetError
+from .errors import GolemPaymentError
 from .yagna.client import YagnaClient
 from .yagna.models import AgreementTerminatedEvent
 
@@ -44,7 +44,8 @@ class AgreementLease:
     token: CancelToken
     provider_reason: Optional[str] = None  # the provider terminated the agreement, and why
     violation: Optional[str] = None  # the provider broke the agreement's terms (we end it), and how
-    budget_error: Optional[GolemBudgetError] = None  # the job's cost cap stopped it (we end it)
+    # The job's cost cap stopped it (GolemBudgetError), or the provider overcharged (GolemOverchargeError); we end it.
+    budget_error: Optional[GolemPaymentError] = None
     released: bool = False
 
     def broken(self, violation: str) -> None:
@@ -55,8 +56,8 @@ class AgreementLease:
                            violation)
             self.token.cancel(f"provider broke agreement {self.agreement_id}: {violation}")
 
-    def over_budget(self, error: GolemBudgetError) -> bool:
-        """The job's cost cap stopped the agreement: stop the attempt (safe from any thread).
+    def over_budget(self, error: GolemPaymentError) -> bool:
+        """The job's cost cap (or an overcharge) stopped the agreement: stop the attempt (safe from any thread).
 
         Returns True if the job still held the agreement (the caller then terminates it; its
         termination event is our own from now), False if it was already let go.

@@ -32,6 +32,7 @@ from ._cancel import CancelToken, Deadline
 from .errors import GolemCancelledError, GolemTimeoutError, GolemUserError
 from ._options import OptionLayer, RunOptions, merge_layers
 from ._package import check_package
+from ._progress import Progress
 from ._run import execute
 from ._runtime import JobRuntime
 from ._state import FINAL, JobState
@@ -105,6 +106,7 @@ class Job(Generic[T]):
         self.provider: Optional[ProviderInfo] = None
         self.agreement_id: Optional[str] = None
         self.activity_id: Optional[str] = None
+        self.progress: Optional[Progress] = None  # the latest ctx.report_progress(), every call
         self._started_emitted = False
         self._claimed = False  # a run (or a direct end) has taken the job: exactly one ever does
         self._timed_out = False
@@ -378,6 +380,25 @@ class Job(Generic[T]):
         if not self._started_emitted:
             self._started_emitted = True
             signals.emit(signals.job_started, self, agreement_id=agreement_id, provider=provider)
+
+    def report_progress(self, fraction: Optional[float] = None, message: Optional[str] = None,
+                        **data: Any) -> Optional[Progress]:
+        """What ``ctx.report_progress`` does: validate, set ``job.progress``, send ``job_progress``.
+
+        Every call updates ``job.progress`` and sends the signal; the job store (through the
+        signal) writes at most one value every 0.2 s per job, the latest always. Returns the
+        Progress; a report after the job ended is validated, then dropped (None): the progress
+        recorded with the end stays the job's last.
+        """
+        with self._lock:
+            seq = self.progress.seq + 1 if self.progress is not None else 1
+            progress = Progress.create(fraction, message, data, seq=seq)
+            if self._state in FINAL:
+                logger.debug("job %s: progress reported after the end ignored", self.id)
+                return None
+            self.progress = progress
+        signals.emit(signals.job_progress, self, progress=progress)
+        return progress
 
     def mark_activity(self, activity_id: str) -> None:
         """The run works on this activity now."""

@@ -17,6 +17,7 @@ from ._cancel import CancelToken, Deadline
 from ._market.negotiation import Negotiator
 from ._options import RunOptions
 from ._payment.budget import JobBudget
+from ._payment.prices import AgreedPrices
 from ._runtime import ProviderSource, Rental, RunHandle, isolated
 from ._services import SharedServices
 from ._work import ProviderInfo
@@ -77,9 +78,10 @@ def sign_agreement(services: SharedServices, options: RunOptions, handle: Any, t
     signed = negotiator.agree(token, startup)
     lease = AgreementLease(signed.agreement_id, signed.proposal, lease_token)
     services.watcher.watch(lease, sender)
+    interval = _debit_note_interval(signed.proposal, options)
     services.payments.register(signed.agreement_id, sender, on_violation=lease.broken,
-                               debit_note_interval=_debit_note_interval(signed.proposal, options),
-                               budget=budget, on_over_budget=lease.over_budget)
+                               debit_note_interval=interval, budget=budget, on_over_budget=lease.over_budget,
+                               prices=AgreedPrices.of(signed.proposal, interval), on_overcharge=lease.over_budget)
     provider = ProviderInfo(signed.proposal.issuer_id, signed.proposal.provider_name,
                             signed.proposal.wallet(demand.platform))
     return lease, provider

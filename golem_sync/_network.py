@@ -68,16 +68,23 @@ class GolemNetwork:
             store, finished jobs leave this network's memory: look them up through the store.
         retention: without a store, the in-memory registry keeps every job (as golem-js does)
             unless a :class:`golem_sync.store.Retention` says when finished jobs leave it.
+        telemetry: ``True`` traces and measures this network's jobs with OpenTelemetry until
+            ``close()`` (:func:`golem_sync.otel.instrument`; needs the ``otel`` extra).
     """
 
     def __init__(self, yagna: Union[YagnaConfig, Mapping[str, Any], None] = None, *,
                  payment: Any = None, max_workers: int = 16, client: Optional[YagnaClient] = None,
                  job_store: StoreSpec = None, retention: Optional[Retention] = None,
-                 **job_defaults: Any) -> None:
+                 telemetry: bool = False, **job_defaults: Any) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise GolemConfigError(f"max_workers must be a positive integer, got {max_workers!r}")
         if retention is not None and not isinstance(retention, Retention):
             raise GolemConfigError(f"retention must be a golem_sync.store.Retention, got {type(retention).__name__}")
+        if not isinstance(telemetry, bool):
+            raise GolemConfigError(f"telemetry must be True or False, got {telemetry!r}")
+        if telemetry:
+            from .otel import require
+            require()  # GolemConfigError before anything is made when the otel extra is missing
         self._layer = OptionLayer.parse(job_defaults, where="GolemNetwork")
         self._payment = parse_section(PaymentOptions, payment)
         self._payment.platform()  # an unknown payment network (option or environment) fails here, not at a job
@@ -117,6 +124,10 @@ class GolemNetwork:
         self._pools: List[ProviderPool] = []
         self._pool_host = _PoolHost(self)
         self._store = StoreBinding(self, job_store) if job_store is not None else None
+        self._telemetry: Any = None
+        if telemetry:
+            from .otel import instrument
+            self._telemetry = instrument(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -172,6 +183,12 @@ class GolemNetwork:
                 self._close_step("pollers", services.stop_pollers)
                 self._close_step("cost summary", self._log_cost_summary)
                 self._close_step("allocation", self._release_allocations, services)
+                if services.outages.down:
+                    logger.warning("close: yagna at %s did not answer; what could not be cleaned up (logged above) "
+                                   "stays in yagna: agreements until they expire, the allocation until its timeout",
+                                   self.client.config.api_url)
+            if self._telemetry is not None:  # after the invoices: their payment spans are ended
+                self._close_step("telemetry", self._telemetry.uninstrument)
             self._close_step("helper pool", self._blocking.shutdown, True)
             if self._store is not None:
                 self._close_step("store", self._store.close)

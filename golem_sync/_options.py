@@ -276,6 +276,11 @@ class WorkOptions:
     # Environment of every command of the job, passed in ``deploy``; a later option layer replaces
     # the whole dict. Per-command env (``ctx.run(..., env=)``) is added by a shell wrapper on top.
     env: Dict[str, str] = attrs.field(factory=dict, converter=_env_dict, validator=_env, hash=False)
+    # The output kept per stream (stdout, stderr) of each command, in UTF-8 bytes: the provider is
+    # asked for the last ``max_output_bytes`` (+1, to tell a cut); more is cut to the last
+    # ``max_output_bytes`` and ``Result.truncated`` set; results larger than the cap allows are
+    # refused with GolemActivityError. See golem_sync._work.result.
+    max_output_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=_number(integer=True))
 
 
 def _network_cidr(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:

@@ -7,6 +7,8 @@ layer nor the yagna client).
   written as they change (agreement and activity ids as soon as yagna returns them, through the
   ``agreement_created``/``activity_created`` signals, so a crash right after never loses them), and
   its end state, error text and serialized result when it ends (after cleanup).
+- Progress: each ``job_progress`` goes to ``store.set_progress`` (rate-limited there); the final
+  progress is written with the job's end.
 - Cancel from another process: a store notification for a job this network runs, whose record
   carries a ``cancel_reason``, cancels the job's token (on the store's listener thread: prompt).
 - Recovery (at ``init``): jobs of processes that are gone are rejected and what they held in
@@ -72,7 +74,8 @@ class StoreBinding:
     def start(self, client: "YagnaClient", payment: "PaymentOptions", requestor_id: Optional[str]) -> List[str]:
         """Connect the hooks, recover orphaned jobs, evict old ones; returns the recovered job ids."""
         for signal, handler in ((signals.agreement_created, self._on_agreement),
-                                (signals.activity_created, self._on_activity)):
+                                (signals.activity_created, self._on_activity),
+                                (signals.job_progress, self._on_progress)):
             signal.connect(handler, weak=False)
             self._receivers.append((signal, handler))
         self._remove_listener = self.store.add_listener(self._on_store_change)
@@ -113,6 +116,8 @@ class StoreBinding:
 
     def job_finished(self, job: Job[Any]) -> None:
         fields: Dict[str, Any] = dict(state=job.state.value, **_known(job))
+        if job.progress is not None:  # the final progress goes with the end: never left behind a trailing write
+            fields["progress"] = job.progress.to_json()
         if job.error is not None:
             fields["error_type"], fields["error"] = describe_error(job.error)
         else:
@@ -150,6 +155,13 @@ class StoreBinding:
     def _on_activity(self, sender: Any, **kwargs: Any) -> None:
         if self._mine(sender):
             self._write(sender, activity_id=kwargs.get("activity_id"))
+
+    def _on_progress(self, sender: Any, **kwargs: Any) -> None:
+        # Rate-limited and written only for a pending job this store's owner runs (so no _mine()
+        # scan per report): set_progress returns at once, the store's progress thread writes.
+        progress = kwargs.get("progress")
+        if isinstance(sender, Job) and progress is not None:
+            self.store.set_progress(sender.id, progress)
 
     def _on_store_change(self, job_id: str) -> None:
         job = next((j for j in self.network.jobs(JobState.PENDING) if j.id == job_id), None)

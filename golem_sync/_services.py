@@ -21,6 +21,8 @@ from ._options import PaymentOptions, RunOptions
 from ._package import Decorations, resolve_package
 from ._payment import AllocationKeeper, PaymentProcessor
 from ._payment.budget import BudgetGuard
+from ._payment.prices import AmountGuard
+from ._pollers import OutageLog
 from ._work.costs import CostLedger
 from .yagna.client import YagnaClient
 from .yagna.transport import Transport
@@ -54,6 +56,9 @@ class SharedServices:
         self.budgets = BudgetGuard(payment.budget, self._terminate_at_cap, estimate=(
             None if ledger is None else lambda job_id, refresh: ledger.job_cost(job_id, refresh=refresh)))
         self._unlisten: Callable[[], None] = lambda: None
+        # Debit notes and invoices checked against the agreed prices; an overcharging agreement is ended.
+        self.amounts = AmountGuard(self._terminate_overcharging,
+                                   usage_of=None if ledger is None else ledger.activity_usage)
         self.keeper = AllocationKeeper(self.client, payment, self.requestor_id,
                                        on_replaced=lambda allocation: signals.emit(
                                            signals.allocation_created, network, allocation=allocation))
@@ -68,10 +73,14 @@ class SharedServices:
                 attrs.evolve(self.client.config, retries=0, pool_size=4), abortable=True))
             self.payments = PaymentProcessor(self.client, payment, lambda: self.keeper.allocation_id,
                                              self.app_session_id, network, poll_client=self.poll_client,
-                                             on_allocation_error=self.keeper.replace_soon)
+                                             on_allocation_error=self.keeper.replace_soon, amounts=self.amounts)
             self.watcher = AgreementWatcher(self.poll_client, self.app_session_id, poll_sec=payment.event_poll_sec)
             # Providers bill per activity: each activity after an agreement's first allows one more note.
             signals.activity_created.connect(self._on_activity_created, weak=False)
+            # One warning when yagna goes away and one info when it is back, for all three pollers.
+            self.outages = OutageLog(f"yagna at {self.client.config.api_url}")
+            for poller in (*self.payments.pollers, self.watcher.poller):
+                poller.outages = self.outages
             self.payments.start()
             self.watcher.start()
         except BaseException:
@@ -91,6 +100,11 @@ class SharedServices:
         """A job's cost cap stopped it: end its agreement now, with the reason (never raises)."""
         outcome = release(self.client, agreement_id, message, success=False)
         logger.info("agreement %s at its job's cost cap: %s (%s)", agreement_id, outcome, message)
+
+    def _terminate_overcharging(self, agreement_id: str, message: str) -> None:
+        """A provider billed more than its prices allow: end the agreement now, with the reason (never raises)."""
+        outcome = release(self.client, agreement_id, message, success=False)
+        logger.info("overcharging agreement %s: %s (%s)", agreement_id, outcome, message)
 
     def _on_activity_created(self, sender: Any, agreement_id: Optional[str] = None, **_: Any) -> None:
         if agreement_id is not None:
@@ -116,6 +130,7 @@ class SharedServices:
         for poller in pollers:
             poller.join()
         self.payments.close()
+        self.amounts.close()
         self._unlisten()
         self.budgets.close()
         self.poll_client.close()

@@ -33,14 +33,17 @@ __all__ = [
     "GolemActivityError",
     "GolemPaymentError",
     "GolemBudgetError",
+    "GolemOverchargeError",
     "YagnaError",
     "YagnaUnreachableError",
+    "YagnaLostError",
     "YagnaAuthError",
     "YagnaNotFoundError",
     "YagnaRequestError",
     "YagnaTimeoutError",
     "YagnaServerError",
     "YagnaProtocolError",
+    "YagnaResponseTooLargeError",
 ]
 
 
@@ -130,6 +133,22 @@ class GolemBudgetError(GolemPaymentError):
         self.amount = amount
 
 
+class GolemOverchargeError(GolemPaymentError):
+    """A provider billed more than the agreed prices allow for the usage and time (see ``golem_sync._payment.prices``).
+
+    ``amount`` is what the debit note or invoice asked, ``allowed`` the most the agreement allows
+    with the tolerance (both in the payment token); ``agreement_id`` and ``document_id`` name them.
+    """
+
+    def __init__(self, message: str, *, amount: Decimal, allowed: Decimal, agreement_id: str = "",
+                 document_id: str = "") -> None:
+        super().__init__(message)
+        self.amount = amount
+        self.allowed = allowed
+        self.agreement_id = agreement_id
+        self.document_id = document_id
+
+
 class YagnaError(GolemError):
     """yagna answered with an error, or could not be talked to.
 
@@ -160,6 +179,15 @@ class YagnaUnreachableError(YagnaError):
     """No connection to yagna (not running, wrong URL, connection reset)."""
 
 
+class YagnaLostError(YagnaUnreachableError, GolemActivityError):
+    """yagna became unreachable while a job's activity was in use (stopped, restarting, the
+    connection broke): the work in flight is lost, as the provider's exe-unit ends with yagna.
+
+    It is also a :class:`GolemActivityError`, so ``job.max_retries`` retries the job on a fresh
+    agreement (negotiating waits for yagna to answer again, within the startup timeout).
+    """
+
+
 class YagnaAuthError(YagnaError):
     """yagna rejected the app key (HTTP 401 or 403)."""
 
@@ -182,6 +210,15 @@ class YagnaServerError(YagnaError):
 
 class YagnaProtocolError(YagnaError):
     """yagna answered with a body golem_sync cannot understand (malformed JSON, wrong shape)."""
+
+
+class YagnaResponseTooLargeError(YagnaProtocolError):
+    """yagna's answer was larger than the call allows (``limit`` bytes), e.g. a provider's output
+    beyond ``work.max_output_bytes``; it was not read past the limit."""
+
+    def __init__(self, message: str, *, limit: int, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.limit = limit
 
 
 class GolemStoreError(GolemError):

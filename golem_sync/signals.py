@@ -33,10 +33,10 @@ __all__ = [
     "demand_subscribed", "demand_unsubscribed", "proposal_received", "proposal_responded",
     "proposal_rejected", "agreement_created", "agreement_confirmed", "agreement_approved",
     "agreement_terminated", "activity_created", "activity_ready", "activity_destroyed",
-    "batch_sent", "batch_finished", "debit_note_received", "debit_note_accepted",
+    "batch_sent", "batch_finished", "batch_failed", "debit_note_received", "debit_note_accepted",
     "debit_note_rejected", "invoice_received", "invoice_accepted", "invoice_rejected",
     "allocation_created", "allocation_released",
-    "transfer_progress",
+    "transfer_progress", "transfer_started", "transfer_ended", "job_progress",
     "lease_created", "lease_acquired", "lease_released", "lease_retired", "pool_closed",
 ]
 
@@ -71,6 +71,12 @@ activity_ready = namespace.signal("activity-ready", doc="Deployed and started. k
 activity_destroyed = namespace.signal("activity-destroyed", doc="kwargs: activity_id")
 batch_sent = namespace.signal("batch-sent", doc="kwargs: activity_id, batch_id, commands")
 batch_finished = namespace.signal("batch-finished", doc="kwargs: activity_id, batch_id, results")
+batch_failed = namespace.signal(
+    "batch-failed",
+    doc="A batch ended with an error before all its results arrived (a timeout, a cancel, a lost "
+        "activity); sent on the thread that waited for it, before the error propagates. A streamed "
+        "batch (end_stream) also sends batch_finished with the results so far. "
+        "kwargs: activity_id, batch_id, error")
 
 # -- payment ---------------------------------------------------------------------------------
 allocation_created = namespace.signal("allocation-created", doc="Sender: the network. kwargs: allocation")
@@ -89,6 +95,25 @@ transfer_progress = namespace.signal(
         "send none) and once more when it ends. Runs on the transfer's socket thread (the last one on "
         "the worker's thread). kwargs: "
         "activity_id, direction ('upload'|'download'), remote_path, bytes_done, bytes_total (None if unknown)")
+
+transfer_started = namespace.signal(
+    "transfer-started",
+    doc="A transfer step's requestor-side service is open, right before its batch is sent. Runs on "
+        "the worker's thread. kwargs: activity_id, transfer_id (unique per transfer), direction "
+        "('upload'|'download'), remote_path")
+transfer_ended = namespace.signal(
+    "transfer-ended",
+    doc="A started transfer step is over and its service closed (after success, failure, "
+        "cancellation or a batch that never reached it). Runs on the worker's thread. kwargs: "
+        "activity_id, transfer_id, direction, remote_path, bytes_done, bytes_total (None if unknown), "
+        "ok (True only if the step's command ran and its Result is Ok), error (the exception that "
+        "ended the batch, or the failed Result's message, or None)")
+# -- worker progress (sender: the Job) -------------------------------------------------------
+job_progress = namespace.signal(
+    "job-progress",
+    doc="The worker called ctx.report_progress(): sent on every call (not rate-limited; only the job "
+        "store's writes are), on the worker's thread. kwargs: progress (golem_sync.Progress: fraction, "
+        "message, data, timestamp, seq)")
 
 # -- warm pools (sender: the ProviderPool) ---------------------------------------------------
 # A pool's agreements, activities and their notes also have the pool as sender while no job holds

@@ -12,8 +12,8 @@ from typing import Any, Iterator, List, Optional, Sequence
 from .. import signals
 from .._abandonable import AbandonableCalls
 from .._cancel import CancelToken, Deadline
-from ..errors import (GolemActivityError, GolemTimeoutError, YagnaError, YagnaNotFoundError, YagnaTimeoutError,
-                      is_transient)
+from ..errors import (GolemActivityError, GolemTimeoutError, YagnaError, YagnaLostError, YagnaNotFoundError,
+                      YagnaResponseTooLargeError, YagnaTimeoutError, YagnaUnreachableError, is_transient)
 from .._options import ActivityOptions
 from ..yagna.activity import BatchStream
 from ..yagna.client import YagnaClient
@@ -84,23 +84,30 @@ class Activity:
                 activity_id = blocking.call(token, client.activity.create_activity, agreement_id,
                                             timeout=options.create_timeout_sec, on_abandon=destroy_late)
         except YagnaError as exc:
-            raise GolemActivityError(f"could not create an activity on agreement {agreement_id}: {exc}") from exc
+            raise activity_error(f"could not create an activity on agreement {agreement_id}: {exc}", exc) from exc
         signals.emit(signals.activity_created, sender, activity_id=activity_id, agreement_id=agreement_id)
         return cls(client, blocking, activity_id, agreement_id, options, sender)
 
     def execute(self, commands: Sequence[Command], token: CancelToken,
-                timeout: Optional[float] = None) -> List[ExeScriptCommandResult]:
-        """Run a batch and wait for all its results (or the first error, which ends the batch)."""
+                timeout: Optional[float] = None, *, max_body: Optional[int] = None) -> List[ExeScriptCommandResult]:
+        """Run a batch and wait for all its results (or the first error, which ends the batch).
+
+        ``max_body`` bounds each result poll's answer in bytes (see :meth:`iter_results`)."""
         batch_id = self.send(commands, token)
-        results = self.collect(batch_id, len(commands), token, timeout)
+        try:
+            results = self.collect(batch_id, len(commands), token, timeout, max_body=max_body)
+        except BaseException as exc:
+            signals.emit(signals.batch_failed, self._sender, activity_id=self.activity_id, batch_id=batch_id,
+                         error=exc)
+            raise
         signals.emit(signals.batch_finished, self._sender, activity_id=self.activity_id, batch_id=batch_id,
                      results=results)
         return results
 
     def collect(self, batch_id: str, size: int, token: CancelToken,
-                timeout: Optional[float] = None) -> List[ExeScriptCommandResult]:
+                timeout: Optional[float] = None, *, max_body: Optional[int] = None) -> List[ExeScriptCommandResult]:
         """Every result of the batch, once it has finished (or ended at its first error)."""
-        return list(self.iter_results(batch_id, size, token, timeout))
+        return list(self.iter_results(batch_id, size, token, timeout, max_body=max_body))
 
     # -- streams, partial results and usage (work-stream) -----------------------------------
 
@@ -112,17 +119,21 @@ class Activity:
         try:
             batch_id = self._client.activity.exec(self.activity_id, list(commands))
         except YagnaError as exc:
-            raise GolemActivityError(f"activity {self.activity_id} refused the batch: {exc}") from exc
+            raise activity_error(f"activity {self.activity_id} refused the batch: {exc}", exc) from exc
         signals.emit(signals.batch_sent, self._sender, activity_id=self.activity_id, batch_id=batch_id,
                      commands=list(commands))
         return batch_id
 
     def iter_results(self, batch_id: str, size: int, token: CancelToken,
-                     timeout: Optional[float] = None) -> Iterator[ExeScriptCommandResult]:
+                     timeout: Optional[float] = None, *,
+                     max_body: Optional[int] = None) -> Iterator[ExeScriptCommandResult]:
         """Yield each command's result as soon as it is finished (long polls on the cumulative list).
 
         Ends after the last result or the first one that ends the batch (an error). Raises
-        GolemTimeoutError (phase ``"batch"``) when the batch is not done within ``timeout``.
+        GolemTimeoutError (phase ``"batch"``) when the batch is not done within ``timeout``, and
+        GolemActivityError when the provider's answer breaks the protocol: a result whose index is
+        not its command's (out of range, duplicated, out of order), more results than commands, or
+        a poll's answer larger than ``max_body`` bytes (read no further).
         """
         limit = timeout if timeout is not None else self._options.execute_timeout_sec
         deadline = Deadline(limit)
@@ -139,14 +150,23 @@ class Activity:
                 try:
                     results = reads.activity.get_batch_results(
                         self.activity_id, batch_id, timeout=max(0.1, deadline.cap(self._options.result_poll_sec)),
-                        command_index=seen)
+                        command_index=seen, max_body=max_body)
                 except YagnaTimeoutError:
                     continue  # yagna's 408: command ``seen`` is not finished yet
+                except YagnaResponseTooLargeError as exc:
+                    raise GolemActivityError(
+                        f"the results of batch {batch_id} on activity {self.activity_id} are larger than "
+                        f"{exc.limit} bytes: the provider sent more output than the cap asked for "
+                        f"(work.max_output_bytes); not read further") from exc
                 except YagnaError as exc:
                     token.raise_if_cancelled()  # the cancel aborted the poll
+                    if isinstance(exc, YagnaUnreachableError):
+                        raise activity_error(f"yagna became unreachable while batch {batch_id} ran on activity "
+                                             f"{self.activity_id}: {exc}", exc) from exc
                     raise GolemActivityError(
                         f"reading results of batch {batch_id} on activity {self.activity_id} failed: "
                         f"{exc}{self._state_hint()}") from exc
+                _check_indices(results, seen, size, f"batch {batch_id} on activity {self.activity_id}")
                 for result in results[seen:]:
                     seen += 1
                     yield result
@@ -158,8 +178,8 @@ class Activity:
         try:
             return self._client.activity.stream_batch(self.activity_id, batch_id, read_timeout=read_timeout)
         except YagnaError as exc:
-            raise GolemActivityError(
-                f"could not open the event stream of batch {batch_id} on activity {self.activity_id}: {exc}"
+            raise activity_error(
+                f"could not open the event stream of batch {batch_id} on activity {self.activity_id}: {exc}", exc
             ) from exc
 
     def usage(self) -> Optional[List[float]]:
@@ -225,3 +245,27 @@ class Activity:
             return ""
         extra = f" ({state.reason or state.error_message})" if (state.reason or state.error_message) else ""
         return f"; the activity is {state.state}{extra}"
+
+
+def activity_error(message: str, cause: YagnaError) -> GolemActivityError:
+    """The error for a failed activity call: :class:`YagnaLostError` when yagna could not be
+    reached at all (the activity's work is lost with it), else a plain GolemActivityError."""
+    if isinstance(cause, YagnaUnreachableError):
+        return YagnaLostError(message, status=cause.status, method=cause.method, path=cause.path,
+                              detail=cause.detail)
+    return GolemActivityError(message)
+
+
+def _check_indices(results: Sequence[ExeScriptCommandResult], seen: int, size: int, where: str) -> None:
+    """Refuse results that break the protocol: yagna's list is cumulative, so result ``i`` is command ``i``."""
+    for position in range(seen, len(results)):
+        index = results[position].index
+        if position >= size:
+            raise GolemActivityError(f"the provider answered {where} with {len(results)} results for "
+                                     f"{size} command{'s' if size != 1 else ''} (one for command index {index})")
+        if index != position:
+            kind = ("does not exist" if not 0 <= index < size
+                    else "is duplicated" if index < position else "is out of order")
+            raise GolemActivityError(
+                f"the provider answered {where} with a result for command index {index} where command "
+                f"{position} was due: index {index} {kind} (the batch has {size} command{'s' if size != 1 else ''})")

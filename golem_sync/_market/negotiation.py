@@ -20,8 +20,10 @@ from typing import Any, Callable, Dict, List, Optional, Set
 from .. import signals
 from .._abandonable import AbandonableCalls
 from .._cancel import CancelToken, Deadline
-from ..errors import GolemAgreementError, GolemNoProposalError, GolemTimeoutError, YagnaError, YagnaNotFoundError
+from ..errors import (GolemAgreementError, GolemNoProposalError, GolemTimeoutError, YagnaError, YagnaNotFoundError,
+                      YagnaUnreachableError)
 from .._options import AgreementOptions, MarketOptions
+from .._pollers import Backoff
 from ..yagna.client import YagnaClient
 from ..yagna.models import ProposalEvent, ProposalRejectedEvent
 from .demand import DemandSpec
@@ -71,7 +73,8 @@ class Negotiator:
         The long polls (demand events, approval waits) run on the caller's thread through an
         abortable client lent by ``blocking.reads``, so a cancel ends them at once.
         """
-        demand_id = self._subscribe()
+        outage = _Outage(token, deadline)
+        demand_id = outage.call(self._subscribe)
         try:
             with self._blocking.reads(self._client, token) as reads:
                 while True:
@@ -84,12 +87,18 @@ class Negotiator:
                             max_events=self._market.max_offer_events)
                     except YagnaNotFoundError:
                         token.raise_if_cancelled()
+                        # yagna expired it, or restarted (subscriptions do not survive a restart).
                         logger.info("demand %s expired or vanished; publishing it again", demand_id)
-                        demand_id = self._subscribe()
+                        demand_id = outage.call(self._subscribe)
+                        continue
+                    except YagnaUnreachableError as exc:
+                        token.raise_if_cancelled()  # the cancel aborted the poll
+                        outage.wait(exc)  # yagna restarting: poll again (the demand is re-published on 404)
                         continue
                     except YagnaError:
                         token.raise_if_cancelled()  # the cancel aborted the poll
                         raise
+                    outage.over()
                     for event in events:
                         self._on_event(demand_id, event)
                     signed, failures = self._try_drafts(token, deadline, reads, demand_id)
@@ -238,3 +247,43 @@ class Negotiator:
             error = GolemTimeoutError(f"{head}: {report.summary()}{last}", phase="agreement")
         error.market_report = report
         return error
+
+
+class _Outage:
+    """Rides out yagna being unreachable while negotiating: waits with :class:`Backoff` (the
+    cancel token ends the wait) until yagna answers or the startup deadline has no time left,
+    then re-raises the YagnaUnreachableError. One info line per outage, debug otherwise."""
+
+    def __init__(self, token: CancelToken, deadline: Deadline, backoff: Optional[Backoff] = None) -> None:
+        self._token = token
+        self._deadline = deadline
+        self._backoff = backoff or Backoff()
+        self._failures = 0
+
+    def wait(self, exc: YagnaUnreachableError) -> None:
+        self._failures += 1
+        delay = self._backoff.delay(self._failures)
+        left = self._deadline.remaining()
+        if left is not None and left <= delay:
+            raise exc
+        if self._failures == 1:
+            logger.info("yagna is unreachable while negotiating (%s); waiting for it", exc)
+        else:
+            logger.debug("yagna still unreachable (%s); retrying in %.1fs", exc, delay)
+        self._token.sleep(delay)
+
+    def over(self) -> None:
+        if self._failures:
+            logger.info("yagna answers again after %d failed calls; negotiating on", self._failures)
+            self._failures = 0
+
+    def call(self, fn: Callable[[], str]) -> str:
+        while True:
+            self._token.raise_if_cancelled()
+            try:
+                result = fn()
+            except YagnaUnreachableError as exc:
+                self.wait(exc)
+                continue
+            self.over()
+            return result

@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from decimal import Decimal
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import attrs
 
 from ..errors import GolemBudgetError
+from .stopper import AgreementStopper, Terminate
 
 __all__ = ["BudgetGuard", "JobBudget", "ESTIMATE_CHECK_SEC"]
 
@@ -53,8 +53,6 @@ ESTIMATE_CHECK_SEC = 2.0
 #: How long :meth:`BudgetGuard.close` waits for terminations still running.
 STOP_JOIN_SEC = 10.0
 
-#: Ends an agreement with a reason: ``terminate(agreement_id, message)``; must not raise.
-Terminate = Callable[[str, str], Any]
 #: The agreement's holder hears that the cap stopped it; True if it still held the agreement
 #: (then it is terminated), False if it had already let it go.
 OverBudget = Callable[[GolemBudgetError], bool]
@@ -204,14 +202,13 @@ class BudgetGuard:
                  estimate: Optional[Callable[[str, bool], float]] = None,
                  check_sec: Optional[float] = None) -> None:
         self._budget = _decimal(budget)
-        self._terminate = terminate
+        self._stopper = AgreementStopper(terminate, thread_name="golem-budget-stop", why="at its cost cap")
         self._estimate = estimate
         self._check_sec = ESTIMATE_CHECK_SEC if check_sec is None else check_sec
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._running: Dict[str, JobBudget] = {}  # job id -> budget, while the job runs
         self._watcher: Optional[threading.Thread] = None
-        self._stoppers: List[threading.Thread] = []
         self._closed = False
 
     # -- jobs (job threads) ------------------------------------------------------------------
@@ -273,13 +270,8 @@ class BudgetGuard:
         with self._lock:
             self._closed = True
             self._wake.notify_all()
-            threads = [t for t in (self._watcher, *self._stoppers) if t is not None]
-        end = time.monotonic() + timeout
-        for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join(max(0.0, end - time.monotonic()))
-                if thread.is_alive():
-                    logger.warning("closing: %s is still ending an agreement; leaving it", thread.name)
+            watcher = [] if self._watcher is None else [self._watcher]
+        self._stopper.join(timeout, also=watcher)
 
     # -- stopping ----------------------------------------------------------------------------
 
@@ -307,19 +299,7 @@ class BudgetGuard:
                 except Exception:
                     logger.exception("telling agreement %s's holder about its cap failed", agreement_id)
             if live:
-                self._spawn_terminate(agreement_id, message)
-
-    def _spawn_terminate(self, agreement_id: str, message: str) -> None:
-        def run() -> None:
-            try:
-                self._terminate(agreement_id, message)
-            except Exception:
-                logger.exception("terminating agreement %s at its cost cap failed", agreement_id)
-
-        thread = threading.Thread(target=run, name="golem-budget-stop", daemon=True)
-        with self._lock:
-            self._stoppers = [t for t in self._stoppers if t.is_alive()] + [thread]
-        thread.start()
+                self._stopper.stop(agreement_id, message)
 
     # -- the watch thread --------------------------------------------------------------------
 

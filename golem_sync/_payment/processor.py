@@ -4,9 +4,11 @@ Acceptance rules, in order: a note for an agreement this network does not know i
 debit note after the agreement's invoice is rejected; a provider that sends debit notes more often
 than the negotiated interval allows has its extra notes rejected and the agreement reported as
 broken (yapapi does the same; golem-js accepts them all); a configured amount limit or filter may
-reject; a job's cost cap (``job.max_cost``, see :mod:`.budget`) may refuse a document that would
-take the job over it; everything else is accepted from the network's allocation (read at every
-accept, so the network may renew or replace it). Debit notes are cumulative per activity, so an
+reject; a document asking more than the agreed prices allow for the usage and time (see
+:mod:`.prices`) is rejected, and for a debit note the agreement is stopped; a job's cost cap
+(``job.max_cost``, see :mod:`.budget`) may refuse a document that would take the job over it;
+everything else is accepted from the network's allocation (read at every accept, so the network
+may renew or replace it). Debit notes are cumulative per activity, so an
 agreement's accepted total is the sum over its activities of the highest note accepted.
 
 Failed calls: a GET, accept or reject that fails with a transient :class:`YagnaError` (5xx, timeout,
@@ -45,6 +47,7 @@ from ..errors import YagnaError, YagnaRequestError, is_transient
 from .._options import PaymentOptions
 from .._pollers import EventPoller
 from .budget import JobBudget, OverBudget
+from .prices import AgreedPrices, AmountGuard, OnOvercharge, PriceCheck
 from ..yagna.client import YagnaClient
 from ..yagna.models import DebitNoteEvent, InvoiceEvent, Rejection
 from ..yagna.payment import PaymentApi
@@ -128,6 +131,7 @@ class _AgreementAccount:
     accepted_notes: Dict[str, Decimal] = attrs.Factory(dict)  # activity id -> highest note accepted
     invoice_amount: Optional[Decimal] = None
     budget: Optional[JobBudget] = None  # the job's cost cap, if it has one
+    prices: Optional[PriceCheck] = None  # the agreed prices its documents are checked against
     # (kind, id) of every document seen for this agreement: re-delivered events are ignored.
     documents: Set[Tuple[str, str]] = attrs.Factory(set)
 
@@ -224,12 +228,16 @@ class PaymentProcessor:
             several documents failing together call it once. An exception from it is logged.
         retry: the backoff of failed calls.
         keep_settled: how many settled agreements keep their row in ``account_totals``.
+        amounts: checks documents against their agreement's prices (see :mod:`.prices`); None:
+            unchecked.
     """
 
     def __init__(self, client: YagnaClient, options: PaymentOptions, allocation_id: AllocationSource,
                  app_session_id: str, network_sender: Any, *, poll_client: Optional[YagnaClient] = None,
                  on_allocation_error: Optional[Callable[[YagnaError], None]] = None,
-                 retry: PaymentRetry = PaymentRetry(), keep_settled: int = SETTLED_AGREEMENTS_KEPT) -> None:
+                 retry: PaymentRetry = PaymentRetry(), keep_settled: int = SETTLED_AGREEMENTS_KEPT,
+                 amounts: Optional[AmountGuard] = None) -> None:
+        self._amounts = amounts
         self._client = client
         poller_client = poll_client or client
         self._options = options
@@ -303,17 +311,22 @@ class PaymentProcessor:
 
     def register(self, agreement_id: str, sender: Any, *, debit_note_interval: Optional[float] = None,
                  on_violation: Optional[Callable[[str], None]] = None, budget: Optional[JobBudget] = None,
-                 on_over_budget: Optional[OverBudget] = None) -> None:
+                 on_over_budget: Optional[OverBudget] = None, prices: Optional[AgreedPrices] = None,
+                 on_overcharge: Optional[OnOvercharge] = None) -> None:
         """Start accounting for an agreement.
 
         ``on_violation(reason)`` is called once, on a poller or the retry thread, when the
         provider breaks the negotiated ``debit_note_interval`` (seconds); it must be quick (e.g.
         cancel a token). ``budget`` is the cost cap of the agreement's job; ``on_over_budget``
         is told when the cap stops it (see :meth:`JobBudget.add_agreement`; it must be quick too).
+        ``prices`` are the agreed prices its documents are checked against (with the processor's
+        ``amounts`` guard); ``on_overcharge`` is told when a debit note asks more (quick, too).
         """
+        check = (self._amounts.agreement(agreement_id, prices, on_overcharge)
+                 if self._amounts is not None and prices is not None else None)
         with self._lock:
             self._accounts[agreement_id] = _AgreementAccount(_hold(sender), debit_note_interval, on_violation,
-                                                             budget=budget)
+                                                             budget=budget, prices=check)
         if budget is not None:
             budget.add_agreement(agreement_id, on_over_budget)
 
@@ -486,8 +499,8 @@ class PaymentProcessor:
         else:
             task.reason = self._problem(kind, doc, amount, account)
             task.unknown = account is None
-            if task.reason and kind is _INVOICE and account is not None and account.budget is not None:
-                task.accept_instead = account.budget.accepted_instead(str(doc.agreement_id))
+            if task.reason and kind is _INVOICE and account is not None:
+                task.accept_instead = self._accept_instead(str(doc.agreement_id), account)
         task.decided = True
         if task.reason:
             logger.info("rejecting %s %s: %s", kind.label, task.doc_id, task.reason)
@@ -649,7 +662,22 @@ class PaymentProcessor:
                 return f"{kind.name}_filter raised {type(exc).__name__}: {exc}"
             if not accepted:
                 return f"rejected by {kind.name}_filter"
-        return self._over_budget(kind, doc, amount, account)
+        return self._overcharged(kind, doc, amount, account) or self._over_budget(kind, doc, amount, account)
+
+    def _accept_instead(self, agreement_id: str, account: _AgreementAccount) -> Decimal:
+        """What a rejected invoice's ``totalAmountAccepted`` stands by: the notes accepted (promised) before."""
+        if account.budget is not None:
+            return account.budget.accepted_instead(agreement_id)
+        with self._lock:
+            return account.accepted_debit
+
+    def _overcharged(self, kind: "_Kind", doc: Any, amount: Decimal, account: _AgreementAccount) -> Optional[str]:
+        """The agreed prices: None to accept, else why the document asks too much (see :mod:`.prices`)."""
+        if self._amounts is None or account.prices is None:
+            return None
+        if kind is _DEBIT_NOTE:
+            return self._amounts.debit_note(account.prices, doc, amount)
+        return self._amounts.invoice(account.prices, doc, amount)
 
     @staticmethod
     def _over_budget(kind: "_Kind", doc: Any, amount: Decimal, account: _AgreementAccount) -> Optional[str]:

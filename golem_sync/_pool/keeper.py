@@ -367,6 +367,8 @@ class LeaseKeeper(ProviderSource):
     def _adopt(self, lease: PoolLease, activity: Activity) -> None:
         """The job replaced the lease's activity (after a command timeout): the pool keeps the new one."""
         services = self._hooks.existing()
+        with self._cond:
+            self._activities += 1  # the job made it (on the lease's agreement)
         old = lease.context
         if old is not None and lease.activity_token is not None:
             lease.activity_token.cancel("replaced")

@@ -79,6 +79,8 @@ class PoolStats:
     pool job not yet ended (queued or running). ``retired`` counts retired leases by reason
     (``idle_timeout``, ``expiring``, ``shutdown``, ``provider_terminated``, ``provider_violation``, ``provider_failed``,
     ``no_activity``, ``single_activity``, ``job_failed``, ``job_cancelled``, ``make_room``...).
+    ``activities_created`` counts every activity on the pool's agreements, those a job made to replace
+    one after a command timeout included.
     """
 
     size: int

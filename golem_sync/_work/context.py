@@ -184,6 +184,26 @@ class WorkContext:
         """The cost so far on this agreement: its linear pricing × the usage of each of its activities."""
         return self._runner.cost()
 
+    # -- progress ----------------------------------------------------------------------------
+
+    def report_progress(self, fraction: Optional[float] = None, message: Optional[str] = None,
+                        **data: Any) -> None:
+        """Tell everyone watching the job how far it is: ``ctx.report_progress(0.3, "rendering", frame=12)``.
+
+        ``fraction`` is a number in [0, 1] (or None), ``message`` a short text, ``data`` any
+        JSON-serialisable values (TypeError/ValueError name a bad one). It becomes ``job.progress``
+        and a ``job_progress`` signal at once, and ``StoredJob.progress`` in every process sharing
+        the job store (rate-limited: at most one store write per 0.2 s, the latest value always
+        written). Cheap: call it in a loop.
+        """
+        report = getattr(self.job, "report_progress", None)
+        if report is None:  # a context without a job (a pool warming an activity): check only
+            from .._progress import Progress as JobProgress
+
+            JobProgress.create(fraction, message, data)
+            return
+        report(fraction, message, **data)
+
     # -- VPN ---------------------------------------------------------------------------------
 
     @property

@@ -355,6 +355,15 @@ class CostLedger:
             pricing = entry.pricing if entry else None
         return pricing.cost(usage) if pricing is not None else 0.0
 
+    def activity_usage(self, agreement_id: str) -> Dict[str, Usage]:
+        """The last usage recorded for each of an agreement's activities, as billed (no REST call)."""
+        with self._lock:
+            entry = self._agreements.get(agreement_id)
+            if entry is None:
+                return {}
+            billed = {aid: _billed(act, entry.vector) for aid, act in entry.activities.items()}
+        return {aid: usage for aid, usage in billed.items() if usage}
+
     def job_cost(self, job_id: str, *, refresh: bool = True) -> float:
         """The estimated cost of a job so far, over all its agreements and activities."""
         if refresh:

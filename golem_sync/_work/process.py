@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple
 import attrs
 
 from .._cancel import CancelToken, Deadline, Inbox
-from ..errors import GolemCancelledError, GolemConfigError, GolemError, GolemTimeoutError
+from ..errors import (GolemActivityError, GolemCancelledError, GolemConfigError, GolemError, GolemTimeoutError,
+                      YagnaResponseTooLargeError)
 from ..yagna.client import YagnaClient
 from ..yagna.models import RuntimeEvent
 from ..yagna.transport import Transport
@@ -212,10 +213,11 @@ class RemoteProcess:
     def __init__(self, activity: "Activity", batch_id: str, stream: "BatchStream", token: CancelToken,
                  timeout: float, *, poll_sec: float = 5.0,
                  on_timeout: Optional[Callable[[], None]] = None, buffer_limit: int = BUFFER_LIMIT,
-                 poll_client: Optional["YagnaClient"] = None) -> None:
+                 poll_client: Optional["YagnaClient"] = None, max_body: Optional[int] = None) -> None:
         """``poll_client`` is what the watcher polls with; its transport is aborted when the process
         is done, so give one made with ``Transport(..., abortable=True)``. By default the process
-        makes (and closes) a private abortable copy of the activity's client."""
+        makes (and closes) a private abortable copy of the activity's client. ``max_body`` bounds
+        each result poll's answer (bytes): a larger one ends the process with GolemActivityError."""
         self.activity_id = activity.activity_id
         self.batch_id = batch_id
         self._activity = activity
@@ -224,6 +226,7 @@ class RemoteProcess:
         self._timeout = timeout
         self._deadline = Deadline(timeout)
         self._poll_sec = poll_sec
+        self._max_body = max_body
         self._on_timeout = on_timeout
         self._poll_client, self._owns_poll_client = _poll_client_for(activity, poll_client)
         self.stdout = LineStream("stdout", token, limit=buffer_limit, label=f"stdout of batch {batch_id}")
@@ -367,7 +370,14 @@ class RemoteProcess:
             try:
                 # On this thread, bounded by the long-poll timeout; _finish() aborts it at once.
                 results = client.activity.get_batch_results(
-                    self.activity_id, self.batch_id, timeout=max(0.1, self._deadline.cap(self._poll_sec)))
+                    self.activity_id, self.batch_id, timeout=max(0.1, self._deadline.cap(self._poll_sec)),
+                    max_body=self._max_body)
+            except YagnaResponseTooLargeError as exc:
+                self._finish(None, GolemActivityError(
+                    f"the result of batch {self.batch_id} on activity {self.activity_id} is larger than "
+                    f"{exc.limit} bytes: the provider sent more output than the cap asked for "
+                    f"(work.max_output_bytes); not read further"))
+                return
             except GolemError as exc:
                 if not self._done.is_set():
                     logger.debug("polling batch %s failed: %s", self.batch_id, exc)

@@ -54,14 +54,14 @@ import attrs
 from .. import signals
 from .._activity import Activity
 from .._cancel import CancelToken
-from ..errors import GolemActivityError, GolemError, GolemTimeoutError
+from ..errors import GolemActivityError, GolemError, GolemTimeoutError, YagnaLostError
 from .._options import VpnOptions, WorkOptions
 from .._vpn import Vpn
 from ..yagna.models import Command, Deploy, Run, Start
 from .commands import check_timeout
 from .costs import CostLedger, usage_by_name
 from .process import BUFFER_LIMIT, RemoteProcess
-from .result import Result
+from .result import Result, capped_commands, results_body_limit
 from .transfers import StepBuilder, TransferEnv, TransferStep
 
 __all__ = ["CommandRunner", "ProviderInfo"]
@@ -207,12 +207,15 @@ class CommandRunner:
         """Run a batch and return every result; a failing command is logged (and raised with
         ``work.raise_on_command_error``); a timeout retires the activity and raises."""
         self._ensure_fresh()
+        cap = self.options.max_output_bytes
+        commands = capped_commands(commands, cap)
         try:
-            raw = self._activity.execute(commands, self.token, timeout)
+            raw = self._activity.execute(commands, self.token, timeout,
+                                         max_body=results_body_limit(len(commands), cap))
         except GolemTimeoutError:
             self._retire_activity()
             raise
-        results = [Result.of(r) for r in raw]
+        results = [Result.of(r, max_output=cap) for r in raw]
         for result in results:
             if not result.ok:
                 self._command_failed(result)
@@ -222,19 +225,30 @@ class CommandRunner:
                       timeout: Optional[float]) -> List[Result]:
         """Serve every transfer step (by command index), run the batch, close every service whatever happens."""
         opened: List[TransferStep] = []
+        started: Dict[int, TransferStep] = {}
+        finished: Dict[int, Result] = {}
+        failure: Optional[BaseException] = None
         try:
             for index in sorted(steps):
                 self.token.raise_if_cancelled()
                 opened.append(steps[index])
                 steps[index].open()
+                started[index] = steps[index]
+                steps[index].announce_start()
             ran = self.execute(commands, timeout)
             results = [steps[r.index].finish(r) if r.index in steps else r for r in ran]
+            finished = {r.index: r for r in results if r.index in steps}
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             for step in opened:
                 try:
                     step.close()
                 except Exception:
                     logger.exception("closing %s %s failed", step.what, step.remote_path)
+            for index, step in started.items():
+                step.announce_end(finished.get(index), failure)
         for before, after in zip(ran, results):
             if before.ok and not after.ok:  # the provider said Ok, the requestor side did not
                 self._command_failed(after)
@@ -252,6 +266,7 @@ class CommandRunner:
         """
         self._ensure_fresh()
         activity = self._activity
+        commands = capped_commands(commands, self.options.max_output_bytes)
         batch_id = activity.send(commands, self.token)
         return self._results_of(activity, batch_id, len(commands), timeout)
 
@@ -264,13 +279,14 @@ class CommandRunner:
         self._ensure_fresh()
         activity = self._activity
         limit = timeout if timeout is not None else activity.options.execute_timeout_sec
-        batch_id = activity.send([run], self.token)
+        cap = self.options.max_output_bytes
+        batch_id = activity.send(capped_commands([run], cap), self.token)
         # Open the stream at once: a real exe-unit does not replay events sent before it is open.
         stream = activity.stream(batch_id, read_timeout=max(60.0, limit))
         try:
             process = RemoteProcess(activity, batch_id, stream, self.token, limit,
                                     poll_sec=activity.options.result_poll_sec, on_timeout=self._stale.set,
-                                    buffer_limit=buffer_limit)
+                                    buffer_limit=buffer_limit, max_body=results_body_limit(1, cap))
         except BaseException:
             stream.close()  # yagna never ends it by itself
             raise
@@ -310,9 +326,11 @@ class CommandRunner:
         who = self.provider.name or self.provider.id
         try:
             results = self._activity.execute([self._deploy_command(), Start()], self.token,
-                                             self.options.preparing_timeout_sec)
+                                             self.options.preparing_timeout_sec,
+                                             max_body=results_body_limit(2, self.options.max_output_bytes))
         except GolemActivityError as exc:
-            raise GolemActivityError(f"deploying on {who} failed: {exc}") from exc
+            lost = isinstance(exc, YagnaLostError)  # keep the type: yagna went away, not the provider
+            raise (YagnaLostError if lost else GolemActivityError)(f"deploying on {who} failed: {exc}") from exc
         failed = [r for r in results if str(r.result) != "Ok"]
         if failed:
             raise GolemActivityError(f"deploying on {who} failed: {failed[0].message}")
@@ -328,16 +346,24 @@ class CommandRunner:
     def _results_of(self, activity: Activity, batch_id: str, size: int,
                     timeout: Optional[float]) -> Iterator[Result]:
         collected = []
+        cap = self.options.max_output_bytes
         try:
-            for raw in activity.iter_results(batch_id, size, self.token, timeout):
+            for raw in activity.iter_results(batch_id, size, self.token, timeout,
+                                             max_body=results_body_limit(size, cap)):
                 collected.append(raw)
-                result = Result.of(raw)
+                result = Result.of(raw, max_output=cap)
                 if not result.ok:
                     self._log_failed(result)
                     result.raise_for_error()
                 yield result
-        except GolemTimeoutError:
-            self._retire_activity()
+        except GeneratorExit:  # the caller stopped reading: batch_finished says what arrived
+            raise
+        except BaseException as exc:
+            if not (collected and str(collected[-1].result) != "Ok"):  # a failed command is a result
+                signals.emit(signals.batch_failed, activity.sender, activity_id=activity.activity_id,
+                             batch_id=batch_id, error=exc)
+            if isinstance(exc, GolemTimeoutError):
+                self._retire_activity()
             raise
         finally:
             signals.emit(signals.batch_finished, activity.sender, activity_id=activity.activity_id,

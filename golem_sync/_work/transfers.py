@@ -108,6 +108,21 @@ class TransferStep:
         """Start serving (before the batch is sent)."""
         raise NotImplementedError
 
+    def announce_start(self) -> None:
+        """Send ``transfer_started`` (the step is open; its batch is about to be sent)."""
+        signals.emit(signals.transfer_started, self.env.sender, activity_id=self.env.activity_id,
+                     transfer_id=self.name, direction=self.direction, remote_path=self.remote_path)
+
+    def announce_end(self, result: Optional[Result], error: Optional[BaseException]) -> None:
+        """Send ``transfer_ended``: ``result`` is the step's Result (None if its command never ran)."""
+        ok = error is None and result is not None and result.ok
+        problem: Optional[Union[BaseException, str]] = error
+        if problem is None and not ok:
+            problem = (result.message or "failed") if result is not None else "the batch ended before it ran"
+        signals.emit(signals.transfer_ended, self.env.sender, activity_id=self.env.activity_id,
+                     transfer_id=self.name, direction=self.direction, remote_path=self.remote_path,
+                     bytes_done=self.reporter.done, bytes_total=self.reporter.total, ok=ok, error=problem)
+
     def finish(self, ran: Result) -> Result:
         """The step's Result once its command ran."""
         raise NotImplementedError

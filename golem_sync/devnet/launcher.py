@@ -461,6 +461,48 @@ class Devnet:
                 first = errors[0]
                 raise DevnetError(f"devnet down: {len(errors)} part(s) failed to stop; first: {first}") from first
 
+    # -- yagna restarts (for fault tests) ----------------------------------------------------
+
+    @property
+    def requestor_running(self) -> bool:
+        """Whether the yagna daemon runs (False between :meth:`stop_requestor` and :meth:`start_requestor`)."""
+        return self._node is not None and self._node.pid is not None
+
+    def stop_requestor(self, timeout: float = 10.0) -> None:
+        """Stop the yagna daemon (SIGTERM, then SIGKILL after ``timeout``); everything else keeps running.
+
+        The requestor and the providers share this one node, so the provider agents lose yagna too:
+        they keep running and retry until :meth:`start_requestor` brings it back (same data dir,
+        ports and app keys). Idempotent.
+        """
+        with self._lock:
+            if self._node is None or self._info is None:
+                raise DevnetUserError("the devnet is not up")
+            self._node.stop(timeout)
+            self._info = attrs.evolve(self._info, yagna_pid=None)
+            logger.info("devnet: yagna stopped (restart test)")
+
+    def start_requestor(self, timeout: float = 30.0) -> None:
+        """Start the yagna daemon again after :meth:`stop_requestor`; returns once ``/me`` answers
+        and every identity is bound to the net. A no-op when it runs."""
+        with self._lock:
+            if self._node is None or self._info is None:
+                raise DevnetUserError("the devnet is not up")
+            if self._node.pid is None:
+                self._node.restart(timeout=timeout)  # same data dir and ports (fixed from now on)
+                self._info = attrs.evolve(self._info, yagna_pid=self._node.pid)
+                logger.info("devnet: yagna started again (pid %s)", self._node.pid)
+                # Exe-units die with yagna's bus, as real ones do: their providers end those activities.
+                for agent in self._agents:
+                    agent.reap_lost_exeunits()
+
+    def restart_requestor(self, down_sec: float = 0.0, *, timeout: float = 30.0) -> None:
+        """:meth:`stop_requestor`, stay down ``down_sec`` seconds, then :meth:`start_requestor`."""
+        self.stop_requestor()
+        if down_sec > 0:
+            threading.Event().wait(down_sec)
+        self.start_requestor(timeout=timeout)
+
     # -- helpers -----------------------------------------------------------------------------
 
     def _specs(self) -> List["ProviderSpec"]:

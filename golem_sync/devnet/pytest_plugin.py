@@ -7,7 +7,9 @@ extra makes the ``golem_devnet`` fixture available everywhere::
         run_job(api_url=golem_devnet.api_url, app_key=golem_devnet.app_key, subnet=golem_devnet.subnet)
 
 The fixture yields :class:`golem_sync.devnet.launcher.DevnetInfo` (``.env()`` gives the
-``YAGNA_*`` variables) and brings the devnet down at the end of the session. The devnet runs a
+``YAGNA_*`` variables) and brings the devnet down at the end of the session;
+``golem_devnet_control`` is the same devnet's :class:`~golem_sync.devnet.launcher.Devnet` (e.g.
+``golem_devnet_control.restart_requestor(down_sec=5)`` to restart its yagna). The devnet runs a
 fault-injecting proxy in front of yagna: ``golem_devnet.via_proxy()`` (or ``.env(via_proxy=True)``)
 points a requestor at it, and the ``golem_devnet_proxy`` fixture hands out its rule API
 (``add_rule``, ``remove_rule``, ``clear``, ``rules``, ``hits``; rules are cleared before and after
@@ -16,8 +18,8 @@ each test)::
     def test_survives_a_500(golem_devnet, golem_devnet_proxy):
         golem_devnet_proxy.add_rule(path="/activity-api/v1/activity", method="POST", status=500, nth=1)
         run_job(api_url=golem_devnet.via_proxy().api_url, ...)
- Option
-``--golem-devnet-providers N`` (default 2) sets how many providers it runs.
+
+The option ``--golem-devnet-providers N`` (default 2) sets how many providers it runs.
 
 Importing this module is cheap and never fails when the devnet extra is missing: the devnet is
 imported only when a test asks for the fixture (which is then skipped if yagna is not installed).
@@ -29,7 +31,7 @@ from typing import Any, Iterator
 
 import pytest
 
-__all__ = ["golem_devnet", "golem_devnet_proxy"]
+__all__ = ["golem_devnet", "golem_devnet_control", "golem_devnet_proxy"]
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -48,8 +50,10 @@ def pytest_configure(config: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def golem_devnet(request: Any) -> Iterator[Any]:
-    """A running devnet's connection settings (``DevnetInfo``), shared by the whole session."""
+def golem_devnet_control(request: Any) -> Iterator[Any]:
+    """The running :class:`~golem_sync.devnet.launcher.Devnet` behind ``golem_devnet`` (same one),
+    for tests that act on it: ``golem_devnet_control.restart_requestor(down_sec=5)``,
+    ``stop_requestor()`` / ``start_requestor()``, ``agents``."""
     try:
         from golem_sync.devnet.errors import DevnetConfigError
         from golem_sync.devnet.launcher import Devnet
@@ -61,9 +65,16 @@ def golem_devnet(request: Any) -> Iterator[Any]:
     providers = request.config.getoption("--golem-devnet-providers")
     net = Devnet(providers=providers, proxy=True)
     try:
-        yield net.up()
+        net.up()
+        yield net
     finally:
         net.down()
+
+
+@pytest.fixture(scope="session")
+def golem_devnet(golem_devnet_control: Any) -> Any:
+    """A running devnet's connection settings (``DevnetInfo``), shared by the whole session."""
+    return golem_devnet_control.info
 
 
 @pytest.fixture

@@ -26,12 +26,12 @@ import re
 from typing import Any, Union
 
 from .base import (GolemInterruptedError, GolemRemoteJobError, GolemStoreError, JobRecord, JobStore,
-                   JsonSerializer, Retention, Serializer)
+                   JsonSerializer, Progress, Retention, Serializer)
 from .handle import StoredJob
 from .memory import MemoryJobStore
 from .sqlite import SQLiteJobStore
 
-__all__ = ["open_store", "JobStore", "JobRecord", "Retention", "Serializer", "JsonSerializer", "StoredJob", "MemoryJobStore",
+__all__ = ["open_store", "is_postgres_spec", "JobStore", "JobRecord", "Retention", "Serializer", "JsonSerializer", "StoredJob", "Progress", "MemoryJobStore",
            "SQLiteJobStore", "PostgresJobStore", "GolemStoreError", "GolemInterruptedError",
            "GolemRemoteJobError"]
 
@@ -42,13 +42,19 @@ _KEYWORDS = re.compile(rf"^\s*{_PAIR}(?:\s+{_PAIR})*\s*$")
 _CONNECTION_KEYS = re.compile(r"(^|\s)(host|hostaddr|port|dbname|user|password|service|sslmode)\s*=")
 
 
+def is_postgres_spec(spec: "Union[str, os.PathLike[str]]") -> bool:
+    """Whether :func:`open_store` reads ``spec`` as PostgreSQL (a URL or libpq string), not a SQLite path."""
+    text = os.fspath(spec)
+    return text.startswith(("postgresql://", "postgres://")) or bool(
+        isinstance(spec, str) and _KEYWORDS.match(text) and _CONNECTION_KEYS.search(text))
+
+
 def open_store(spec: "Union[str, os.PathLike[str]]", **options: Any) -> JobStore:
     """A store from a string: a ``postgresql://`` URL (or a libpq ``host=... dbname=...`` string)
     opens a :class:`PostgresJobStore`, anything else is a SQLite file path. ``options`` go to the
     store (``retention``, ``serializer``, ``table``)."""
     text = os.fspath(spec)
-    if text.startswith(("postgresql://", "postgres://")) or (
-            isinstance(spec, str) and _KEYWORDS.match(text) and _CONNECTION_KEYS.search(text)):
+    if is_postgres_spec(spec):
         from .postgres import PostgresJobStore
 
         return PostgresJobStore(text, **options)

@@ -24,11 +24,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Seque
 import attrs
 
 from .._cancel import Deadline
+from .._progress import Progress
+from .throttle import PROGRESS_INTERVAL_SEC, ProgressThrottle  # noqa: F401 (documented above)
 from ..errors import (GolemConfigError, GolemInterruptedError, GolemRemoteJobError,  # noqa: F401 (re-exported)
                       GolemStoreError, GolemUserError)
 
 __all__ = ["JobRecord", "JobStore", "Retention", "Serializer", "JsonSerializer", "GolemStoreError",
-           "GolemInterruptedError", "GolemRemoteJobError", "ACTIVE_STATES", "FINAL_STATES"]
+           "GolemInterruptedError", "GolemRemoteJobError", "ACTIVE_STATES", "FINAL_STATES", "ALL_STATES",
+           "Progress"]
 
 logger = logging.getLogger("golem_sync.store")
 
@@ -46,7 +49,8 @@ RECHECK_SEC = 5.0
 
 FIELDS = ("job_id", "state", "owner", "created_at", "updated_at", "ended_at", "error", "error_type",
           "result", "result_error", "agreement_id", "activity_id", "allocation_id", "provider",
-          "cancel_reason")
+          "cancel_reason", "progress")
+ALL_STATES = ACTIVE_STATES + FINAL_STATES
 
 
 @attrs.frozen
@@ -68,6 +72,11 @@ class JobRecord:
     allocation_id: Optional[str] = None
     provider: Optional[str] = None
     cancel_reason: Optional[str] = None  # set by request_cancel; the running process acts on it
+    progress: Optional[str] = None  # the latest reported Progress, as its JSON text
+
+    def read_progress(self) -> Optional[Progress]:
+        """The job's latest progress (None before the worker reported any)."""
+        return Progress.from_json(self.progress)
 
     @property
     def ended(self) -> bool:
@@ -132,6 +141,7 @@ class JobStore(abc.ABC):
         self._listeners: List[Callable[[str], None]] = []
         self._last_evict = 0.0
         self._closed = False
+        self._progress = ProgressThrottle(self._write_progress)
 
     # -- primitives -------------------------------------------------------------------------
 
@@ -167,7 +177,8 @@ class JobStore(abc.ABC):
         """Tell every process sharing the store (this one included) that ``job_id`` changed."""
 
     def close(self) -> None:
-        """Stop the listener and close connections. Idempotent."""
+        """Write pending progress, stop the listener and close connections. Idempotent."""
+        self._progress.close()
         self._closed = True
         with self._cond:
             self._cond.notify_all()
@@ -198,6 +209,8 @@ class JobStore(abc.ABC):
         unknown = set(fields) - set(FIELDS)
         if unknown:
             raise GolemUserError(f"unknown job record field(s): {sorted(unknown)}")
+        if "progress" in fields:
+            self._progress.forget(job_id)  # this write carries the latest value: no trailing write
         fields = dict(fields, updated_at=time.time())
         if fields.get("state") in FINAL_STATES and "ended_at" not in fields:
             fields["ended_at"] = fields["updated_at"]
@@ -205,6 +218,36 @@ class JobStore(abc.ABC):
         if changed:
             self._notify(job_id)
         return changed
+
+    def set_progress(self, job_id: str, progress: Progress) -> None:
+        """Record a running job's latest progress, rate-limited; returns at once (never blocks on I/O).
+
+        At most one write (and notification) per job every :data:`PROGRESS_INTERVAL_SEC` (0.2 s):
+        a value reported sooner replaces the one waiting, which is written when the interval is
+        up, so the latest value is always written. Only a ``pending`` job owned by this process is
+        written (a value arriving after the job ended is dropped: its end write carries the final
+        progress, see ``update(progress=...)``). Failures are logged, never raised.
+        """
+        self._progress.submit(job_id, progress.to_json())
+
+    def _write_progress(self, job_id: str, text: str) -> None:
+        # Straight to the primitives: update() would forget() the next value waiting.
+        if self._update(job_id, {"progress": text, "updated_at": time.time()}, ("pending",), self.owner):
+            self._notify(job_id)
+
+    def list_jobs(self, states: Optional[Sequence[str]] = None, limit: Optional[int] = None) -> List[JobRecord]:
+        """Every job in the store (or those in ``states``), newest first, with its latest progress.
+
+        One query for SQL stores (the progress is a column of the job's row): cheap enough for a
+        page that lists jobs live.
+        """
+        if limit is not None and limit < 0:
+            raise GolemUserError(f"limit must be >= 0, got {limit!r}")
+        return self._list(tuple(states) if states is not None else ALL_STATES, limit)
+
+    def _list(self, states: Sequence[str], limit: Optional[int]) -> List[JobRecord]:
+        records = sorted(self._select(states), key=lambda r: r.created_at, reverse=True)
+        return records if limit is None else records[:limit]
 
     def notify(self, job_id: str) -> None:
         """Tell every process sharing the store that ``job_id``'s record may have changed."""

@@ -7,9 +7,10 @@ Threads: safe from any thread; a handle holds nothing but the store and the job 
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from .._cancel import Deadline
+from .._progress import Progress
 from ..errors import GolemTimeoutError, GolemUserError
 from .._state import JobState
 from .base import RECHECK_SEC, GolemInterruptedError, GolemStoreError, JobRecord, JobStore, rebuild_error
@@ -27,6 +28,7 @@ class StoredJob:
     def __init__(self, store: JobStore, job_id: str) -> None:
         self.store = store
         self.id = job_id
+        self._seen = 0  # seq of the newest progress this handle has returned
 
     def __repr__(self) -> str:
         record = self.store.get(self.id)
@@ -72,6 +74,64 @@ class StoredJob:
         """The provider's name (a :class:`golem_sync.Job` has a ``ProviderInfo`` here)."""
         return self.record().provider
 
+    @property
+    def progress(self) -> Optional[Progress]:
+        """The latest progress the worker reported (as written to the store: at most every 0.2 s,
+        the last value always), or None before the first report. Readable while the job runs."""
+        progress = self.record().read_progress()
+        if progress is not None:
+            self._seen = max(self._seen, progress.seq)
+        return progress
+
+    def wait_for_progress(self, timeout: Optional[float] = None) -> Optional[Progress]:
+        """Block until the job has a progress newer than the last one this handle returned (from
+        ``progress``, ``wait_for_progress`` or ``follow_progress``) and return it.
+
+        Returns None when ``timeout`` runs out first, or when the job ends (or its process is
+        gone) with nothing newer: ``done()`` tells them apart. Woken by the store's notifications.
+        """
+        deadline = Deadline(timeout)
+        seen = self._seen
+
+        def newer(record: JobRecord) -> bool:
+            progress = record.read_progress()
+            return (progress is not None and progress.seq > seen) or record.ended or not self._owner_alive(record)
+
+        while True:
+            record = self.store.wait_until(self.id, newer, deadline.remaining())
+            if record is None:
+                raise GolemStoreError(f"job {self.id} is no longer in the store (evicted)")
+            progress = record.read_progress()
+            if progress is not None and progress.seq > seen:
+                self._seen = progress.seq
+                return progress
+            if record.ended or not self._owner_alive(record) or deadline.expired or self.store._closed:
+                return None
+
+    def follow_progress(self, timeout: Optional[float] = None) -> Iterator[Progress]:
+        """Yield each new progress (coalesced as stored) until the job ends, the last one included.
+
+        Starts with the current progress if this handle has not returned it yet. Raises
+        :class:`GolemTimeoutError` (phase ``"progress"``) if the job has not ended within
+        ``timeout`` seconds, and :class:`GolemInterruptedError` if its process is gone.
+        """
+        deadline = Deadline(timeout)
+        while True:
+            progress = self.wait_for_progress(deadline.remaining())
+            if progress is not None:
+                yield progress
+                continue
+            record = self.record()
+            if record.ended:
+                return
+            if not self._owner_alive(record):
+                raise GolemInterruptedError(f"the process running job {self.id} ({record.owner}) is gone")
+            if self.store._closed:
+                raise GolemStoreError(f"the job store was closed while following job {self.id}")
+            if deadline.expired:
+                raise GolemTimeoutError(f"job {self.id} did not end within {timeout:g}s (progress)",
+                                        phase="progress")
+
     def wait_for_result(self, timeout: Optional[float] = None) -> Any:
         """Block until the job ends; return its result or raise its error.
 
@@ -81,7 +141,7 @@ class StoredJob:
         record = self.record()
         if record.state == JobState.NEW.value:
             raise GolemUserError(f"job {self.id} was never started: call start_work() first")
-        record = self._wait_ended(timeout, "wait")
+        record = self.wait_ended(timeout)
         error = rebuild_error(record)
         if error is not None:
             raise error
@@ -94,9 +154,17 @@ class StoredJob:
         """Ask the process running the job to cancel it; return once it has ended and cleaned up."""
         if not self.store.request_cancel(self.id, "cancelled by the user (from another process)"):
             raise GolemUserError(f"job {self.id} is not running (state: {self.record().state})")
-        self._wait_ended(timeout, "cancel")
+        self.wait_ended(timeout, cancelling=True)
 
-    def _wait_ended(self, timeout: Optional[float], what: str) -> JobRecord:
+    def wait_ended(self, timeout: Optional[float] = None, *, cancelling: bool = False) -> JobRecord:
+        """Block until the job ends, however it ends; return its final record.
+
+        Raises :class:`GolemTimeoutError` (phase ``"wait"``, or ``"cancel"`` with ``cancelling``)
+        when ``timeout`` runs out, :class:`GolemInterruptedError` when the process running the job
+        is gone and :class:`GolemStoreError` when the job was evicted. With ``cancelling`` the
+        cancel request is repeated to the owning process while waiting.
+        """
+        what = "cancel" if cancelling else "wait"
         # A dead process sends no more notifications: its job would look pending for ever, so the
         # wait also ends when the owner is gone (seen at the latest on the store's safety re-read).
         deadline = Deadline(timeout)

@@ -28,7 +28,7 @@ import psycopg
 
 from ._redact import mask_conninfo, scrub
 from .base import GolemStoreError, Retention, Serializer
-from .sql import SqlJobStore
+from .sql import ADDED_COLUMNS, SqlJobStore
 
 __all__ = ["PostgresJobStore"]
 
@@ -68,6 +68,17 @@ class PostgresJobStore(SqlJobStore):
             db.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK_KEY,))
             locked = True
             for statement in self._schema():
+                db.execute(statement)
+            # A table of an older golem_sync: add what it lacks. Looked up first, since ALTER TABLE
+            # locks the table even when there is nothing to add.
+            present = {row[0] for row in db.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                "AND table_schema = ANY(current_schemas(false))", (self.table.lower(),)).fetchall()}
+            for name, kind in ADDED_COLUMNS:
+                if name not in present:
+                    db.execute(f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS {name} {kind}")
+                    logger.info("PostgreSQL job store: added column %s to table %s", name, self.table)
+            for statement in self._indexes():
                 db.execute(statement)
             db.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,))
             locked = False

@@ -13,9 +13,13 @@ from typing import Any, List, Mapping, Optional, Sequence
 
 from .base import FIELDS, JobRecord, JobStore, Retention, Serializer
 
-__all__ = ["SqlJobStore"]
+__all__ = ["SqlJobStore", "ADDED_COLUMNS"]
 
 _COLUMNS = ", ".join(FIELDS)
+
+#: Columns added after the first release, with their SQL type: a store opened on a table created by
+#: an older golem_sync adds them (``ALTER TABLE ... ADD COLUMN``; existing rows read NULL).
+ADDED_COLUMNS = (("progress", "TEXT"),)
 
 
 def _check_table_name(name: str) -> str:
@@ -48,10 +52,27 @@ class SqlJobStore(JobStore):
             f"CREATE TABLE IF NOT EXISTS {t} (job_id TEXT PRIMARY KEY, state TEXT NOT NULL, owner TEXT, "
             f"created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, "
             f"ended_at DOUBLE PRECISION, error TEXT, error_type TEXT, result TEXT, result_error TEXT, "
-            f"agreement_id TEXT, activity_id TEXT, allocation_id TEXT, provider TEXT, cancel_reason TEXT)",
+            f"agreement_id TEXT, activity_id TEXT, allocation_id TEXT, provider TEXT, cancel_reason TEXT, "
+            f"progress TEXT)",
+        ]
+
+    def _indexes(self) -> List[str]:
+        """Run after :meth:`_schema` and the column migrations."""
+        t = self.table
+        return [
             f"CREATE INDEX IF NOT EXISTS {t}_ended ON {t} (ended_at)",
             f"CREATE INDEX IF NOT EXISTS {t}_state ON {t} (state)",
+            f"CREATE INDEX IF NOT EXISTS {t}_created ON {t} (created_at)",
         ]
+
+    def _list(self, states: Sequence[str], limit: Optional[int]) -> List[JobRecord]:
+        marks = ", ".join("?" for _ in states)
+        sql = f"SELECT {_COLUMNS} FROM {self.table} WHERE state IN ({marks}) ORDER BY created_at DESC"
+        params: List[Any] = list(states)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [JobRecord(*row) for row in self._run(sql, params)]
 
     def get(self, job_id: str) -> Optional[JobRecord]:
         rows = self._run(f"SELECT {_COLUMNS} FROM {self.table} WHERE job_id = ?", (job_id,))

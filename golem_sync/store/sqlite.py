@@ -20,7 +20,7 @@ from typing import Any, List, Optional, Sequence, Union
 
 from .base import GolemStoreError, Retention, Serializer
 from .notify import SocketNotifier, notify_dir_for
-from .sql import SqlJobStore
+from .sql import ADDED_COLUMNS, SqlJobStore
 
 __all__ = ["SQLiteJobStore"]
 
@@ -51,6 +51,9 @@ class SQLiteJobStore(SqlJobStore):
             self._db.execute("PRAGMA busy_timeout=30000")
             for statement in self._schema():
                 self._db.execute(statement)
+            self._add_columns()
+            for statement in self._indexes():
+                self._db.execute(statement)
         except sqlite3.Error as exc:
             raise GolemStoreError(f"cannot open the SQLite job store {self.path}: {exc}") from exc
         self._notifier = SocketNotifier(notify_dir_for(self.path), self._changed)
@@ -58,6 +61,20 @@ class SQLiteJobStore(SqlJobStore):
 
     def __repr__(self) -> str:
         return f"<SQLiteJobStore {self.path}>"
+
+    def _add_columns(self) -> None:
+        """Migrate a table of an older golem_sync: add the columns it lacks (SQLite has no
+        ``ADD COLUMN IF NOT EXISTS``; another process adding one at the same time is fine)."""
+        present = {row[1] for row in self._db.execute(f"PRAGMA table_info({self.table})").fetchall()}
+        for name, kind in ADDED_COLUMNS:
+            if name in present:
+                continue
+            try:
+                self._db.execute(f"ALTER TABLE {self.table} ADD COLUMN {name} {kind}")
+                logger.info("job store %s: added column %s to table %s", self.path, name, self.table)
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
 
     @property
     def owner(self) -> str:

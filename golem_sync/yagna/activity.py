@@ -54,12 +54,15 @@ class ActivityApi(ApiBase):
         batch_id: str,
         timeout: float = 5.0,
         command_index: Optional[int] = None,
+        max_body: Optional[int] = None,
     ) -> List[ExeScriptCommandResult]:
         """The batch's finished commands so far (cumulative). Waits up to ``timeout`` s for
-        ``command_index`` (or any progress); ``[]`` when yagna answers 408."""
+        ``command_index`` (or any progress); ``[]`` when yagna answers 408. A body larger than
+        ``max_body`` bytes (the provider decides how much output it holds) raises
+        :class:`~golem_sync.YagnaResponseTooLargeError` without being read further."""
         path = f"/activity/{seg(activity_id)}/exec/{seg(batch_id)}"
         body = self._call("GET", path, params={"timeout": timeout, "commandIndex": command_index},
-                          long_poll=timeout)
+                          long_poll=timeout, max_body=max_body)
         return self._list(body, ExeScriptCommandResult.from_json, "GET", path)
 
     def stream_batch(self, activity_id: str, batch_id: str, read_timeout: float = 60.0) -> BatchStream:

@@ -1,4 +1,10 @@
-"""A blocking Server-Sent-Events reader over a streaming ``requests.Response``."""
+"""A blocking Server-Sent-Events reader over a streaming ``requests.Response``.
+
+A broken stream is not reconnected: yagna's batch streams do not replay (a real exe-unit sends
+each event once), and a stream breaks mostly because yagna went away, which ends the exe-unit
+and its batch too. The reader raises :class:`~golem_sync.errors.YagnaLostError` instead, and
+the caller's result poll (which does retry, with backoff) or the job's retry policy takes over.
+"""
 from __future__ import annotations
 
 import codecs
@@ -11,7 +17,7 @@ from typing import Any, Callable, Generic, Iterator, List, Optional, TypeVar
 
 import requests
 
-from ..errors import YagnaProtocolError, YagnaTimeoutError, YagnaUnreachableError
+from ..errors import YagnaLostError, YagnaProtocolError, YagnaTimeoutError
 
 __all__ = ["SseMessage", "iter_sse", "EventStream"]
 
@@ -36,10 +42,24 @@ class SseMessage:
         return f"SseMessage(event={self.event!r}, data={self.data[:60]!r})"
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
-    """Split a byte stream into lines on CRLF, LF or CR, as the SSE spec says."""
+#: The longest SSE line (and message) accepted, in characters: yagna sends one line per event, and
+#: an exe-unit's output chunk is far smaller; a longer one is refused, not buffered.
+MAX_LINE = 16 * 1024 * 1024
+
+
+#: The largest piece read from a chunked event stream at once, in bytes.
+READ_SIZE = 64 * 1024
+
+
+def _lines(chunks: Iterator[bytes], max_line: int = MAX_LINE) -> Iterator[str]:
+    """Split a byte stream into lines on CRLF, LF or CR, as the SSE spec says.
+
+    Linear in the input (only new text is searched for line ends); a line longer than
+    ``max_line`` characters raises YagnaProtocolError once that much of it has arrived.
+    """
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    buf = ""
+    parts: List[str] = []  # the current, unterminated line in pieces
+    size = 0
     pending_cr = False
     for chunk in chunks:
         text = decoder.decode(chunk)
@@ -47,27 +67,39 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
             continue
         if pending_cr and text.startswith("\n"):
             text = text[1:]  # the LF of a CRLF split across two chunks
-        buf += text
         # A trailing CR already ended its line; remember it so a following LF is not a new line.
-        pending_cr = buf.endswith("\r")
-        *complete, buf = _EOL.split(buf)
-        yield from complete
-    buf += decoder.decode(b"", final=True)
-    if buf:
-        yield buf
+        pending_cr = text.endswith("\r")
+        first, *complete = _EOL.split(text)
+        if complete:
+            rest = complete.pop()
+            complete.insert(0, "".join(parts) + first)
+            if max(map(len, complete)) > max_line:
+                raise YagnaProtocolError(f"an SSE line longer than {max_line} characters")
+            yield from complete
+            parts, size = [rest], len(rest)
+        else:
+            parts.append(first)
+            size += len(first)
+        if size > max_line:
+            raise YagnaProtocolError(f"an SSE line longer than {max_line} characters (not buffered further)")
+    parts.append(decoder.decode(b"", final=True))
+    if any(parts):
+        yield "".join(parts)
 
 
-def iter_sse(chunks: Iterator[bytes]) -> Iterator[SseMessage]:
+def iter_sse(chunks: Iterator[bytes], max_line: int = MAX_LINE) -> Iterator[SseMessage]:
     """Parse SSE from raw byte chunks: ``event:``/``data:``/``id:`` fields, ``:`` comments
-    (yagna's ``:ping`` keep-alives) ignored, a blank line dispatches the message."""
+    (yagna's ``:ping`` keep-alives) ignored, a blank line dispatches the message. A line, or the
+    data of one message, longer than ``max_line`` characters raises YagnaProtocolError."""
     event = ""
     data: List[str] = []
+    data_size = 0
     last_id: Optional[str] = None
-    for line in _lines(chunks):
+    for line in _lines(chunks, max_line):
         if line == "":
             if data:
                 yield SseMessage(event or "message", "\n".join(data), last_id)
-            event, data = "", []
+            event, data, data_size = "", [], 0
             continue
         if line.startswith(":"):
             continue
@@ -77,6 +109,9 @@ def iter_sse(chunks: Iterator[bytes]) -> Iterator[SseMessage]:
         if name == "event":
             event = value
         elif name == "data":
+            data_size += len(value) + 1
+            if data_size > max_line:
+                raise YagnaProtocolError(f"an SSE message longer than {max_line} characters (not buffered further)")
             data.append(value)
         elif name == "id":
             last_id = value
@@ -151,7 +186,7 @@ class EventStream(Generic[T]):
 
     def _generate(self) -> Iterator[T]:
         try:
-            for msg in iter_sse(self._chunks()):
+            for msg in self._messages():
                 if self._closed.is_set():
                     return
                 if self._event_name is not None and msg.event != self._event_name:
@@ -167,8 +202,17 @@ class EventStream(Generic[T]):
         finally:
             self.close()
 
+    def _messages(self) -> Iterator[SseMessage]:
+        try:
+            yield from iter_sse(self._chunks())
+        except YagnaProtocolError as exc:  # an overlong line: say which stream sent it
+            raise YagnaProtocolError(f"{self._where}: {exc}") from exc
+
     def _chunks(self) -> Iterator[bytes]:
-        it = self._response.iter_content(chunk_size=None)
+        # A chunked stream (yagna's) is read in pieces of at most READ_SIZE, so one huge HTTP chunk
+        # is never held whole; other streams yield what arrives (a size would wait to fill it).
+        chunked = getattr(self._response.raw, "chunked", False) is True
+        it = self._response.iter_content(chunk_size=READ_SIZE if chunked else None)
         while True:
             try:
                 chunk = next(it)
@@ -179,7 +223,8 @@ class EventStream(Generic[T]):
                     return  # our own close() broke the read: a normal end
                 if isinstance(exc, (requests.exceptions.ConnectionError,)) and "timed out" in str(exc).lower():
                     raise YagnaTimeoutError(f"{self._where}: no data from yagna in time") from exc
-                raise YagnaUnreachableError(f"{self._where}: the event stream broke: {exc}") from exc
+                # The output in flight is lost: a batch stream cannot be resumed (no replay).
+                raise YagnaLostError(f"{self._where}: the event stream broke (yagna went away?): {exc}") from exc
             if self._closed.is_set():
                 return
             yield chunk

@@ -24,6 +24,7 @@ from ..errors import (
     YagnaNotFoundError,
     YagnaProtocolError,
     YagnaRequestError,
+    YagnaResponseTooLargeError,
     YagnaServerError,
     YagnaTimeoutError,
     YagnaUnreachableError,
@@ -136,6 +137,7 @@ class Transport:
         json: Any = None,
         timeout: Optional[float] = None,
         long_poll: Optional[float] = None,
+        max_body: Optional[int] = None,
     ) -> Any:
         """Call yagna and return the decoded JSON body (``None`` for an empty body).
 
@@ -147,10 +149,22 @@ class Transport:
             long_poll: the server-side wait of a long-poll call, in seconds. The read timeout
                 becomes ``long_poll + config.long_poll_margin`` and an HTTP 408 means "nothing yet":
                 the call returns ``None`` instead of raising.
+            max_body: refuse a body larger than this many bytes with
+                :class:`~golem_sync.YagnaResponseTooLargeError`, reading at most that much of it
+                (for answers whose size a provider decides, e.g. batch results).
         """
         response, elapsed = self._send(method, api, path, params=params, json=json, timeout=timeout,
-                                       long_poll=long_poll, stream=False)
+                                       long_poll=long_poll, stream=max_body is not None)
         logger.debug("%s %s%s -> %s in %.3fs", method, api, path, response.status_code, elapsed)
+        if max_body is not None:
+            try:
+                if response.status_code < 400:  # error bodies are yagna's own, and short
+                    _read_limited(response, max_body, method, path)
+                else:
+                    _ = response.content
+            except BaseException:
+                response.close()  # a refused body is not read on: the connection is dropped
+                raise
         if long_poll is not None and response.status_code == 408:
             return None
         self._raise_for_status(response, method, api, path)
@@ -289,13 +303,40 @@ class Transport:
         if not content or not content.strip():
             return None
         try:
-            return jsonlib.loads(content)
+            # A body that is not UTF-8 (yagna's never is) is decoded with replacement characters.
+            return jsonlib.loads(content.decode("utf-8", "replace"))
         except ValueError as exc:
             snippet = content[:200].decode("utf-8", "replace")
             raise YagnaProtocolError(
                 f"yagna answered {method} {path} with a body that is not JSON: {snippet!r}",
                 status=response.status_code, method=method, path=path,
             ) from exc
+
+
+def _read_limited(response: requests.Response, limit: int, method: str, path: str) -> None:
+    """Read the body of a streamed ``response`` into it, refusing one past ``limit`` bytes."""
+    def too_large(size: str) -> YagnaResponseTooLargeError:
+        return YagnaResponseTooLargeError(
+            f"yagna's answer to {method} {path} is {size}, more than the {limit} bytes this call allows",
+            limit=limit, status=response.status_code, method=method, path=path)
+
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(f"{int(declared)} bytes")
+    chunks = []
+    size = 0
+    try:
+        for chunk in response.iter_content(chunk_size=64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise too_large("larger")
+            chunks.append(chunk)
+    except requests.exceptions.RequestException as exc:
+        reason = "timed out" if "timed out" in str(exc).lower() else "broke"
+        error_class = YagnaTimeoutError if reason == "timed out" else YagnaUnreachableError
+        raise error_class(f"reading yagna's answer to {method} {path} {reason}: {_short_reason(exc)}",
+                          method=method, path=path) from exc
+    response._content = b"".join(chunks)  # what response.content returns from now on
 
 
 def _query_value(value: Any) -> Any:

@@ -341,7 +341,7 @@ def test_activity_runs_and_agreement_termination_stops_it_and_invoice_settles(
     # golem-js style: no DestroyActivity, only the agreement ends; the provider ends the activity.
     requestor.terminate(agreement_id)
     assert agent.wait_for(lambda: [a.state for a in agent.activities()] == ["Stopped"], 5)
-    wait_until(lambda: requestor.activity_state(activity_id)[0] == "Terminated", 5,
+    wait_until(lambda: requestor.activity_state(activity_id)[0] == "Terminated", 15,
                "activity Terminated after the agreement ended")
 
     events = requestor.payment_events("invoiceEvents", since, lambda evs: any(
@@ -436,7 +436,7 @@ def test_fault_provider_terminates_the_agreement_mid_activity(make_agent: Any, r
     terminated = [e for e in events if e["eventType"] == "AgreementTerminatedEvent"
                   and e["agreementId"] == agreement_id]
     assert terminated and "terminate_agreement_after" in terminated[0]["reason"]["message"]
-    wait_until(lambda: requestor.activity_state(activity_id)[0] == "Terminated", 5,
+    wait_until(lambda: requestor.activity_state(activity_id)[0] == "Terminated", 15,
                "activity Terminated after the provider ended the agreement")
     requestor.payment_events("invoiceEvents", since, lambda evs: any(
         e["eventType"] == "InvoiceReceivedEvent" for e in evs), timeout=10)
@@ -535,7 +535,7 @@ def test_unaccepted_debit_notes_make_the_provider_terminate(make_agent: Any, req
     reasons = [e.get("reason") or {} for e in events
                if e["eventType"] == "AgreementTerminatedEvent" and e["agreementId"] == agreement_id]
     assert reasons and reasons[0].get("golem.provider.code") == "DebitNotesDeadline"
-    wait_until(lambda: requestor.activity_state(activity_id)[0] == "Terminated", 5, "activity Terminated")
+    wait_until(lambda: requestor.activity_state(activity_id)[0] == "Terminated", 15, "activity Terminated")
 
 
 @pytest.mark.devnet

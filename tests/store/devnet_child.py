@@ -3,8 +3,10 @@
 ``python devnet_child.py KIND LOCATION TABLE ACTION`` (KIND ``sqlite`` or ``postgres``) with the
 devnet's settings as JSON in ``GOLEM_TEST_DEVNET``.
 Prints, flushed: the job id, ``working`` once the worker runs on the provider, then the outcome as
-JSON. Actions: ``echo`` (a job that waits for a go-ahead on stdin, then echoes) and ``sleep``
-(a job that sleeps 120 s: to be cancelled from the test, or killed).
+JSON. Actions: ``echo`` (a job that waits for a go-ahead on stdin, then echoes), ``sleep``
+(a job that sleeps 120 s: to be cancelled from the test, or killed) and ``progress`` (a job that
+reports progress in a tight loop of 500 calls, then once per 0.5 s step on the provider for 120
+steps: to be cancelled from the test).
 """
 from __future__ import annotations
 
@@ -33,6 +35,13 @@ def main() -> None:
         def worker(ctx):  # type: ignore[no-untyped-def]
             ctx.run("true")
             print("working", flush=True)
+            if action == "progress":
+                for i in range(500):  # a tight loop: the store sees a handful of writes, not 500
+                    ctx.report_progress(None, "warming up", i=i)
+                for step in range(1, 121):
+                    ctx.report_progress(step / 120, f"step {step}", step=step, on=ctx.provider_name)
+                    ctx.run("sleep 0.5")
+                return "all steps"
             if action == "echo":
                 sys.stdin.readline()  # the test reads the job's state from its side meanwhile
                 return ctx.run("echo from-the-other-process").stdout

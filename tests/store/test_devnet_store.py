@@ -169,3 +169,52 @@ def test_finished_jobs_leave_memory_and_are_read_through_the_store(golem_devnet,
     probe.assert_clean(recorder.ids("agreement-created", "agreement_id"),
                        recorder.ids("activity-created", "activity_id"), network.allocation_id,
                        invoiced=recorder.ids("agreement-approved", "agreement_id"))
+
+
+def test_progress_from_a_worker_in_another_process_and_cancel_through_the_cli(golem_devnet, shared_store,
+                                                                              children, probe):
+    child = children(golem_devnet, shared_store, "progress")
+    job_id = child.line()
+    assert child.line() == "working"
+    cli = [sys.executable, "-m", "golem_sync", "jobs", "--store", shared_store.location, "--table", shared_store.table]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+    with shared_store() as store:
+        handle = StoredJob(store, job_id)
+        seen = []
+        deadline = time.monotonic() + 60
+        while len([p for p in seen if p.message.startswith("step")]) < 3:  # steps are 0.5 s apart on the provider
+            assert time.monotonic() < deadline, f"progress seen: {[p.message for p in seen]}"
+            progress = handle.wait_for_progress(timeout=30)
+            assert progress is not None, "no progress while the job runs"
+            assert handle.is_running()
+            seen.append(progress)
+        assert [p.seq for p in seen] == sorted({p.seq for p in seen})  # strictly newer each time
+        # The tight loop of 500 reports reached the store as a few writes: far fewer values seen.
+        assert sum(p.message == "warming up" for p in seen) < 20
+        latest = seen[-1]
+        assert latest.data["on"] == handle.provider and 0 < latest.fraction < 1
+        assert handle.progress.seq >= latest.seq and handle.state is JobState.PENDING
+
+        listed = subprocess.run(cli + ["list", "--state", "pending", "--json"], capture_output=True, text=True,
+                                timeout=60, env=env)
+        assert listed.returncode == 0, listed.stderr
+        mine = [j for j in json.loads(listed.stdout) if j["job_id"] == job_id]
+        assert mine and mine[0]["progress"]["message"].startswith("step") and mine[0]["owner_alive"] is True
+
+        started = time.monotonic()
+        cancel = subprocess.run(cli + ["cancel", job_id, "--timeout", "60"], capture_output=True, text=True,
+                                timeout=90, env=env)
+        took = time.monotonic() - started
+        assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+        assert f"{job_id}: cancelled" in cancel.stdout
+        outcome = json.loads(child.line())
+        assert outcome["state"] == "cancelled" and outcome["error"] == "GolemCancelledError"
+        assert child.proc.wait(60) == 0
+        assert took < 30.0
+        assert handle.state is JobState.CANCELLED
+        final = handle.progress
+        assert final is not None and final.seq >= latest.seq and final.message.startswith("step")
+        waited = subprocess.run(cli + ["wait", job_id], capture_output=True, text=True, timeout=60, env=env)
+        assert waited.returncode == 1 and "cancelled" in waited.stdout
+        assert probe.agreement_state(handle.agreement_id) == "Terminated"
+        assert probe.activity_state(handle.activity_id) in ("Terminated", "Gone")

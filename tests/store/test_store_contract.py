@@ -2,6 +2,7 @@
 GolemNetwork and StoredJob rely on. Cross-process tests run a real second Python process."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -174,7 +175,19 @@ def test_a_non_json_result_is_refused_by_the_default_serializer(make_store):
 def spawn(factory, action: str, job_id: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
     return subprocess.Popen([sys.executable, CHILD, *factory.child_args(), action, job_id],
-                            stdout=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, env=env)
+
+
+@contextlib.contextmanager
+def running(factory, action: str, job_id: str):
+    """``spawn``, then kill the child at the end if it is still running (by its pid)."""
+    child = spawn(factory, action, job_id)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
 def test_another_process_awaits_a_result_woken_by_notification(shared_store):
@@ -312,3 +325,147 @@ def test_postgres_store_rides_out_lost_connections(pg_server):
             time.sleep(0.05)
         writer._run("SELECT pg_terminate_backend(?)", (waiter._db.info.backend_pid,))
         assert waiter.get(job_id).state == "done"  # the main connection reconnects on use
+
+
+# -- progress -----------------------------------------------------------------------------------
+
+def _progress(seq: int, message: str = "", **data):
+    from golem_sync.store import Progress
+
+    return Progress.create(min(1.0, seq / 10), message or f"step {seq}", data, seq=seq)
+
+
+def test_progress_round_trip_list_jobs_and_the_final_write(make_store):
+    store = make_store()
+    old, running, ended = new_id(), new_id(), new_id()
+    for job_id in (old, running, ended):
+        store.create(job_id, state="pending")
+        time.sleep(0.01)  # distinct creation times: list_jobs is newest first
+    handle = StoredJob(store, running)
+    assert handle.progress is None
+    store.set_progress(running, _progress(1, "first", part="a"))
+    got = handle.wait_for_progress(timeout=10)
+    assert (got.seq, got.message, got.data, got.fraction) == (1, "first", {"part": "a"}, 0.1)
+    assert handle.wait_for_progress(timeout=0.3) is None  # nothing newer yet: a timeout
+    assert not handle.done()
+    store.update(ended, state="done", result="1", progress=_progress(9, "final").to_json())
+    store.set_progress(ended, _progress(3, "late"))  # after the end: never written
+    listed = store.list_jobs()
+    assert [r.job_id for r in listed] == [ended, running, old]
+    assert [r.read_progress() and r.read_progress().message for r in listed] == ["final", "first", None]
+    assert [r.job_id for r in store.list_jobs(["pending"])] == [running, old]
+    assert [r.job_id for r in store.list_jobs(limit=1)] == [ended]
+    assert store.list_jobs(["rejected"]) == []
+    time.sleep(0.5)
+    assert StoredJob(store, ended).progress.message == "final"
+    with pytest.raises(GolemUserError, match="limit"):
+        store.list_jobs(limit=-1)
+
+
+def test_progress_writes_are_rate_limited_and_the_last_one_lands(make_store):
+    store = make_store()
+    job_id = new_id()
+    store.create(job_id, state="pending")
+    heard = []
+    store.add_listener(lambda changed: heard.append(changed) if changed == job_id else None)
+    started = time.monotonic()
+    seq = 0
+    while time.monotonic() - started < 0.6:
+        seq += 1
+        store.set_progress(job_id, _progress(seq))
+    handle = StoredJob(store, job_id)
+    deadline = time.monotonic() + 10
+    while (handle.progress is None or handle.progress.seq != seq) and time.monotonic() < deadline:
+        handle.wait_for_progress(timeout=1)
+    assert handle.progress.seq == seq and seq > 100
+    assert 3 <= len(heard) <= 6  # 0.6 s at one write per 0.2 s (a leading and a trailing edge)
+
+
+def test_wait_for_progress_returns_when_the_job_ends_without_one(make_store):
+    store = make_store()
+    job_id = new_id()
+    store.create(job_id, state="pending")
+    threading.Timer(0.3, store.update, args=(job_id,), kwargs={"state": "done", "result": "1"}).start()
+    started = time.monotonic()
+    assert StoredJob(store, job_id).wait_for_progress(timeout=10) is None
+    assert time.monotonic() - started < 2.0
+    assert list(StoredJob(store, job_id).follow_progress(timeout=1)) == []
+
+
+def test_follow_progress_times_out_on_a_job_that_does_not_end(make_store):
+    store = make_store()
+    job_id = new_id()
+    store.create(job_id, state="pending")
+    store.set_progress(job_id, _progress(1))
+    followed = []
+    with pytest.raises(GolemTimeoutError, match="did not end within 0.5s") as caught:
+        for progress in StoredJob(store, job_id).follow_progress(timeout=0.5):
+            followed.append(progress.seq)
+    assert followed == [1] and caught.value.phase == "progress"
+
+
+def test_another_process_follows_progress_while_the_job_runs(shared_store):
+    store = shared_store()
+    job_id = new_id()
+    with running(shared_store, "report-progress", job_id) as child:
+        assert child.stdout.readline().strip() == "running"
+        handle = StoredJob(store, job_id)
+        seen = []
+        while len(seen) < 5:
+            progress = handle.wait_for_progress(timeout=10)
+            assert progress is not None, f"no progress after {seen}"
+            seen.append(progress.seq)
+            assert handle.is_running()
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        rest = [p.seq for p in handle.follow_progress(timeout=10)]
+        assert child.stdout.readline().strip() == "done"
+        assert child.wait(10) == 0
+    assert seen == [1, 2, 3, 4, 5] and rest == [6]  # every value, in order, the final one last
+    assert handle.results == "ok" and handle.progress.message == "finished"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_table_of_the_previous_version_gains_the_progress_column(kind, request, tmp_path):
+    table = "t_" + uuid.uuid4().hex[:10]
+    old_schema = (f"CREATE TABLE {table} (job_id TEXT PRIMARY KEY, state TEXT NOT NULL, owner TEXT, "
+                  f"created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, "
+                  f"ended_at DOUBLE PRECISION, error TEXT, error_type TEXT, result TEXT, result_error TEXT, "
+                  f"agreement_id TEXT, activity_id TEXT, allocation_id TEXT, provider TEXT, cancel_reason TEXT)")
+    insert = (f"INSERT INTO {table} (job_id, state, created_at, updated_at, ended_at, result) "
+              f"VALUES ('old-job', 'done', 1.0, 2.0, 2.0, '7')")
+    if kind == "sqlite":
+        import sqlite3
+
+        from golem_sync.store import SQLiteJobStore
+
+        location = str(tmp_path / "old.db")
+        db = sqlite3.connect(location)
+        db.execute(old_schema)
+        db.execute(insert)
+        db.commit()
+        db.close()
+        open_one = lambda: SQLiteJobStore(location, table=table)  # noqa: E731
+    else:
+        import psycopg
+
+        location = request.getfixturevalue("pg_server").conninfo
+        with psycopg.connect(location, autocommit=True) as db:
+            db.execute(old_schema)
+            db.execute(insert)
+        from golem_sync.store import PostgresJobStore
+
+        open_one = lambda: PostgresJobStore(location, table=table)  # noqa: E731
+    first, second = open_one(), open_one()  # the second sees the column already there
+    try:
+        old = first.get("old-job")
+        assert old is not None and old.progress is None and old.result == "7"
+        assert StoredJob(first, "old-job").results == 7
+        job_id = new_id()
+        first.create(job_id, state="pending")
+        first.update(job_id, progress=_progress(2, "migrated").to_json())
+        assert StoredJob(second, job_id).progress.message == "migrated"
+        assert [r.job_id for r in second.list_jobs()] == [job_id, "old-job"]
+    finally:
+        first.close()
+        second.close()

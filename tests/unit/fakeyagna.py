@@ -50,6 +50,7 @@ class FakeYagna:
         self.accept_fail = {}     # doc id -> remaining failures
         self.log = []             # (method, path)
         self.batch_delay = 0.0
+        self.results_hook = None  # (results, request) -> the body of a batch-results poll (hostile providers)
         self.allocations = []
         self.released = []
         self.providers = ["0xprov"]
@@ -58,6 +59,8 @@ class FakeYagna:
         self.failures = []        # [method, path part, status, remaining, message]
         self.allocation_timeouts = {}  # allocation id -> its timeout as sent
         self.allocation_amounts = {}   # allocation id -> its total as sent
+        self.down = threading.Event()  # set: every call fails as if yagna were not running (restart tests)
+        self.lost_demands = set()      # demand ids a "restart" forgot: their events answer 404
         self.amend_supported = True
         self.allocation_answer_lost = 0  # POST /allocations creates, then the answer times out
         self.amended = []         # allocation ids extended by PUT
@@ -74,6 +77,15 @@ class FakeYagna:
         with self.lock:
             self.failures.append([method, part, status, times, message])
 
+    def restart(self, down_sec=0.0):
+        """Go away for ``down_sec`` (connections refused), then come back without the demand
+        subscriptions, as yagna 0.17.6 does; agreements, activities and the allocation stay."""
+        self.down.set()
+        time.sleep(down_sec)
+        with self.lock:
+            self.lost_demands.update(self.demand_events)
+        self.down.clear()
+
     def _injected(self, method, path):
         with self.lock:
             for rule in self.failures:
@@ -86,6 +98,8 @@ class FakeYagna:
         regex = re.compile(re.escape(API) + pattern + r"(\?.*)?$")
         def cb(request):
             path = urlsplit(request.url).path
+            if self.down.is_set():
+                raise requests.ConnectionError("Connection refused (the fake yagna is down)")
             with self.lock:
                 self.log.append((request.method, path))
             injected = self._injected(request.method, path)
@@ -209,6 +223,8 @@ class FakeYagna:
 
         def demand_events(r, did):
             with self.lock:
+                if did in self.lost_demands:
+                    return 404, {"message": f"Subscription [{did}] not found. Could be unsubscribed."}
                 q = self.demand_events.get(did, [])
                 if q:
                     items = list(q); q.clear(); return items
@@ -291,8 +307,9 @@ class FakeYagna:
             if time.monotonic() - t0 < self.batch_delay:
                 time.sleep(min(self.poll_sleep, self.batch_delay))
                 return 408, {"message": "timeout"}
-            return [{"index": i, "eventDate": now(), "result": "Ok", "stdout": "out\n", "stderr": "",
-                     "isBatchFinished": i == n - 1} for i in range(n)]
+            listed = [{"index": i, "eventDate": now(), "result": "Ok", "stdout": "out\n", "stderr": "",
+                       "isBatchFinished": i == n - 1} for i in range(n)]
+            return self.results_hook(listed, r) if self.results_hook is not None else listed
         A("GET", AC + r"/activity/([^/?]+)/exec/([^/?]+)", results)
         def usage(r, a):
             if self.usage_hang is not None:

@@ -1017,6 +1017,7 @@ def test_an_activity_replaced_after_a_command_timeout_stays_with_the_lease(golem
     # the next job runs on the replacement: no new activity, no new agreement
     assert pool.submit(lambda ctx: ctx.activity_id).result(timeout=WAIT) == replacement
     assert activity_creates(fake_yagna) == 2 and agreement_creates(fake_yagna) == 1
+    assert pool.stats().activities_created == 2  # the job's replacement counts too
     g.close()
     assert not live_activities(fake_yagna) and not live_agreements(fake_yagna)
 

@@ -275,7 +275,7 @@ class FakeActivity:
         # the requestor's node id, asked once for the transfer environment
         self.client = SimpleNamespace(identity=SimpleNamespace(me=lambda: SimpleNamespace(identity="0xABC")))
 
-    def execute(self, commands: Any, token: Any, timeout: Any) -> Any:
+    def execute(self, commands: Any, token: Any, timeout: Any, **kw: Any) -> Any:
         self.executed.append(commands)
         if self.error is not None:
             raise self.error

@@ -57,7 +57,7 @@ class FakeActivity:
         self.polls = 0
         self._blocking = AbandonableCalls(4)
 
-        def get_batch_results(activity_id, batch_id, timeout=5.0, command_index=None):
+        def get_batch_results(activity_id, batch_id, timeout=5.0, command_index=None, max_body=None):
             self.polls += 1
             if not self.results:
                 time.sleep(min(timeout, 0.05))
@@ -310,7 +310,7 @@ class BlockingPollClient:
         self.transport = SimpleNamespace(abort=self.aborted.set, close=lambda: None)
         self.activity = SimpleNamespace(get_batch_results=self.get_batch_results)
 
-    def get_batch_results(self, activity_id, batch_id, timeout=5.0, command_index=None):
+    def get_batch_results(self, activity_id, batch_id, timeout=5.0, command_index=None, max_body=None):
         self.polls += 1
         if self.aborted.wait(timeout):
             from golem_sync import YagnaUnreachableError

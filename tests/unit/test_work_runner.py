@@ -34,7 +34,7 @@ class ScriptedActivity:
         self.options = SimpleNamespace(execute_timeout_sec=30.0, result_poll_sec=0.05)
         self.sender = None
 
-    def execute(self, commands: Any, token: CancelToken, timeout: Any) -> List[Any]:
+    def execute(self, commands: Any, token: CancelToken, timeout: Any, **kw: Any) -> List[Any]:
         kinds = "+".join(type(c).__name__.lower() for c in commands)
         self.log.append(f"{self.activity_id}: {kinds}")
         if self.errors:

@@ -85,6 +85,44 @@ class CaptureSpec:
         return data.decode("utf-8", "replace")
 
 
+class _Captured:
+    """One stream's captured bytes, held within its capture limits (a head and a tail) as they arrive.
+
+    ``value()`` is what :meth:`CaptureSpec.result` would cut from the whole output, so an endless
+    command holds at most about twice its limits, not all it printed.
+    """
+
+    def __init__(self, spec: CaptureSpec) -> None:
+        bounded = spec.head is not None or spec.tail is not None
+        self._head_limit = (spec.head or 0) if bounded else None
+        self._tail_limit = (spec.tail or 0) if bounded else None
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._total = 0
+
+    def add(self, data: bytes) -> None:
+        self._total += len(data)
+        if self._head_limit is None:
+            self._head += data  # no limits: keep everything
+            return
+        room = self._head_limit - len(self._head)
+        if room > 0:
+            self._head += data[:room]
+            data = data[room:]
+        if data and self._tail_limit:
+            self._tail += data
+            if len(self._tail) > 2 * self._tail_limit + 65536:
+                del self._tail[:len(self._tail) - self._tail_limit]
+
+    def value(self) -> bytes:
+        if self._head_limit is None or self._tail_limit is None:
+            return bytes(self._head)
+        if self._total <= self._head_limit + self._tail_limit:
+            return bytes(self._head + self._tail)
+        tail = self._tail[len(self._tail) - self._tail_limit:] if self._tail_limit else b""
+        return bytes(self._head + tail)
+
+
 class ProcessRunner:
     """Runs one activity's commands as host processes, one at a time; ``stopped`` ends them."""
 
@@ -110,7 +148,7 @@ class ProcessRunner:
         self._child = child
         if self._stopped.is_set():
             self.kill()
-        captured: Dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        captured = {name: _Captured(mode) for name, mode in modes.items()}
         try:
             self._pump(child, captured, on_output)
             # wait4 (not Popen.wait) to get this child's own rusage for golem.usage.cpu_sec. It
@@ -124,8 +162,8 @@ class ProcessRunner:
         for stream in (child.stdout, child.stderr):
             if stream is not None:
                 stream.close()
-        outputs = (modes["stdout"].result(bytes(captured["stdout"])),
-                   modes["stderr"].result(bytes(captured["stderr"])))
+        outputs = (modes["stdout"].result(captured["stdout"].value()),
+                   modes["stderr"].result(captured["stderr"].value()))
         if child.returncode != 0:
             raise CommandFailed(f"ExeScript command exited with code {child.returncode}",
                                 child.returncode, outputs)
@@ -145,7 +183,7 @@ class ProcessRunner:
         """CPU seconds of every command so far, the running one included."""
         return self._cpu_done + self._child_cpu()
 
-    def _pump(self, child: "subprocess.Popen[bytes]", captured: Dict[str, bytearray],
+    def _pump(self, child: "subprocess.Popen[bytes]", captured: Dict[str, "_Captured"],
               on_output: Callable[[str, bytes], None]) -> None:
         """Read both pipes until EOF, handing output to ``on_output`` as it arrives."""
         selector = selectors.DefaultSelector()
@@ -168,7 +206,7 @@ class ProcessRunner:
                         selector.unregister(stream_obj)
                         continue
                     name = names[stream_obj.fileno()]
-                    captured[name] += data
+                    captured[name].add(data)
                     on_output(name, data)
         finally:
             selector.close()

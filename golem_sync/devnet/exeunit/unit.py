@@ -37,7 +37,7 @@ from ..gsb import GsbConnection, GsbRequest
 from ..transfer import Transfers
 from .batch import Batch, BatchEngine, validate_command
 from .paths import CONTAINER_DIRS, PathMapper
-from .process import HOST_ENV, ProcessRunner
+from .process import HOST_ENV, CommandFailed, ProcessRunner
 
 __all__ = ["ExeUnit", "ExeUnitFaults"]
 
@@ -54,6 +54,16 @@ def _non_negative(_inst: object, attribute: "attrs.Attribute[Any]", value: Optio
         raise DevnetConfigError(f"ExeUnitFaults.{attribute.name} must be a number >= 0, got {value!r}")
 
 
+#: The ways :attr:`ExeUnitFaults.bogus_result_index` garbles the results of a batch with a ``run``.
+BOGUS_INDEX_MODES = ("beyond", "duplicate", "swap", "extra")
+
+
+def _bogus_mode(_inst: object, attribute: "attrs.Attribute[Any]", value: Optional[str]) -> None:
+    if value is not None and value not in BOGUS_INDEX_MODES:
+        raise DevnetConfigError(f"ExeUnitFaults.{attribute.name} must be one of {BOGUS_INDEX_MODES} or None, "
+                                f"got {value!r}")
+
+
 @attrs.frozen
 class ExeUnitFaults:
     """Fault knobs for tests.
@@ -63,11 +73,49 @@ class ExeUnitFaults:
             the activity Unresponsive after ~5 s).
         crash_after: :meth:`ExeUnit.crash` this many seconds after start.
         result_delay: wait this long before publishing each command's result.
+        stdout_flood_mb: hostile output: every ``run`` answers this many MB (10**6 bytes) of ``x`` as
+            its stdout, ignoring the requested capture limits, and streams them as ONE stdout event
+            (one SSE line of that size), whatever the command printed.
+        invalid_utf8: hostile output: every ``run``'s stdout and stderr (result and events) are sent
+            as bytes (``Bin``) with invalid UTF-8 appended (``\xff\xfe``), whatever format was asked.
+        bogus_result_index: hostile results for batches with a ``run``: ``"beyond"`` numbers each
+            result past the batch's end, ``"duplicate"`` repeats every result, ``"swap"`` reverses
+            their order, ``"extra"`` adds a result for a command that does not exist.
     """
 
     stop_heartbeat_after: Optional[float] = attrs.field(default=None, validator=_non_negative)
     crash_after: Optional[float] = attrs.field(default=None, validator=_non_negative)
     result_delay: float = attrs.field(default=0.0, validator=_non_negative)
+    stdout_flood_mb: Optional[float] = attrs.field(default=None, validator=_non_negative)
+    invalid_utf8: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    bogus_result_index: Optional[str] = attrs.field(default=None, validator=_bogus_mode)
+
+
+_INVALID_UTF8 = b"\xff\xfe"
+
+#: Output events one command may add to its batch (they are kept for replay); later output is only captured.
+MAX_STREAMED_OUTPUT = 64 * 1024 * 1024
+
+
+def _as_bytes(value: Any) -> bytes:
+    """A result output (``str``, a list of byte values or None) as bytes."""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return bytes(value or [])
+
+
+def _binary_capture(capture: Any) -> Any:
+    """An ExeScript capture spec with every stream's format switched to ``bin``."""
+    if not isinstance(capture, dict):
+        return {name: {"atEnd": {"format": "bin"}} for name in ("stdout", "stderr")}
+    binary: Dict[str, Any] = {}
+    for name, mode in capture.items():
+        if isinstance(mode, dict) and len(mode) == 1:
+            (kind, opts), = mode.items()
+            binary[name] = {kind: dict(opts if isinstance(opts, dict) else {}, format="bin")}
+        else:
+            binary[name] = mode
+    return binary
 
 
 def _err(kind: str, text: str) -> Dict[str, Any]:
@@ -366,7 +414,21 @@ class ExeUnit:
         results = self._batches.wait_results(batch, index, wait)
         if results is None:
             return {"Err": "timeout"}  # yagna maps RpcMessageError::Timeout to 408
-        return {"Ok": results}
+        return {"Ok": self._garble(batch, results)}
+
+    def _garble(self, batch: Batch, results: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """The ``bogus_result_index`` fault knob: wrong indices on a batch that runs something."""
+        mode = self.faults.bogus_result_index
+        if mode is None or not results or not any("run" in command for command in batch.commands):
+            return results
+        size = len(batch.commands)
+        if mode == "beyond":
+            return [dict(r, index=r["index"] + size + 5) for r in results]
+        if mode == "duplicate":
+            return [r for r in results for _ in (0, 1)]
+        if mode == "swap":
+            return list(reversed(results))
+        return results + [dict(results[-1], index=size, result="Ok", isBatchFinished=True)]  # "extra"
 
     def _on_stream(self, request: GsbRequest, body: Dict[str, Any]) -> None:
         batch_id = body.get("batch_id", body.get("batchId"))
@@ -428,7 +490,42 @@ class ExeUnit:
         deploy_env = self.deployment.get("env") or {}
         env.update({str(k): str(v) for k, v in deploy_env.items()})
 
+        faults = self.faults
+        if faults.stdout_flood_mb is not None:
+            flood = "x" * int(faults.stdout_flood_mb * 1_000_000)
+            self._batches.emit(batch, index, {"stdout": flood})  # one event: one huge SSE line
+
+        streamed = [0]  # output bytes sent as events for this command
+
         def on_output(stream: str, data: bytes) -> None:
+            if faults.stdout_flood_mb is not None:
+                return
+            streamed[0] += len(data)
+            if streamed[0] > MAX_STREAMED_OUTPUT:  # the batch keeps its events: bound what they hold
+                if streamed[0] - len(data) <= MAX_STREAMED_OUTPUT:
+                    logger.warning("command %d of batch %s printed more than %d bytes: no more output events",
+                                   index, batch.batch_id, MAX_STREAMED_OUTPUT)
+                return
+            if faults.invalid_utf8:
+                self._batches.emit(batch, index, {stream: list(data + _INVALID_UTF8)})
+                return
             self._batches.emit(batch, index, {stream: data.decode("utf-8", "replace")})
 
-        return self._processes.run(argv, cwd=cwd, env=env, capture=args.get("capture"), on_output=on_output)
+        try:
+            capture = args.get("capture")
+            if faults.invalid_utf8:  # the command's own bytes, not their lossy text
+                capture = _binary_capture(capture)
+            outputs = self._processes.run(argv, cwd=cwd, env=env, capture=capture, on_output=on_output)
+        except CommandFailed as exc:
+            exc.outputs = self._hostile(exc.outputs)
+            raise
+        return self._hostile(outputs)
+
+    def _hostile(self, outputs: Tuple[Any, Any]) -> Tuple[Any, Any]:
+        """A ``run``'s result outputs as the hostile-output fault knobs change them."""
+        stdout, stderr = outputs
+        if self.faults.stdout_flood_mb is not None:
+            stdout = "x" * int(self.faults.stdout_flood_mb * 1_000_000)  # ignores the capture limits
+        if self.faults.invalid_utf8:
+            stdout, stderr = (list(_as_bytes(v) + _INVALID_UTF8) for v in (stdout, stderr))
+        return stdout, stderr

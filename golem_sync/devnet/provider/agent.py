@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 from ..exeunit import ExeUnit
 from .activity import ActivityWatcher
 from .market import ProviderAgreementWatcher, OfferNegotiator
-from .payments import issue_debit_note, issue_invoice
+from .payments import issue_debit_note, issue_invoice, send_invoice
 from .rest import ProviderApiError, ProviderRest, utcnow
 from .rules import (
     SECOND_ACTIVITY_MESSAGE,
@@ -54,6 +54,7 @@ from .spec import (
     ProviderSpec,
     build_offer,
     format_amount,
+    overcharged,
     price,
 )
 
@@ -71,6 +72,8 @@ logger = logging.getLogger("golem_sync.devnet.provider")
 
 #: Shortest debit-note period the agent uses unless a fault asks for less (protects yagna and logs).
 MIN_DEBIT_NOTE_INTERVAL = 1.0
+#: How often an invoice that got no answer (yagna down) is sent again, backing off to 5 s (~1 min).
+INVOICE_TRIES = 15
 
 
 class ProviderAgent:
@@ -128,6 +131,7 @@ class ProviderAgent:
         self._activities: Dict[str, ActivityRecord] = {}
         self._debit_notes: List[DebitNoteInfo] = []
         self._invoices: List[InvoiceInfo] = []
+        self._unsent_invoices: Dict[str, str] = {}  # agreement id -> invoice issued but not sent (payments thread)
         self._threads: List[threading.Thread] = []
         self._started = False
         self.offer = build_offer(spec, node_id=self.node_id, subnet=subnet, payment_platform=payment_platform)
@@ -379,6 +383,24 @@ class ProviderAgent:
         logger.info("%s: activity %s destroyed", self._label, activity_id)
         self._activity_ended(activity)
 
+    def reap_lost_exeunits(self) -> List[str]:
+        """After the devnet restarted yagna: end the activities whose exe-unit lost its bus.
+
+        A real exe-unit exits when its GSB connection to yagna breaks, and ya-provider then marks
+        its activity Terminated; the emulators here stay in memory, so the devnet calls this once
+        yagna is back. Returns the activity ids ended (each is set Terminated over REST).
+        """
+        with self._cond:
+            lost = [a for a in self._activities.values() if a.state == "Running"
+                    and getattr(getattr(a.exeunit, "connection", None), "closed", False)]
+        for activity in lost:
+            self._stop_exeunit(activity, "yagna restarted: the exe-unit lost its bus connection", timeout=1.0)
+            self._set_terminated_over_rest(activity.activity_id, "exe-unit lost its connection to yagna",
+                                           reason="yagna restarted")
+            logger.info("%s: activity %s ended: its exe-unit lost yagna", self._label, activity.activity_id)
+            self._activity_ended(activity)
+        return [a.activity_id for a in lost]
+
     def _activity_ended(self, activity: ActivityRecord) -> None:
         """The agreement's live activity is over (destroyed, or its exe-unit failed to start).
 
@@ -501,7 +523,8 @@ class ProviderAgent:
         try:
             usage = [float(u) for u in activity.exeunit.usage()]
             # What yagna records (18 decimals), so the invoice compares against the same value.
-            amount = Decimal(format_amount(max(price(coeffs, usage), activity.last_amount)))
+            amount = Decimal(format_amount(max(overcharged(price(coeffs, usage), self.spec.faults),
+                                               activity.last_amount)))
             due_in = seconds(timeout)
             note_id = issue_debit_note(
                 self._rest, agreement_id=activity.agreement_id, activity_id=activity_id,
@@ -522,10 +545,10 @@ class ProviderAgent:
                     accept_timeout, lambda: self._check_debit_note_accepted(activity.agreement_id, note_id))
         self._scheduler.schedule(interval, lambda: self._send_debit_note(activity_id))
 
-    def _send_invoice(self, agreement_id: str) -> None:
+    def _send_invoice(self, agreement_id: str, tries: int = 0) -> None:
         with self._cond:
             agreement = self._agreements[agreement_id]
-            if agreement.invoice_id is not None:
+            if agreement.invoice_id is not None or self._stop.is_set():
                 return
             coeffs = self._coeffs(agreement)
             activities = [self._activities[i] for i in agreement.activity_ids]
@@ -533,15 +556,30 @@ class ProviderAgent:
         for activity in activities:
             cost = activity.last_amount
             if activity.final_usage is not None:
-                cost = max(cost, price(coeffs, activity.final_usage))
+                cost = max(cost, overcharged(price(coeffs, activity.final_usage), self.spec.faults))
             amount += cost
         amount = Decimal(format_amount(amount))
         activity_ids = [a.activity_id for a in activities]
+        issued = self._unsent_invoices.get(agreement_id)
         try:
-            invoice_id = issue_invoice(self._rest, agreement_id=agreement_id, activity_ids=activity_ids, amount=amount)
+            if issued is not None:
+                send_invoice(self._rest, issued)
+                invoice_id = issued
+            else:
+                invoice_id = issue_invoice(self._rest, agreement_id=agreement_id, activity_ids=activity_ids,
+                                           amount=amount,
+                                           on_issued=lambda i: self._unsent_invoices.update({agreement_id: i}))
         except ProviderApiError as exc:
+            retry = exc.status is None or (issued is not None or agreement_id in self._unsent_invoices)
+            if retry and tries < INVOICE_TRIES:
+                # No answer, or the send failed (yagna restarting: its bus not up yet): like
+                # ya-provider, send it again once yagna is back.
+                logger.info("%s: invoice for agreement %s not sent (%s); trying again", self._label, agreement_id, exc)
+                self._scheduler.schedule(min(5.0, 0.5 * 2 ** tries), lambda: self._send_invoice(agreement_id, tries + 1))
+                return
             logger.warning("%s: invoice for agreement %s failed: %s", self._label, agreement_id, exc)
             return
+        self._unsent_invoices.pop(agreement_id, None)
         with self._cond:
             agreement.invoice_id = invoice_id
             self._invoices.append(InvoiceInfo(invoice_id, agreement_id, tuple(activity_ids), amount))

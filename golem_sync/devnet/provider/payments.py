@@ -7,12 +7,12 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 from decimal import Decimal
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from .rest import ProviderApiError, ProviderRest, rfc3339, utcnow
 from .spec import format_amount
 
-__all__ = ["issue_debit_note", "issue_invoice", "SEND_TIMEOUT"]
+__all__ = ["issue_debit_note", "issue_invoice", "send_invoice", "SEND_TIMEOUT"]
 
 logger = logging.getLogger("golem_sync.devnet.provider")
 
@@ -66,10 +66,13 @@ def issue_invoice(
     agreement_id: str,
     activity_ids: Sequence[str],
     amount: Decimal,
+    on_issued: Optional[Callable[[str], None]] = None,
 ) -> str:
     """Issue the invoice of a finished agreement and send it; returns its id.
 
     yagna answers 400 when the amount is below what the agreement's debit notes already asked.
+    ``on_issued`` gets the id once it is issued, before the send (which may fail: then
+    :func:`send_invoice` sends it again).
     """
     body = {
         "agreementId": agreement_id,
@@ -78,5 +81,12 @@ def issue_invoice(
         "paymentDueDate": rfc3339(utcnow() + _INVOICE_DUE_IN),
     }
     invoice_id = _document_id(rest.call("POST", "payment", "/invoices", json=body), "invoiceId", "invoice")
-    _send(rest, f"/invoices/{invoice_id}/send")
+    if on_issued is not None:
+        on_issued(invoice_id)
+    send_invoice(rest, invoice_id)
     return invoice_id
+
+
+def send_invoice(rest: ProviderRest, invoice_id: str) -> None:
+    """Send an issued invoice to the requestor (again, after a failed send)."""
+    _send(rest, f"/invoices/{invoice_id}/send")

@@ -28,6 +28,7 @@ __all__ = [
     "demand_problem",
     "price",
     "format_amount",
+    "overcharged",
 ]
 
 #: The usage counters the offer advertises, in the order ExeUnit.usage() reports them.
@@ -62,6 +63,13 @@ def _positive(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     _number(inst, attribute, value)
     if value <= 0:
         raise DevnetConfigError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _optional_factor(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if value is not None:
+        _number(inst, attribute, value)
+        if value < 1:
+            raise DevnetConfigError(f"{attribute.name} must be a factor >= 1, got {value!r}")
 
 
 def _optional_positive(inst: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
@@ -112,6 +120,8 @@ class ProviderFaults:
         debit_note_interval: send debit notes this often (seconds), whatever was negotiated
             (shorter than negotiated = the "too many debit notes" fault).
         exeunit: faults passed to every exe-unit of this provider (heartbeat stop, crash, slow results).
+        overcharge: bill this factor (>= 1) times the agreed price of the usage, in every debit note
+            and the invoice (the notes' usage vectors stay honest).
     """
 
     reject_proposals: bool = attrs.field(default=False, validator=_bool)
@@ -119,6 +129,7 @@ class ProviderFaults:
     terminate_agreement_after: Optional[float] = attrs.field(default=None, validator=_optional_positive)
     debit_note_interval: Optional[float] = attrs.field(default=None, validator=_optional_positive)
     exeunit: Optional[ExeUnitFaults] = attrs.field(default=None, validator=_exeunit_faults)
+    overcharge: Optional[float] = attrs.field(default=None, validator=_optional_factor)
 
 
 @attrs.frozen(kw_only=True)
@@ -241,6 +252,11 @@ def price(coeffs: Sequence[float], usage: Sequence[float]) -> Decimal:
 
 
 _QUANTUM = Decimal("1e-18")  # the token's 18 decimals: yagna rejects finer amounts
+
+
+def overcharged(amount: Decimal, faults: ProviderFaults) -> Decimal:
+    """What the provider bills for ``amount`` (the honest price): ``amount`` × the ``overcharge`` factor, if any."""
+    return amount if faults.overcharge is None else amount * Decimal(repr(float(faults.overcharge)))
 
 
 def format_amount(amount: Decimal) -> str:

@@ -1,0 +1,1 @@
+"""The OpenTelemetry instrumentation behind :mod:`golem_sync.otel` (imports ``opentelemetry``)."""
