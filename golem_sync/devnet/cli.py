@@ -3,7 +3,9 @@
 Commands:
   up [--providers N] [--state-dir D]   start a devnet in a detached background process; returns when ready
   status [--state-dir D]               show what runs (pids alive?) and where
-  env [--shell] [--state-dir D]        print the requestor settings (K=V; --shell: export K='V')
+  env [--shell] [--via-proxy]          print the requestor settings (K=V; --shell: export K='V';
+                                       --via-proxy: YAGNA_API_URL is the fault proxy's)
+  fault add|list|remove ID|clear       fault rules of the proxy in front of the `up` devnet's yagna
   down [--state-dir D]                 stop what `up` started and remove its state dir
   run [--providers N] -- CMD...        bring a devnet up in-process, run CMD with its env, bring it
                                        down, exit with CMD's exit code
@@ -14,6 +16,11 @@ code you trust.
 
 The default state dir is $XDG_STATE_HOME/golem_sync/devnet (~/.local/state/golem_sync/devnet);
 it holds the pid file, info.json (connection settings incl. app keys, mode 0600) and logs.
+
+The `up` devnet runs a fault-injecting proxy (:mod:`.proxy`) in front of its yagna; `fault`
+talks to it over its control endpoint (``/_fault-proxy/rules`` on the proxy's loopback port,
+guarded by a token kept in info.json). Rules act only on requestors pointed at the proxy
+(`env --via-proxy`). Example: ``fault add --path '/payment-api/*' --status 500 --nth 1``.
 
 This module parses arguments and prints; the daemon supervision (state dir, pid files, signals,
 the detached server) lives in :mod:`.daemon`.
@@ -29,10 +36,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from . import daemon
 from .daemon import default_state_dir
+from .errors import DevnetConfigError, DevnetError, DevnetUserError
+
+if TYPE_CHECKING:
+    from .proxy import FaultProxyClient
 
 __all__ = ["main", "default_state_dir"]
 
@@ -120,6 +131,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"registry: {info.get('registry_url')}")
         for prov in info.get("providers", []):
             print(f"provider {prov.get('name')}: {prov.get('node_id')}")
+        if info.get("proxy_url"):
+            print(f"fault proxy: {info['proxy_url']}  (env --via-proxy)")
+            if alive:
+                _print_rules(info)
     return 0 if alive else 1
 
 
@@ -130,7 +145,12 @@ def _cmd_env(args: argparse.Namespace) -> int:
     if info is None or not daemon.pid_alive(daemon.read_pid(args.state_dir)):
         print(f"no running devnet in {args.state_dir}: run `python -m golem_sync.devnet up`", file=sys.stderr)
         return 1
-    for key, value in DevnetInfo.from_dict(info).env().items():
+    try:
+        env = DevnetInfo.from_dict(info).env(via_proxy=args.via_proxy)
+    except DevnetError as exc:
+        print(f"env: {exc}", file=sys.stderr)
+        return 1
+    for key, value in env.items():
         print(f"export {key}={shlex.quote(value)}" if args.shell else f"{key}={value}")
     return 0
 
@@ -155,6 +175,63 @@ def _cmd_down(args: argparse.Namespace) -> int:
     shutil.rmtree(state, ignore_errors=True)
     print("devnet down" if ok else "devnet down, but some process did not stop")
     return 0 if ok else 1
+
+
+# -- fault -----------------------------------------------------------------------------------
+
+
+def _proxy_client(state: Path) -> "FaultProxyClient":
+    from .launcher import DevnetInfo
+
+    info = daemon.read_info(state)
+    if info is None or not daemon.pid_alive(daemon.read_pid(state)):
+        raise DevnetUserError(f"no running devnet in {state}: run `python -m golem_sync.devnet up`")
+    return DevnetInfo.from_dict(info).proxy
+
+
+def _print_rules(info: Dict[str, Any]) -> None:
+    from .launcher import DevnetInfo
+
+    try:
+        rules = DevnetInfo.from_dict(info).proxy.rules()
+    except DevnetError as exc:
+        print(f"fault rules: unavailable ({exc})")
+        return
+    if not rules:
+        print("fault rules: none")
+    for stats in rules:
+        print(f"fault rule {stats.id}: {stats.rule.describe()}  [matched {stats.matched}, acted {stats.fired}]")
+
+
+def _cmd_fault(args: argparse.Namespace) -> int:
+    from .proxy import FaultRule
+
+    try:
+        client = _proxy_client(args.state_dir)
+        if args.fault_cmd == "add":
+            extra = {"message": args.message} if args.message is not None else {}
+            rule = FaultRule(path=args.path, method=args.method, regex=args.regex, status=args.status,
+                             delay=args.delay, reset=args.reset, drop_response=args.drop_response,
+                             nth=args.nth, every=args.every, probability=args.probability, seed=args.seed,
+                             times=args.times, **extra)
+            rule_id = client.add_rule(rule)
+            print(f"{rule_id}: {rule.describe()}")
+        elif args.fault_cmd == "remove":
+            client.remove_rule(args.id)
+            print(f"removed {args.id}")
+        elif args.fault_cmd == "clear":
+            client.clear()
+            print("fault rules cleared")
+        else:
+            rules = client.rules()
+            for stats in rules:
+                print(f"{stats.id}: {stats.rule.describe()}  [matched {stats.matched}, acted {stats.fired}]")
+            if not rules:
+                print("no fault rules")
+    except DevnetError as exc:
+        print(f"fault {args.fault_cmd}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, DevnetConfigError) else 1
+    return 0
 
 
 # -- run -------------------------------------------------------------------------------------
@@ -221,7 +298,7 @@ def _parser() -> argparse.ArgumentParser:
         "  python -m golem_sync.devnet run -- python my_job.py\n"
         "  python -m golem_sync.devnet up --providers 2 && eval \"$(python -m golem_sync.devnet env --shell)\"",
     )
-    sub = parser.add_subparsers(dest="cmd", required=True, metavar="{up,status,env,down,run}")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="{up,status,env,fault,down,run}")
 
     def state_opt(p: argparse.ArgumentParser) -> None:
         p.add_argument("--state-dir", type=Path, default=default_state_dir(),
@@ -239,8 +316,36 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("env", help="print the settings a requestor needs")
     p.add_argument("--shell", action="store_true", help="print `export K='V'` lines for eval")
+    p.add_argument("--via-proxy", action="store_true", help="YAGNA_API_URL is the fault proxy's, not yagna's")
     state_opt(p)
     p.set_defaults(func=_cmd_env)
+
+    p = sub.add_parser("fault", help="add, list, remove or clear fault rules of the proxy in front of yagna")
+    fault = p.add_subparsers(dest="fault_cmd", required=True, metavar="{add,list,remove,clear}")
+    q = fault.add_parser("add", help="add a rule (prints its id)",
+                         description="Rules act on calls through the proxy (env --via-proxy), first match wins.")
+    q.add_argument("--path", required=True, help="glob on the path without query (`*` spans `/`), or a regex with --regex")
+    q.add_argument("--regex", action="store_true", help="--path is a regular expression matching the whole path")
+    q.add_argument("--method", default=None, help="only this HTTP method (default: any)")
+    q.add_argument("--status", type=int, default=None, help="answer this status with a JSON {\"message\"} body")
+    q.add_argument("--message", default=None, help="the message of --status answers")
+    q.add_argument("--delay", type=float, default=0.0, help="wait this many seconds first (alone: then forward)")
+    q.add_argument("--reset", action="store_true", help="reset the connection before forwarding")
+    q.add_argument("--drop-response", action="store_true", help="forward, read yagna's answer, then reset")
+    q.add_argument("--nth", type=int, default=None, help="act only on the Nth matching call")
+    q.add_argument("--every", type=int, default=None, help="act on every Nth matching call")
+    q.add_argument("--probability", type=float, default=None, help="act with this probability (0 < P <= 1)")
+    q.add_argument("--seed", type=int, default=None, help="seed of --probability's RNG")
+    q.add_argument("--times", type=int, default=None, help="act at most this many times")
+    state_opt(q)
+    q = fault.add_parser("list", help="list the rules with their counters")
+    state_opt(q)
+    q = fault.add_parser("remove", help="remove one rule")
+    q.add_argument("id", help="the rule id (from add or list)")
+    state_opt(q)
+    q = fault.add_parser("clear", help="remove every rule")
+    state_opt(q)
+    p.set_defaults(func=_cmd_fault)
 
     p = sub.add_parser("down", help="stop what `up` started and remove its state dir")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait before SIGKILL (default 30)")

@@ -197,7 +197,7 @@ def serve(state: Path, providers: int, status_fd: Optional[int]) -> int:
     install_signal_handlers()
     signal.signal(signal.SIGINT, _raise_exit)
     write_private(state / PID_FILE, f"{os.getpid()}\n")
-    net = Devnet(providers=providers, state_dir=state)
+    net = Devnet(providers=providers, state_dir=state, proxy=True)
     atexit.register(net.down)  # safety net; down() is idempotent
     stop = threading.Event()
     try:

@@ -32,6 +32,7 @@ from .yagna import YagnaNode
 
 if TYPE_CHECKING:
     from .provider import ProviderAgent, ProviderSpec
+    from .proxy import FaultProxy, FaultProxyClient
 
 # The provider agent is imported lazily (it pulls in the GSB/exe-unit stack): a devnet with
 # providers=0, and the pytest plugin's import, need none of it.
@@ -80,6 +81,8 @@ class DevnetInfo:
         providers: the provider identities.
         state_dir: where the devnet keeps its data and logs.
         yagna_pid, anvil_pid: the daemon processes.
+        proxy_url, proxy_token: the fault-injecting proxy in front of yagna (``Devnet(proxy=True)``),
+            and the token of its control endpoint; ``None`` without a proxy.
     """
 
     api_url: str
@@ -96,15 +99,31 @@ class DevnetInfo:
     anvil_pid: Optional[int] = None
     payment_network: str = PAYMENT_NETWORK
     payment_driver: str = PAYMENT_DRIVER
+    proxy_url: Optional[str] = None
+    proxy_token: Optional[str] = attrs.field(default=None, repr=False)
 
     @property
     def payment_platform(self) -> str:
         return f"{self.payment_driver}-{self.payment_network}-tglm"
 
-    def env(self) -> Dict[str, str]:
-        """Environment variables pointing a requestor SDK (golem_sync, yapapi, golem-js) at this devnet."""
+    @property
+    def proxy(self) -> "FaultProxyClient":
+        """The fault proxy's rule API (``add_rule``, ``remove_rule``, ``clear``, ``rules``, ``hits``, ``url``)."""
+        from .proxy import FaultProxyClient
+
+        if self.proxy_url is None or self.proxy_token is None:
+            raise DevnetUserError("this devnet runs no fault proxy: start it with Devnet(proxy=True)")
+        return FaultProxyClient(self.proxy_url, self.proxy_token)
+
+    def via_proxy(self) -> "DevnetInfo":
+        """These settings with ``api_url`` pointing at the fault proxy instead of yagna."""
+        return attrs.evolve(self, api_url=self.proxy.url)
+
+    def env(self, *, via_proxy: bool = False) -> Dict[str, str]:
+        """Environment variables pointing a requestor SDK (golem_sync, yapapi, golem-js) at this devnet
+        (``via_proxy``: at its fault proxy)."""
         return {
-            "YAGNA_API_URL": self.api_url,
+            "YAGNA_API_URL": self.proxy.url if via_proxy else self.api_url,
             "YAGNA_APPKEY": self.app_key,
             "YAGNA_PAYMENT_NETWORK": self.payment_network,
             "YAGNA_PAYMENT_DRIVER": self.payment_driver,
@@ -193,6 +212,8 @@ class Devnet:
         state_dir: where data and logs go; a fresh temp dir (deleted by ``down``) by default.
             A given dir is kept; its ``yagna`` and ``providers`` subdirs are wiped at ``up``.
         subnet: the subnet tag providers advertise (default ``"devnet"``).
+        proxy: also run a :class:`~.proxy.FaultProxy` in front of yagna (``info.proxy_url``);
+            requestors reach yagna through it only when pointed at it (``info.via_proxy()``).
     """
 
     def __init__(
@@ -201,6 +222,7 @@ class Devnet:
         *,
         state_dir: Optional[Path] = None,
         subnet: Optional[str] = None,
+        proxy: bool = False,
     ) -> None:
         if isinstance(providers, bool) or not isinstance(providers, (int, Sequence)):
             raise DevnetConfigError("providers must be a count or a sequence of ProviderSpec")
@@ -217,6 +239,8 @@ class Devnet:
         self._node: Optional[YagnaNode] = None
         self._registry: Optional[RegistryStandIn] = None
         self._agents: List["ProviderAgent"] = []
+        self._want_proxy = proxy
+        self._proxy: Optional["FaultProxy"] = None
         self._info: Optional[DevnetInfo] = None
         #: Seconds spent in each phase of the last :meth:`up` (for reports and tuning).
         self.timings: Dict[str, float] = {}
@@ -248,6 +272,11 @@ class Devnet:
     def chain(self) -> Optional[AnvilChain]:
         """The anvil chain (for tests: balances, minting)."""
         return self._chain
+
+    @property
+    def proxy(self) -> Optional["FaultProxy"]:
+        """The fault proxy in front of yagna (``Devnet(proxy=True)``), or None."""
+        return self._proxy
 
     @property
     def agents(self) -> Tuple["ProviderAgent", ...]:
@@ -332,6 +361,11 @@ class Devnet:
         self._registry.start()
         phase("registry")
 
+        if self._want_proxy:
+            from .proxy import FaultProxy
+
+            self._proxy = FaultProxy(self._node.api_url, control_token=secrets.token_hex(16)).start()
+
         if specs:
             progress(f"starting {len(specs)} provider agents")
             agent_cls = _provider_module().ProviderAgent
@@ -366,6 +400,8 @@ class Devnet:
             state_dir=str(state),
             yagna_pid=self._node.pid,
             anvil_pid=self._chain.pid,
+            proxy_url=self._proxy.url if self._proxy else None,
+            proxy_token=self._proxy.control_token if self._proxy else None,
         )
         self.timings["total"] = round(time.monotonic() - started, 3)
         logger.info("devnet up in %.2f s (%s)", self.timings["total"], self.timings)
@@ -400,6 +436,9 @@ class Devnet:
                 thread.join(timeout + 5)
             if agents:
                 logger.debug("provider agents stopped in %.2f s", time.monotonic() - t0)
+            if self._proxy is not None:
+                attempt("the fault proxy", self._proxy.stop)
+                self._proxy = None
             if self._registry is not None:
                 attempt("the registry stand-in", self._registry.stop)
                 self._registry = None

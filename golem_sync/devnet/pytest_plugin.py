@@ -9,8 +9,17 @@ extra makes the ``golem_devnet`` fixture available everywhere::
 The fixture yields :class:`golem_sync.devnet.launcher.DevnetInfo` (``.env()`` gives the
 ``YAGNA_*`` variables) and brings the devnet down at the end of the session;
 ``golem_devnet_control`` is the same devnet's :class:`~golem_sync.devnet.launcher.Devnet` (e.g.
-``golem_devnet_control.restart_requestor(down_sec=5)`` to restart its yagna). Option
-``--golem-devnet-providers N`` (default 2) sets how many providers it runs.
+``golem_devnet_control.restart_requestor(down_sec=5)`` to restart its yagna). The devnet runs a
+fault-injecting proxy in front of yagna: ``golem_devnet.via_proxy()`` (or ``.env(via_proxy=True)``)
+points a requestor at it, and the ``golem_devnet_proxy`` fixture hands out its rule API
+(``add_rule``, ``remove_rule``, ``clear``, ``rules``, ``hits``; rules are cleared before and after
+each test)::
+
+    def test_survives_a_500(golem_devnet, golem_devnet_proxy):
+        golem_devnet_proxy.add_rule(path="/activity-api/v1/activity", method="POST", status=500, nth=1)
+        run_job(api_url=golem_devnet.via_proxy().api_url, ...)
+
+The option ``--golem-devnet-providers N`` (default 2) sets how many providers it runs.
 
 Importing this module is cheap and never fails when the devnet extra is missing: the devnet is
 imported only when a test asks for the fixture (which is then skipped if yagna is not installed).
@@ -22,7 +31,7 @@ from typing import Any, Iterator
 
 import pytest
 
-__all__ = ["golem_devnet", "golem_devnet_control"]
+__all__ = ["golem_devnet", "golem_devnet_control", "golem_devnet_proxy"]
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -54,7 +63,7 @@ def golem_devnet_control(request: Any) -> Iterator[Any]:
     except (ImportError, DevnetConfigError) as exc:
         pytest.skip(f"the golem_sync devnet is not available (pip install 'golem_sync[devnet]'): {exc}")
     providers = request.config.getoption("--golem-devnet-providers")
-    net = Devnet(providers=providers)
+    net = Devnet(providers=providers, proxy=True)
     try:
         net.up()
         yield net
@@ -66,3 +75,14 @@ def golem_devnet_control(request: Any) -> Iterator[Any]:
 def golem_devnet(golem_devnet_control: Any) -> Any:
     """A running devnet's connection settings (``DevnetInfo``), shared by the whole session."""
     return golem_devnet_control.info
+
+
+@pytest.fixture
+def golem_devnet_proxy(golem_devnet: Any) -> Iterator[Any]:
+    """The rule API of the session devnet's fault proxy (a ``FaultProxyClient``), without rules."""
+    proxy = golem_devnet.proxy
+    proxy.clear()
+    try:
+        yield proxy
+    finally:
+        proxy.clear()
