@@ -485,3 +485,15 @@ def test_extending_the_allocation_is_not_announced_as_a_new_one(golem, fake_yagn
         time.sleep(0.05)
     assert fake_yagna.amended
     assert created == [g.allocation_id]
+
+
+def test_a_retry_after_yagna_s_own_5xx_may_use_the_same_provider(golem, fake_yagna):
+    """A 500 from the requestor's yagna on exec says nothing against the provider: with one provider
+    on the market, the retry signs with it again instead of waiting out the startup timeout."""
+    network = golem()
+    assert fake_yagna.providers == ["0xprov"]
+    fake_yagna.fail_next("POST", "/exec", status=500, times=1)
+    job = network.create_job(job={"max_retries": 1, "startup_timeout_sec": 10})
+    job.start_work(lambda ctx: ctx.run("echo hi").stdout)
+    assert job.result(timeout=8) == "out\n"
+    assert fake_yagna.calls("POST", "/agreements").count("/market-api/v1/agreements") == 2  # signed again
