@@ -22,7 +22,7 @@ from .._abandonable import AbandonableCalls
 from .._cancel import CancelToken, Deadline
 from ..errors import (GolemAgreementError, GolemTimeoutError, YagnaAuthError, YagnaError, YagnaNotFoundError,
                       YagnaProtocolError, YagnaRequestError, YagnaServerError, YagnaTimeoutError,
-                      YagnaUnreachableError)
+                      YagnaUnreachableError, is_transient)
 from .._options import AgreementOptions
 from ..yagna.client import YagnaClient
 from .proposals import ProposalView
@@ -97,6 +97,11 @@ def _await_approval(reads: YagnaClient, token: CancelToken, proposal: ProposalVi
             state = reads.market.wait_for_approval(agreement_id, max(0.1, startup.cap(deadline.cap(limit))))
         except YagnaError as exc:
             token.raise_if_cancelled()  # the cancel aborted the wait
+            if is_transient(exc) and not deadline.expired and not startup.expired:
+                # Our own yagna failed the (idempotent) wait, not the provider: wait again.
+                logger.debug("waiting for %s to approve agreement %s: %s; waiting again", who, agreement_id, exc)
+                token.sleep(_WAIT_RETRY_SEC)
+                continue
             raise GolemAgreementError(f"waiting for {who} to approve agreement {agreement_id} failed: {exc}") from exc
         if state == "Approved":
             return
@@ -106,6 +111,7 @@ def _await_approval(reads: YagnaClient, token: CancelToken, proposal: ProposalVi
             raise GolemAgreementError(f"provider {who} did not approve agreement {agreement_id} within {limit:g}s")
 
 
+_WAIT_RETRY_SEC = 0.25  # pause before waiting again for an approval after yagna failed the wait
 _LOOKUP_SLACK_SEC = 5.0  # yagna's clock may lag ours a little: look a bit further back
 
 

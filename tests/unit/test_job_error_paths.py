@@ -497,3 +497,12 @@ def test_a_retry_after_yagna_s_own_5xx_may_use_the_same_provider(golem, fake_yag
     job.start_work(lambda ctx: ctx.run("echo hi").stdout)
     assert job.result(timeout=8) == "out\n"
     assert fake_yagna.calls("POST", "/agreements").count("/market-api/v1/agreements") == 2  # signed again
+
+
+def test_a_5xx_on_the_approval_wait_waits_again_instead_of_dropping_the_agreement(golem, fake_yagna):
+    network = golem()
+    fake_yagna.fail_next("POST", "/wait", status=500, times=2)
+    job = network.create_job(job={"startup_timeout_sec": 10})
+    job.start_work(lambda ctx: ctx.run("echo hi").stdout)
+    assert job.result(timeout=8) == "out\n"
+    assert fake_yagna.calls("POST", "/agreements").count("/market-api/v1/agreements") == 1  # the same one
