@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Set, Tuple
 
 from . import signals
 from ._cancel import CancelToken, Deadline
-from .errors import GolemActivityError, GolemAgreementError, GolemCancelledError, GolemTimeoutError, is_transient
+from .errors import GolemActivityError, GolemAgreementError, GolemCancelledError, GolemTimeoutError, has_transient_cause
 from ._options import RunOptions
 from ._runtime import ProviderSource, Rental, RunHandle, isolated
 from ._state import JobState
@@ -102,7 +102,7 @@ def execute(job: RunHandle, worker: Callable[[WorkContext], Any], options: RunOp
                 logger.info("job %s: provider failed (%s); retry %d of %d on another provider",
                             job.id, error, tries, options.job.max_retries)
                 attempt.cleanup(success=False)
-                if attempt.provider_id and not _yagna_failed(error):
+                if attempt.provider_id and not has_transient_cause(error):
                     excluded.add(attempt.provider_id)
                 startup = Deadline(options.job.startup_timeout_sec)
                 continue
@@ -142,18 +142,6 @@ def classify(job: RunHandle, raw: BaseException, attempt: Attempt, options: RunO
         return GolemAgreementError(f"provider {who} terminated agreement {lease.agreement_id}: "
                                    f"{lease.provider_reason}")
     return raw
-
-
-def _yagna_failed(error: BaseException) -> bool:
-    """Whether the requestor's own yagna failed transiently under ``error`` (a 5xx, a timeout, no
-    connection): that says nothing against the provider, so a retry may sign with it again."""
-    seen = 0
-    cause: Optional[BaseException] = error
-    while cause is not None and seen < 10:
-        if is_transient(cause):
-            return True
-        cause, seen = cause.__cause__ or cause.__context__, seen + 1
-    return False
 
 
 def _provider_failure(error: BaseException) -> bool:

@@ -248,3 +248,17 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, YagnaServerError):
         return error.status != 501
     return isinstance(error, (YagnaTimeoutError, YagnaUnreachableError))
+
+
+def has_transient_cause(error: BaseException) -> bool:
+    """Whether ``error`` is, or was caused by (``__cause__``/``__context__``, 10 levels), a transient
+    yagna failure (:func:`is_transient`): the requestor's own yagna failed, which says nothing
+    against the provider on the other side."""
+    cause: Optional[BaseException] = error
+    for _ in range(10):
+        if cause is None:
+            return False
+        if is_transient(cause):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False

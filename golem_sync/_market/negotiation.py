@@ -21,7 +21,7 @@ from .. import signals
 from .._abandonable import AbandonableCalls
 from .._cancel import CancelToken, Deadline
 from ..errors import (GolemAgreementError, GolemNoProposalError, GolemTimeoutError, YagnaError, YagnaNotFoundError,
-                      YagnaUnreachableError)
+                      YagnaUnreachableError, has_transient_cause)
 from .._options import AgreementOptions, MarketOptions
 from .._pollers import Backoff
 from ..yagna.client import YagnaClient
@@ -222,7 +222,8 @@ class Negotiator:
             except (GolemAgreementError, YagnaError) as exc:
                 logger.info("agreement with %s failed: %s", best.provider_name or best.issuer_id, exc)
                 self._log.agreement_failed(best, str(exc))
-                self._excluded.add(best.issuer_id)
+                if not has_transient_cause(exc):  # our yagna failing says nothing against the provider
+                    self._excluded.add(best.issuer_id)
                 failures += 1
                 continue
             return Signed(agreement_id, best), failures

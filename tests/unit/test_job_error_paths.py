@@ -506,3 +506,12 @@ def test_a_5xx_on_the_approval_wait_waits_again_instead_of_dropping_the_agreemen
     job.start_work(lambda ctx: ctx.run("echo hi").stdout)
     assert job.result(timeout=8) == "out\n"
     assert fake_yagna.calls("POST", "/agreements").count("/market-api/v1/agreements") == 1  # the same one
+
+
+def test_a_5xx_on_confirm_does_not_exclude_the_provider_from_the_negotiation(golem, fake_yagna):
+    network = golem()
+    fake_yagna.fail_next("POST", "/confirm", status=500, times=1)
+    job = network.create_job(job={"startup_timeout_sec": 10})
+    job.start_work(lambda ctx: ctx.run("echo hi").stdout)
+    assert job.result(timeout=8) == "out\n"  # signed with the one provider on its next draft
+    assert fake_yagna.calls("POST", "/agreements").count("/market-api/v1/agreements") == 2
