@@ -120,11 +120,11 @@ def faults(info: Any, rate: float, seed: int) -> Iterator[str]:
         return
     from golem_sync.devnet.proxy import FaultProxy
 
-    proxy = FaultProxy(info.api_url, seed=seed)
+    proxy = FaultProxy(info.api_url)
     proxy.start()
     try:
-        proxy.add_rule(path="*", status=500, probability=rate / 2)
-        proxy.add_rule(path="*", reset=True, probability=rate / 2)
+        proxy.add_rule(path="*", status=500, probability=rate / 2, seed=seed)
+        proxy.add_rule(path="*", reset=True, probability=rate / 2, seed=seed + 1)
         yield proxy.url
     finally:
         proxy.stop()
@@ -250,7 +250,7 @@ def network_for(info: Any, api_url: str, **kw: Any) -> GolemNetwork:
                         payment={"network": info.payment_network, **kw.pop("payment", {})},
                         market={"subnet_tag": info.subnet},
                         package={"image_tag": "golem/alpine:latest", "registry_url": info.registry_url},
-                        job={"startup_timeout_sec": 120.0}, **kw)
+                        job={"startup_timeout_sec": 120.0, "max_retries": 1}, **kw)
 
 
 def soak(info: Any, *, jobs: int, in_flight: int = 16, seed: int = 1, api_url: Optional[str] = None,

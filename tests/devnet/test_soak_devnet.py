@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from soak import MIX, cancel_under_load, soak  # noqa: E402
+from soak import MIX, cancel_under_load, faults, soak  # noqa: E402
 
 NOTHING_LEFT = {"agreements_approved": 0, "allocations": 0, "invoices_received": 0, "debit_notes_received": 0}
 
@@ -24,6 +24,22 @@ def test_a_hundred_mixed_jobs_each_end_as_their_kind_expects(golem_devnet, tmp_p
     assert {kind: sum(counts.values()) for kind, counts in report["outcomes"].items()} == {
         kind: round(100 * share) for kind, share in MIX.items()}
     assert all(counts == {"expected": sum(counts.values())} for counts in report["outcomes"].values())
+    assert report["left_in_yagna"] == NOTHING_LEFT
+    assert report["threads_after_close"] == 0
+
+
+def test_a_hundred_mixed_jobs_with_two_percent_of_yagna_calls_failing_end_and_leave_nothing(
+        golem_devnet, tmp_path):
+    # 1% of the calls answer 500 and 1% have their connection reset, through the fault proxy: a job
+    # may then fail with the yagna error (counted as fault_failed), but none hangs or ends otherwise.
+    with faults(golem_devnet, 0.02, seed=11) as url:
+        report = soak(golem_devnet, jobs=100, in_flight=8, seed=11, api_url=url, store_dir=tmp_path)
+
+    assert report["unexpected"] == []
+    outcomes = report["outcomes"]
+    assert {kind: sum(counts.values()) for kind, counts in outcomes.items()} == {
+        kind: round(100 * share) for kind, share in MIX.items()}
+    assert all(set(counts) <= {"expected", "fault_failed"} for counts in outcomes.values())
     assert report["left_in_yagna"] == NOTHING_LEFT
     assert report["threads_after_close"] == 0
 
