@@ -33,7 +33,6 @@ import contextlib
 import json
 import logging
 import random
-import resource
 import statistics
 import sys
 import tempfile
@@ -47,6 +46,7 @@ import requests
 
 from golem_sync import GolemNetwork, JobState, signals
 from golem_sync.errors import GolemCancelledError, GolemTimeoutError, GolemWorkError, YagnaError
+from pool import devnet_info, golem_threads, rss_mib  # bench/ is on sys.path (the script's own dir)
 
 #: The share of each job kind in the mix (they sum to 1).
 MIX: Dict[str, float] = {"ok": 0.5, "raises": 0.1, "command_fails": 0.1, "cancel_running": 0.1,
@@ -55,17 +55,6 @@ MIX: Dict[str, float] = {"ok": 0.5, "raises": 0.1, "command_fails": 0.1, "cancel
 
 class SoakWorkerError(Exception):
     """What the ``raises`` kind's worker raises."""
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * resource.getpagesize() / 2**20
-
-
-def golem_threads() -> int:
-    """Threads golem_sync started (an inline devnet's threads are not counted)."""
-    return sum(1 for t in threading.enumerate() if t.name.startswith("golem-") and not t.name.startswith("golem-devnet"))
 
 
 class ThreadPeak:
@@ -386,9 +375,6 @@ def main() -> None:
     parser.add_argument("--allocation-sec", type=int, default=120)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).parent))
-    from pool import devnet_info
-
     report: Dict[str, Any] = {"command": " ".join(["python", "bench/soak.py", *sys.argv[1:]])}
     with devnet_info("process") as info:
         with faults(info, args.fault_rate, args.seed) as url:
