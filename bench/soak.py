@@ -252,7 +252,10 @@ def soak(info: Any, *, jobs: int, in_flight: int = 16, seed: int = 1, api_url: O
     unexpected: List[str] = []
     rss: List[Tuple[int, float]] = []
     renewals = RenewalCounter()
-    logging.getLogger("golem_sync").addHandler(renewals)
+    allocation_log = logging.getLogger("golem_sync.payment")
+    level = allocation_log.level
+    allocation_log.setLevel(logging.INFO)  # the keeper says "extended"/"replaced" at INFO
+    allocation_log.addHandler(renewals)
     with tempfile.TemporaryDirectory(prefix="soak-store-", dir=store_dir) as tmp:
         sampler = ThreadPeak()
         canceller = Canceller()
@@ -284,7 +287,8 @@ def soak(info: Any, *, jobs: int, in_flight: int = 16, seed: int = 1, api_url: O
             golem.close()
             close_sec = time.monotonic() - t
             peak = sampler.stop()
-            logging.getLogger("golem_sync").removeHandler(renewals)
+            allocation_log.removeHandler(renewals)
+            allocation_log.setLevel(level)
     first = rss[0] if rss else (0, rss_mib())
     last = rss[-1] if rss else first
     return {

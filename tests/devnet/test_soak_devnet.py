@@ -18,7 +18,7 @@ NOTHING_LEFT = {"agreements_approved": 0, "allocations": 0, "invoices_received":
 
 
 def test_a_hundred_mixed_jobs_each_end_as_their_kind_expects(golem_devnet, tmp_path):
-    report = soak(golem_devnet, jobs=100, in_flight=8, seed=7, store_dir=tmp_path)
+    report = soak(golem_devnet, jobs=100, in_flight=8, seed=7, store_dir=tmp_path, allocation_sec=30)
 
     assert report["unexpected"] == []
     assert {kind: sum(counts.values()) for kind, counts in report["outcomes"].items()} == {
@@ -26,6 +26,7 @@ def test_a_hundred_mixed_jobs_each_end_as_their_kind_expects(golem_devnet, tmp_p
     assert all(counts == {"expected": sum(counts.values())} for counts in report["outcomes"].values())
     assert report["left_in_yagna"] == NOTHING_LEFT
     assert report["threads_after_close"] == 0
+    assert report["allocation_renewals"] >= 1  # the run crossed a renewal (30 s allocation)
 
 
 def test_a_hundred_mixed_jobs_with_two_percent_of_yagna_calls_failing_end_and_leave_nothing(
