@@ -14,6 +14,7 @@ the demand is always unsubscribed before :meth:`Negotiator.agree` returns or rai
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from typing import Any, Callable, Dict, List, Optional, Set
 
@@ -21,7 +22,7 @@ from .. import signals
 from .._abandonable import AbandonableCalls
 from .._cancel import CancelToken, Deadline
 from ..errors import (GolemAgreementError, GolemNoProposalError, GolemTimeoutError, YagnaError, YagnaNotFoundError,
-                      YagnaUnreachableError, has_transient_cause)
+                      YagnaUnreachableError, has_transient_cause, is_transient)
 from .._options import AgreementOptions, MarketOptions
 from .._pollers import Backoff
 from ..yagna.client import YagnaClient
@@ -34,6 +35,11 @@ from .signing import sign
 __all__ = ["Negotiator", "Signed"]
 
 logger = logging.getLogger("golem_sync.market")
+
+#: Tries of a counter-proposal when our yagna fails it transiently, with a short pause between
+#: (0.1 s, then 0.2 s: at most 0.3 s on the negotiating thread).
+_COUNTER_TRIES = 3
+_COUNTER_RETRY_SEC = 0.1
 
 
 class Signed:
@@ -167,13 +173,21 @@ class Negotiator:
         return list(proposal_problems(proposal, self._market, self._demand.platform))
 
     def _counter(self, demand_id: str, proposal: ProposalView) -> None:
-        try:
-            counter_id = self._client.market.counter_proposal(demand_id, proposal.proposal_id,
-                                                              self._demand.counter_body())
-        except YagnaError as exc:
-            logger.info("countering proposal %s from %s failed: %s", proposal.proposal_id,
-                        proposal.provider_name or proposal.issuer_id, exc)
-            return
+        """Counter an offer; a transient failure of our yagna is tried again (else that provider
+        would never draft: it answers only a counter)."""
+        for attempt in range(1, _COUNTER_TRIES + 1):
+            try:
+                counter_id = self._client.market.counter_proposal(demand_id, proposal.proposal_id,
+                                                                  self._demand.counter_body())
+                break
+            except YagnaError as exc:
+                if attempt < _COUNTER_TRIES and is_transient(exc):
+                    logger.debug("countering proposal %s failed (%s); trying again", proposal.proposal_id, exc)
+                    time.sleep(_COUNTER_RETRY_SEC * attempt)
+                    continue
+                logger.info("countering proposal %s from %s failed: %s", proposal.proposal_id,
+                            proposal.provider_name or proposal.issuer_id, exc)
+                return
         self._log.countered(counter_id, proposal)
         signals.emit(signals.proposal_responded, self._sender, proposal=proposal, counter_id=counter_id)
 

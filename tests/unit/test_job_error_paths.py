@@ -517,9 +517,6 @@ def test_a_5xx_on_confirm_does_not_exclude_the_provider_from_the_negotiation(gol
     assert fake_yagna.calls("POST", "/agreements").count("/market-api/v1/agreements") == 2
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (issue 13): a counter-proposal that fails transiently is not "
-                                       "tried again, so that provider never drafts (a possible cause of the one "
-                                       "soak job in 1,000 that waited out its startup timeout)")
 def test_a_5xx_on_the_counter_proposal_does_not_lose_the_provider(golem, fake_yagna):
     network = golem()
     fake_yagna.fail_next("POST", "/proposals/", status=500, times=1)
