@@ -391,12 +391,9 @@ class ProviderAgent:
         yagna is back. Returns the activity ids ended (each is set Terminated over REST).
         """
         with self._cond:
-            lost = [a for a in self._activities.values() if a.state == "Running"
-                    and getattr(getattr(a.exeunit, "connection", None), "closed", False)]
+            lost = [a for a in self._activities.values() if a.state == "Running" and self._bus_lost(a)]
         for activity in lost:
             self._stop_exeunit(activity, "yagna restarted: the exe-unit lost its bus connection", timeout=1.0)
-            self._set_terminated_over_rest(activity.activity_id, "exe-unit lost its connection to yagna",
-                                           reason="yagna restarted")
             logger.info("%s: activity %s ended: its exe-unit lost yagna", self._label, activity.activity_id)
             self._activity_ended(activity)
         return [a.activity_id for a in lost]
@@ -461,11 +458,17 @@ class ProviderAgent:
         self._terminate_agreement(agreement_id, expired_reason(expiration))
 
     def _stop_exeunit(self, activity: ActivityRecord, reason: str, timeout: float = 5.0) -> None:
-        """Record the final usage and stop the exe-unit (sets the activity Terminated in yagna)."""
+        """Record the final usage and stop the exe-unit (sets the activity Terminated in yagna).
+
+        An exe-unit whose bus connection died with yagna cannot report its end; as ya-provider
+        does when an exe-unit process is gone, the agent then marks the activity Terminated over
+        REST, whichever comes first: a DestroyActivity event or the reap after a restart.
+        """
         with self._cond:
             if activity.state != "Running":
                 return
             activity.state = "Stopped"
+        lost = self._bus_lost(activity)
         try:
             activity.final_usage = [float(u) for u in activity.exeunit.usage()]
         except Exception:
@@ -474,8 +477,15 @@ class ProviderAgent:
             activity.exeunit.stop(reason, timeout=timeout)
         except Exception:
             logger.exception("%s: stopping the exe-unit of %s failed", self._label, activity.activity_id)
+        if lost:
+            self._set_terminated_over_rest(activity.activity_id, "exe-unit lost its connection to yagna",
+                                           reason="yagna restarted")
         with self._cond:
             self._cond.notify_all()
+
+    @staticmethod
+    def _bus_lost(activity: ActivityRecord) -> bool:
+        return bool(getattr(getattr(activity.exeunit, "connection", None), "closed", False))
 
     def _set_terminated_over_rest(self, activity_id: str, message: str, reason: str = "exe-unit failure") -> None:
         body = {"state": ["Terminated", None], "reason": reason, "errorMessage": message}
