@@ -1,13 +1,17 @@
 """The provider's activity events: CreateActivity / DestroyActivity from yagna.
 
 Threads: :meth:`ActivityWatcher.run` runs on the agent's *activity* thread. It long-polls
-``GET /activity-api/v1/events`` (``afterTimestamp`` is mandatory there) and calls the agent's
-callbacks on that same thread; the loop ends within one poll timeout after the stop event is set.
+``GET /activity-api/v1/events`` (``afterTimestamp`` is mandatory there) and calls ``on_create`` on
+that same thread. ``on_destroy`` runs on a small pool of destroy threads, as ya-provider shuts its
+exe-units down concurrently: a requestor that destroys a hundred activities at once waits for
+each exe-unit's own shutdown, not for the ones queued before it. The loop ends within one poll
+timeout after the stop event is set, then waits for the destroys in progress.
 """
 from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping, Set, Tuple
 
 from .rest import ProviderRest, collect_events
@@ -15,6 +19,9 @@ from .rest import ProviderRest, collect_events
 __all__ = ["ActivityWatcher", "event_kind"]
 
 logger = logging.getLogger("golem_sync.devnet.provider")
+
+#: Destroys handled at once per provider (ya-provider has no such cap; a few threads suffice here).
+DESTROY_THREADS = 8
 
 
 def event_kind(event: Mapping[str, Any]) -> str:
@@ -45,11 +52,22 @@ class ActivityWatcher:
         self._poll_timeout = poll_timeout
         self._label = label
         self._seen: Set[Tuple[str, str]] = set()
+        self._destroyers: ThreadPoolExecutor  # made by run(), on the activity thread
 
     def run(self) -> None:
         """The activity thread: collect provider activity events until stopped."""
-        collect_events(self._rest, self._stop, "activity", "/events", poll_timeout=self._poll_timeout,
-                       handle=self._handle, label=self._label, what="activity")
+        self._destroyers = ThreadPoolExecutor(DESTROY_THREADS, thread_name_prefix=f"{self._label}-destroy")
+        try:
+            collect_events(self._rest, self._stop, "activity", "/events", poll_timeout=self._poll_timeout,
+                           handle=self._handle, label=self._label, what="activity")
+        finally:
+            self._destroyers.shutdown(wait=True)
+
+    def _destroy(self, activity_id: str, agreement_id: str) -> None:
+        try:
+            self._on_destroy(activity_id, agreement_id)
+        except Exception:  # one failed destroy must not go unseen, nor stop the others
+            logger.exception("%s: destroying activity %s failed", self._label, activity_id)
 
     def _handle(self, event: Mapping[str, Any]) -> None:
         kind = event_kind(event)
@@ -63,6 +81,6 @@ class ActivityWatcher:
         if kind == "CreateActivity":
             self._on_create(activity_id, agreement_id)
         elif kind == "DestroyActivity":
-            self._on_destroy(activity_id, agreement_id)
+            self._destroyers.submit(self._destroy, activity_id, agreement_id)
         else:
             logger.debug("%s: ignoring activity event %s", self._label, kind)
