@@ -14,7 +14,6 @@ the demand is always unsubscribed before :meth:`Negotiator.agree` returns or rai
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from typing import Any, Callable, Dict, List, Optional, Set
 
@@ -37,7 +36,7 @@ __all__ = ["Negotiator", "Signed"]
 logger = logging.getLogger("golem_sync.market")
 
 #: Tries of a counter-proposal when our yagna fails it transiently, with a short pause between
-#: (0.1 s, then 0.2 s: at most 0.3 s on the negotiating thread).
+#: (0.1 s, then 0.2 s: at most 0.3 s on the negotiating thread; a cancel ends the pause at once).
 _COUNTER_TRIES = 3
 _COUNTER_RETRY_SEC = 0.1
 
@@ -106,7 +105,7 @@ class Negotiator:
                         raise
                     outage.over()
                     for event in events:
-                        self._on_event(demand_id, event)
+                        self._on_event(token, demand_id, event)
                     signed, failures = self._try_drafts(token, deadline, reads, demand_id)
                     if signed is not None:
                         self._reject_leftovers(demand_id)
@@ -137,7 +136,7 @@ class Negotiator:
             logger.warning("could not unsubscribe demand %s: %s", demand_id, exc)
         signals.emit(signals.demand_unsubscribed, self._sender, demand_id=demand_id)
 
-    def _on_event(self, demand_id: str, event: Any) -> None:
+    def _on_event(self, token: CancelToken, demand_id: str, event: Any) -> None:
         if isinstance(event, ProposalRejectedEvent):
             reason = (event.reason or {}).get("message") if isinstance(event.reason, dict) else None
             self._log.provider_rejected(event.proposal_id, reason)
@@ -159,7 +158,7 @@ class Negotiator:
             if problem:
                 self._reject(demand_id, proposal, problem)
             else:
-                self._counter(demand_id, proposal)
+                self._counter(token, demand_id, proposal)
         elif proposal.state == "Draft":
             # Re-check the provider's answer: its terms may differ from the offer we countered.
             if problem:
@@ -172,9 +171,10 @@ class Negotiator:
             return [Reason("provider failed this job before", rule="max_retries", group="failed this job before")]
         return list(proposal_problems(proposal, self._market, self._demand.platform))
 
-    def _counter(self, demand_id: str, proposal: ProposalView) -> None:
+    def _counter(self, token: CancelToken, demand_id: str, proposal: ProposalView) -> None:
         """Counter an offer; a transient failure of our yagna is tried again (else that provider
-        would never draft: it answers only a counter)."""
+        would never draft: it answers only a counter). The pause between tries is ``token.sleep``:
+        a cancel ends it at once with GolemCancelledError, and nothing is tried after it."""
         for attempt in range(1, _COUNTER_TRIES + 1):
             try:
                 counter_id = self._client.market.counter_proposal(demand_id, proposal.proposal_id,
@@ -183,7 +183,7 @@ class Negotiator:
             except YagnaError as exc:
                 if attempt < _COUNTER_TRIES and is_transient(exc):
                     logger.debug("countering proposal %s failed (%s); trying again", proposal.proposal_id, exc)
-                    time.sleep(_COUNTER_RETRY_SEC * attempt)
+                    token.sleep(_COUNTER_RETRY_SEC * attempt)
                     continue
                 logger.info("countering proposal %s from %s failed: %s", proposal.proposal_id,
                             proposal.provider_name or proposal.issuer_id, exc)

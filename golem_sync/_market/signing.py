@@ -140,8 +140,9 @@ def _release_lost(client: YagnaClient, proposal: ProposalView, demand_id: str, s
     return found
 
 
-#: What :func:`release` did. ``failed`` means the agreement may still be live at the provider (an
-#: ERROR was logged): the caller must not wait for an invoice on it.
+#: What :func:`release` did. ``failed`` means the agreement could not be ended and may still be, or
+#: become, live at the provider (logged: an ERROR if it was approved or its state is unknown, a
+#: WARNING if it was never approved): the caller must not wait for an invoice on it.
 ReleaseOutcome = Literal["terminated", "cancelled", "nothing", "failed"]
 
 _RELEASE_ATTEMPTS = 5  # reads+actions; with the backoff below about 3 s of sleeping at most
@@ -156,7 +157,9 @@ def release(client: YagnaClient, agreement_id: str, message: str, *, success: bo
     ``nothing``. After a failed cancel or terminate (409 because the provider approved meanwhile,
     5xx, timeout, yagna unreachable) the state is read again and the fitting action retried, up to
     5 attempts with a short backoff and no new attempt after about 8 s. When the agreement still
-    cannot be ended an ERROR names it and ``failed`` is returned. Never raises a YagnaError: release
+    cannot be ended ``failed`` is returned and it is logged: an ERROR when it may be live at the
+    provider (last seen Approved, or its state never read), a WARNING when it was never approved
+    (last seen Proposal or Pending: it expires at its validTo). Never raises a YagnaError: release
     runs on cleanup paths that must not fail. No lock is held; runs on the caller's thread.
     """
     deadline = Deadline(_RELEASE_BUDGET_SEC)
@@ -192,6 +195,15 @@ def release(client: YagnaClient, agreement_id: str, message: str, *, success: bo
         logger.debug("ending agreement %s failed (%s); retrying in %.1fs", agreement_id, last, delay)
         time.sleep(deadline.cap(delay))  # short, bounded backoff on a cleanup path (no token to wait on)
         delay *= 2
-    logger.error("could not end agreement %s (last seen %s): %s; it stays live at the provider until "
-                 "it expires or the provider ends it", agreement_id, state, last)
+    if state == "Proposal":  # created, never confirmed: the provider never received it
+        logger.warning("could not end agreement %s (last seen Proposal: never confirmed, so the provider never "
+                       "saw it): %s; it was never approved and expires unconfirmed at its validTo",
+                       agreement_id, last)
+    elif state == "Pending":  # confirmed, waiting for the provider's approval
+        logger.warning("could not end agreement %s (last seen Pending: not approved by the provider): %s; it "
+                       "expires at its validTo unless the provider approves it first (then it stays live "
+                       "until it expires or the provider ends it)", agreement_id, last)
+    else:  # Approved, or its state could not be read
+        logger.error("could not end agreement %s (last seen %s): %s; it stays live at the provider until "
+                     "it expires or the provider ends it", agreement_id, state, last)
     return "failed"

@@ -38,7 +38,7 @@ import attrs
 from .. import signals, _threads as threads
 from .._activity import Activity
 from .._cancel import CancelToken, Deadline
-from ..errors import GolemCancelledError, GolemError, GolemTimeoutError, YagnaError
+from ..errors import GolemCancelledError, GolemError, GolemTimeoutError, YagnaError, YagnaTimeoutError
 from .._leases import end_agreement, sign_agreement
 from .._options import RunOptions, WorkOptions
 from .._runtime import ProviderSource, Rental, RunHandle, isolated
@@ -58,6 +58,9 @@ RETRY_MAX_SEC = 60.0
 EXPIRY_MARGIN_SEC = 120.0
 #: How long the keeper thread sleeps at most when nothing is due (it is woken by every change).
 IDLE_WAKE_SEC = 30.0
+#: How long the liveness probe of an idle lease after an outage waits for its exe-unit (at most the
+#: job's startup time left); no answer by then counts as a lost activity.
+LIVENESS_PROBE_SEC = 5.0
 #: Retirements that end the activity gracefully (the pool's teardown runs first).
 _GRACEFUL = frozenset({"idle_timeout", "expiring", "shutdown", "fresh_activity", "make_room"})
 
@@ -154,7 +157,7 @@ class LeaseKeeper(ProviderSource):
         services = self._hooks.services(token)
         rental.client, rental.requestor_id = services.client, services.requestor_id
         grant = self._wait_for_grant(token, startup, excluded)
-        while isinstance(grant, PoolLease) and not self._still_alive(grant, services):
+        while isinstance(grant, PoolLease) and not self._still_alive(grant, services, token, startup):
             self._hand_back(grant, LeaseState.STARTING, functools.partial(
                 self._renew_activity, grant, "activity_lost", graceful=False), count=False)
             grant = self._wait_for_grant(token, startup, excluded)
@@ -219,18 +222,39 @@ class LeaseKeeper(ProviderSource):
         services = self._hooks.existing()
         return services.outages.began if services is not None else 0
 
-    def _still_alive(self, lease: PoolLease, services: SharedServices) -> bool:
+    def _still_alive(self, lease: PoolLease, services: SharedServices, token: CancelToken,
+                     startup: Deadline) -> bool:
         """Whether an idle lease's activity still answers, asked only when yagna went away since the
         lease went idle: a restarted yagna has lost every running exe-unit, and the provider may not
-        have noticed yet. One ``GET /activity/{id}/command``, which reaches the exe-unit itself."""
+        have noticed yet. One ``GET /activity/{id}/command``, which reaches the exe-unit itself.
+
+        The probe runs through a lent abortable client on the helper pool, bounded by
+        ``LIVENESS_PROBE_SEC`` (and the startup time left): no answer by then counts as a lost
+        activity. A cancel of the job (``job.cancel()``, ``pool.close()``) ends it at once with
+        GolemCancelledError, and a probe cut short by the startup deadline raises GolemTimeoutError
+        (phase ``"lease"``); either way the lease goes back idle, unprobed, for the next job to ask.
+        """
         if lease.activity is None or services.outages.began == lease.outages_seen:
             return True
+        activity_id = lease.activity.activity_id
+        limit = max(0.1, startup.cap(LIVENESS_PROBE_SEC))
         try:
-            services.client.activity.get_running_command(lease.activity.activity_id)
-        except YagnaError as exc:
+            with services.blocking.reads(services.client, token) as reads:
+                services.blocking.call(token, reads.activity.get_running_command, activity_id, timeout=limit,
+                                       wait_limit=limit, phase="liveness probe")
+        except (YagnaError, GolemTimeoutError, GolemCancelledError) as exc:
+            timed_out = isinstance(exc, (GolemTimeoutError, YagnaTimeoutError))
+            if token.cancelled or isinstance(exc, GolemCancelledError) or (timed_out and startup.expired):
+                with self._cond:
+                    self._give_back_locked(lease)
+                token.raise_if_cancelled()
+                if isinstance(exc, GolemCancelledError):
+                    raise
+                raise GolemTimeoutError(f"the activity of pool lease {lease.lease_id} did not answer within the "
+                                        f"startup timeout of {startup.seconds:g}s", phase="lease") from exc
             logger.info("pool lease %s on %s: its activity %s no longer answers after yagna went away (%s); "
                         "making a new one", lease.lease_id, lease.provider.name or lease.provider.id,
-                        lease.activity.activity_id, exc)
+                        activity_id, exc)
             return False
         with self._cond:
             lease.outages_seen = services.outages.began

@@ -89,10 +89,10 @@ class ActivityApi(ApiBase):
         path = f"/activity/{seg(activity_id)}/usage"
         return self._obj(self._call("GET", path, timeout=timeout), ActivityUsage.from_json, "GET", path)
 
-    def get_running_command(self, activity_id: str) -> List[ExeScriptCommandState]:
-        """The commands running now."""
+    def get_running_command(self, activity_id: str, timeout: Optional[float] = None) -> List[ExeScriptCommandState]:
+        """The commands running now (``timeout``: the client's read timeout)."""
         path = f"/activity/{seg(activity_id)}/command"
-        return self._list(self._call("GET", path), ExeScriptCommandState.from_json, "GET", path)
+        return self._list(self._call("GET", path, timeout=timeout), ExeScriptCommandState.from_json, "GET", path)
 
     def get_agreement_id(self, activity_id: str) -> str:
         """The agreement the activity belongs to."""

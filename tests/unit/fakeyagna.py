@@ -4,7 +4,8 @@ create activity, deploy/start, run batches, destroy, terminate, debit notes, inv
 For the error-path tests: knobs make any step fail, hang or race (``fail``, ``approve``/``max_wait``,
 ``batch_delay``, ``accept_fail``) and ``push_*`` inject provider-side events. For the pool tests,
 ``offer_props`` are the properties every provider offers, ``usage`` sets an activity's reported
-usage and ``activity_agreement`` records the agreement each activity was created on. Whole-job
+usage, ``activity_agreement`` records the agreement each activity was created on and
+``command_hang`` makes the liveness probe of an idle lease (``GET .../command``) hang. Whole-job
 behaviour against the REAL yagna lives in ``tests/devnet``; this stand-in is for paths real yagna
 cannot be made to take on demand (a 500 on exactly one call, a race between two requests).
 
@@ -69,6 +70,7 @@ class FakeYagna:
         self.activity_agreement = {}  # activity id -> the agreement it was created on
         self.usage = {}           # activity id -> its reported usage vector (default [1.0, 2.0])
         self.usage_hang = None    # a threading.Event: GET .../usage waits for it (up to 10 s)
+        self.command_hang = None  # a threading.Event: GET .../command (a pool's liveness probe) waits for it (up to 10 s)
         self._routes()
 
     # -- helpers -------------------------------------------------------------------------
@@ -317,6 +319,12 @@ class FakeYagna:
             return {"currentUsage": list(self.usage.get(a, [1.0, 2.0])), "timestamp": 1}
         A("GET", AC + r"/activity/([^/?]+)/usage", usage)
         A("GET", AC + r"/activity/([^/?]+)/state", lambda r, a: {"state": ["Ready", None]})
+
+        def running_command(r, a):
+            if self.command_hang is not None:
+                self.command_hang.wait(10)
+            return []
+        A("GET", AC + r"/activity/([^/?]+)/command", running_command)
 
 
 def client():

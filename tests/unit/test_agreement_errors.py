@@ -103,6 +103,32 @@ def test_release_does_not_retry_a_rejected_app_key():
     assert market.calls.count("terminate") == 1
 
 
+@pytest.mark.parametrize("state,says", [
+    ("Proposal", "never confirmed, so the provider never saw it"),
+    ("Pending", "not approved by the provider"),
+])
+def test_a_never_approved_agreement_that_cannot_be_cancelled_is_a_warning_not_live_at_the_provider(
+        caplog, state, says):
+    market = ScriptedMarket({"a7": state}, cancel=[YagnaAuthError("401", status=401)])
+    with caplog.at_level(logging.DEBUG, logger="golem_sync.agreement"):
+        assert release(client_of(market), "a7", "Cancelled") == "failed"
+    records = [r for r in caplog.records if "a7" in r.getMessage() and r.levelno >= logging.WARNING]
+    assert len(records) == 1 and records[0].levelno == logging.WARNING, records
+    message = records[0].getMessage()
+    assert "could not end agreement a7" in message and says in message and "expires" in message
+    assert "stays live at the provider" not in message
+
+
+@pytest.mark.parametrize("failing", ["terminate", "get"])  # "get": its state is never read (unknown)
+def test_an_agreement_that_may_be_live_and_cannot_be_ended_is_an_error(caplog, failing):
+    market = ScriptedMarket({"a8": "Approved"}, **{failing: [YagnaAuthError("401", status=401)]})
+    with caplog.at_level(logging.DEBUG, logger="golem_sync.agreement"):
+        assert release(client_of(market), "a8", "Finished") == "failed"
+    records = [r for r in caplog.records if "a8" in r.getMessage() and r.levelno >= logging.WARNING]
+    assert len(records) == 1 and records[0].levelno == logging.ERROR, records
+    assert "stays live at the provider" in records[0].getMessage()
+
+
 def test_release_of_an_ended_agreement_does_nothing():
     market = ScriptedMarket({"a6": "Terminated"})
     assert release(client_of(market), "a6", "Finished") == "nothing"

@@ -523,3 +523,22 @@ def test_a_5xx_on_the_counter_proposal_does_not_lose_the_provider(golem, fake_ya
     job = network.create_job(job={"startup_timeout_sec": 10})
     job.start_work(lambda ctx: ctx.run("echo hi").stdout)
     assert job.result(timeout=8) == "out\n"
+
+
+def test_a_cancel_during_the_counter_proposal_retry_wait_ends_the_job_at_once(golem, fake_yagna, monkeypatch):
+    """The pause before countering again is a cancellable wait: a job cancelled in it ends at once
+    as cancelled, and the counter-proposal is not sent again."""
+    from golem_sync._market import negotiation
+
+    monkeypatch.setattr(negotiation, "_COUNTER_RETRY_SEC", 30.0)  # far longer than the bound below
+    network = golem()
+    fake_yagna.fail_next("POST", "/proposals/", status=500, times=3)
+    job = network.create_job(job={"startup_timeout_sec": 120})
+    job.start_work(lambda ctx: "never")
+    deadline = time.monotonic() + 10
+    while not fake_yagna.calls("POST", "/proposals/") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fake_yagna.calls("POST", "/proposals/"), "the offer was never countered"
+    assert timed(job.cancel, 20.0) < 5.0  # the retry pause alone would be 30 s
+    assert job.state.value == "cancelled" and isinstance(job.error, GolemCancelledError)
+    assert len(fake_yagna.calls("POST", "/proposals/")) == 1  # no retry after the cancel

@@ -69,6 +69,12 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
     return True
 
 
+def timed(fn: Callable[[], Any]) -> float:
+    started = time.monotonic()
+    fn()
+    return time.monotonic() - started
+
+
 def connect(signal: Any, receiver: Callable[..., Any], sender: Any = None) -> None:
     """Connect ``receiver`` (to ``sender``'s signals only, if given) until the test ends."""
     if sender is None:
@@ -1355,3 +1361,87 @@ def test_a_usage_read_that_fails_when_a_lease_starts_does_not_stop_it(golem, fak
         assert future.job.state is JobState.DONE
     assert pool.stats().leases_created == 1 and pool.stats().retired == {}
     assert not [r for r in caplog.records if "usage" in r.getMessage()]  # not an error: only the baseline is lost
+
+
+# -- the liveness probe of an idle lease after yagna went away ------------------------------------
+
+PROBE = "/command"  # GET /activity/{id}/command: reaches the exe-unit itself
+
+
+def warm_lease_through_an_outage(g: Any, fake_yagna: Any, caplog: Any) -> Any:
+    """A pool with one idle lease, then yagna goes away and comes back (its pollers say so)."""
+    pool = g.create_pool(size=1)
+    assert pool.submit(ok).result(timeout=WAIT) == "out\n"
+    caplog.set_level("INFO", logger="golem_sync")
+    fake_yagna.restart(down_sec=1.0)
+    assert wait_until(lambda: any("answers again" in r.getMessage() for r in caplog.records))
+    return pool
+
+
+def test_after_an_outage_a_lease_whose_activity_answers_is_lent_again(golem, fake_yagna, caplog):
+    g = golem()
+    pool = warm_lease_through_an_outage(g, fake_yagna, caplog)
+    assert pool.submit(ok).result(timeout=WAIT) == "out\n"
+    assert len(fake_yagna.calls("GET", PROBE)) == 1  # asked once, before lending
+    assert activity_creates(fake_yagna) == 1  # the same activity
+
+
+@pytest.mark.parametrize("stop", ["job.cancel", "pool.close"])
+def test_a_hanging_liveness_probe_ends_at_once_when_the_job_is_cancelled_or_the_pool_closes(
+        golem, fake_yagna, caplog, stop):
+    g = golem()
+    pool = warm_lease_through_an_outage(g, fake_yagna, caplog)
+    hang = threading.Event()
+    fake_yagna.command_hang = hang  # the probe gets no answer (for 10 s)
+    try:
+        future = pool.submit(ok)
+        assert wait_until(lambda: fake_yagna.calls("GET", PROBE))
+        if stop == "job.cancel":
+            assert timed(lambda: future.job.cancel(timeout=WAIT)) < 3.0
+        else:
+            assert timed(lambda: pool.close(timeout=WAIT)) < 3.0
+        assert future.job.state is JobState.CANCELLED
+        if stop == "job.cancel":  # the cancel says nothing against the lease: it stays, with its activity
+            assert wait_until(lambda: pool.stats().idle == 1)
+            assert activity_creates(fake_yagna) == 1 and pool.stats().leases_retired == 0
+    finally:
+        hang.set()  # the mock cannot be aborted like a real socket: let its late answer go
+
+
+def test_a_liveness_probe_that_gets_no_answer_in_time_makes_a_new_activity(golem, fake_yagna, caplog, monkeypatch):
+    from golem_sync._pool import keeper
+
+    monkeypatch.setattr(keeper, "LIVENESS_PROBE_SEC", 0.3)
+    g = golem()
+    pool = warm_lease_through_an_outage(g, fake_yagna, caplog)
+    hang = threading.Event()
+    fake_yagna.command_hang = hang
+    try:
+        started = time.monotonic()
+        assert pool.submit(ok).result(timeout=WAIT) == "out\n"
+        assert time.monotonic() - started < 5.0  # not the probe's 10 s
+    finally:
+        hang.set()
+    assert activity_creates(fake_yagna) == 2 and agreement_creates(fake_yagna) == 1  # same agreement
+    assert any("no longer answers" in r.getMessage() for r in caplog.records)
+
+
+def test_a_liveness_probe_cut_short_by_the_startup_timeout_keeps_the_lease(golem, fake_yagna, caplog):
+    g = golem()
+    pool = warm_lease_through_an_outage(g, fake_yagna, caplog)
+    hang = threading.Event()
+    fake_yagna.command_hang = hang
+    try:
+        job = pool.create_job(job={"startup_timeout_sec": 0.5})
+        started = time.monotonic()
+        job.start_work(ok)
+        with pytest.raises(GolemTimeoutError) as caught:
+            job.wait_for_result(timeout=WAIT)
+        assert time.monotonic() - started < 3.0
+        assert caught.value.phase == "lease" and job.state is JobState.REJECTED
+    finally:
+        hang.set()
+    fake_yagna.command_hang = None
+    assert wait_until(lambda: pool.stats().idle == 1)  # not thrown away: the next job asks again
+    assert pool.submit(ok).result(timeout=WAIT) == "out\n"
+    assert activity_creates(fake_yagna) == 1 and len(fake_yagna.calls("GET", PROBE)) == 2
