@@ -5,7 +5,8 @@ Threads: :meth:`ActivityWatcher.run` runs on the agent's *activity* thread. It l
 that same thread. ``on_destroy`` runs on a small pool of destroy threads, as ya-provider shuts its
 exe-units down concurrently: a requestor that destroys a hundred activities at once waits for
 each exe-unit's own shutdown, not for the ones queued before it. The loop ends within one poll
-timeout after the stop event is set, then waits for the destroys in progress.
+timeout after the stop event is set, then waits for the destroys in progress (queued ones are
+dropped: the agent's stop ends every exe-unit itself).
 """
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ class ActivityWatcher:
             collect_events(self._rest, self._stop, "activity", "/events", poll_timeout=self._poll_timeout,
                            handle=self._handle, label=self._label, what="activity")
         finally:
-            self._destroyers.shutdown(wait=True)
+            # The agent stops every exe-unit itself: destroys not begun by now are dropped.
+            self._destroyers.shutdown(wait=True, cancel_futures=True)
 
     def _destroy(self, activity_id: str, agreement_id: str) -> None:
         try:
