@@ -242,14 +242,13 @@ class LeaseKeeper(ProviderSource):
             with services.blocking.reads(services.client, token) as reads:
                 services.blocking.call(token, reads.activity.get_running_command, activity_id, timeout=limit,
                                        wait_limit=limit, phase="liveness probe")
-        except (YagnaError, GolemTimeoutError, GolemCancelledError) as exc:
-            timed_out = isinstance(exc, (GolemTimeoutError, YagnaTimeoutError))
-            if token.cancelled or isinstance(exc, GolemCancelledError) or (timed_out and startup.expired):
-                with self._cond:
-                    self._give_back_locked(lease)
+        except GolemCancelledError:
+            self._give_back_unprobed(lease)
+            raise
+        except (YagnaError, GolemTimeoutError) as exc:
+            if token.cancelled or (isinstance(exc, (GolemTimeoutError, YagnaTimeoutError)) and startup.expired):
+                self._give_back_unprobed(lease)
                 token.raise_if_cancelled()
-                if isinstance(exc, GolemCancelledError):
-                    raise
                 raise GolemTimeoutError(f"the activity of pool lease {lease.lease_id} did not answer within the "
                                         f"startup timeout of {startup.seconds:g}s", phase="lease") from exc
             logger.info("pool lease %s on %s: its activity %s no longer answers after yagna went away (%s); "
@@ -287,6 +286,11 @@ class LeaseKeeper(ProviderSource):
             raise GolemTimeoutError(f"no lease of the pool was free within {startup.seconds:g}s "
                                     f"(size {self._size}, all busy or starting)", phase="lease")
         return grant
+
+    def _give_back_unprobed(self, lease: PoolLease) -> None:
+        """The job gave up before its liveness probe answered: the lease is idle again, still to ask."""
+        with self._cond:
+            self._give_back_locked(lease)
 
     def _give_back_locked(self, grant: Union[PoolLease, str]) -> None:
         if isinstance(grant, PoolLease):
