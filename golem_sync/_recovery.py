@@ -23,6 +23,7 @@ import logging
 import threading
 from typing import Any, Iterable, List, Optional, Sequence, Set, Tuple
 
+from ._activity.destroy import destroy_activity
 from ._market.signing import release
 from ._cancel import Deadline
 from .errors import GolemError, GolemStoreError, YagnaError, YagnaNotFoundError, is_transient
@@ -68,12 +69,7 @@ def recover(store: JobStore, client: YagnaClient, payment: PaymentOptions,
         logger.warning("job %s: %s; freeing its activity %s and agreement %s", record.job_id, message,
                        record.activity_id, record.agreement_id)
         if record.activity_id:
-            try:
-                client.activity.destroy_activity(record.activity_id, timeout=5.0)
-            except YagnaNotFoundError:
-                pass
-            except YagnaError as exc:
-                logger.warning("could not destroy activity %s: %s", record.activity_id, exc)
+            destroy_activity(client, record.activity_id, 5.0)
         if record.agreement_id:
             if release(client, record.agreement_id, "Requestor process interrupted", success=False) == "terminated":
                 terminated.append(record.agreement_id)

@@ -6,25 +6,22 @@ one call made on every exit path (success, worker error, cancellation, timeout).
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Iterator, List, Optional, Sequence
 
 from .. import signals
 from .._abandonable import AbandonableCalls
 from .._cancel import CancelToken, Deadline
-from ..errors import (GolemActivityError, GolemTimeoutError, YagnaError, YagnaLostError, YagnaNotFoundError,
-                      YagnaResponseTooLargeError, YagnaTimeoutError, YagnaUnreachableError, is_transient)
+from ..errors import (GolemActivityError, GolemTimeoutError, YagnaError, YagnaLostError,
+                      YagnaResponseTooLargeError, YagnaTimeoutError, YagnaUnreachableError)
 from .._options import ActivityOptions
 from ..yagna.activity import BatchStream
 from ..yagna.client import YagnaClient
 from ..yagna.models import Command, ExeScriptCommandResult
+from .destroy import destroy_activity
 
 __all__ = ["Activity"]
 
 logger = logging.getLogger("golem_sync.activity")
-
-#: Tries to destroy an activity when yagna fails transiently (5xx, timeout, unreachable).
-_DESTROY_TRIES = 3
 
 
 class Activity:
@@ -71,10 +68,7 @@ class Activity:
 
         def destroy_late(activity_id: str) -> None:
             logger.debug("destroying activity %s created after its job gave up", activity_id)
-            try:
-                client.activity.destroy_activity(activity_id, timeout=options.destroy_timeout_sec)
-            except YagnaError as exc:
-                logger.warning("could not destroy late activity %s: %s", activity_id, exc)
+            destroy_activity(client, activity_id, options.destroy_timeout_sec)
             signals.emit(signals.activity_destroyed, sender, activity_id=activity_id)
 
         try:
@@ -220,22 +214,7 @@ class Activity:
         if self.destroyed:
             return
         self.destroyed = True
-        for attempt in range(_DESTROY_TRIES):
-            try:
-                self._client.activity.destroy_activity(self.activity_id, timeout=self._options.destroy_timeout_sec)
-                break
-            except YagnaNotFoundError:
-                break  # gone already
-            except YagnaError as exc:
-                if not is_transient(exc):
-                    logger.warning("could not destroy activity %s: %s", self.activity_id, exc)
-                    break
-                if attempt + 1 == _DESTROY_TRIES:
-                    logger.error("could not destroy activity %s after %d tries: %s", self.activity_id,
-                                 _DESTROY_TRIES, exc)
-                    break
-                logger.info("destroying activity %s failed (%s); trying again", self.activity_id, exc)
-                time.sleep(0.5 * 2 ** attempt)  # a short, bounded backoff on the cleanup path
+        destroy_activity(self._client, self.activity_id, self._options.destroy_timeout_sec)
         signals.emit(signals.activity_destroyed, self._sender, activity_id=self.activity_id)
 
     def _state_hint(self) -> str:
