@@ -37,6 +37,8 @@ logger = logging.getLogger("golem_sync.market")
 #: Tries when yagna answers a 5xx or times out (the POST or the look before it). No connection at
 #: all (yagna restarting) is waited out within the deadline instead, as the negotiation does.
 _PUBLISH_TRIES = 4
+#: About 0.25, 0.5, 1 s between tries (at most 1.75 s for the 4 tries), then up to 5 s while yagna is away.
+_BACKOFF = Backoff(first_delay=0.25)
 _EXPIRATION = "golem.srv.comp.expiration"
 
 
@@ -107,7 +109,7 @@ def publish_demand(market: MarketApi, body: Mapping[str, Any], held: HeldDemands
     raised once ``deadline`` has no time for the next pause, or after ``_PUBLISH_TRIES`` 5xx or
     timeouts; any other error (a 4xx) at once.
     """
-    backoff = backoff or Backoff()
+    backoff = backoff or _BACKOFF
     key = demand_key(body.get("properties") or {}, str(body.get("constraints") or ""))
     look = False  # an earlier POST may have reached yagna
     given_up: Set[str] = set()  # matches left to expire already (warned once)
