@@ -74,7 +74,7 @@ def sign_agreement(services: SharedServices, options: RunOptions, handle: Any, t
     """
     demand = services.demand_for(options)
     negotiator = Negotiator(services.client, services.blocking, demand, options.market, options.agreement,
-                            services.app_session_id, handle, excluded_providers=excluded)
+                            services.app_session_id, handle, excluded_providers=excluded, held=services.demands)
     signed = negotiator.agree(token, startup)
     lease = AgreementLease(signed.agreement_id, signed.proposal, lease_token)
     services.watcher.watch(lease, sender)

@@ -34,6 +34,7 @@ from ._job import Job, JobState
 from ._leases import FreshAgreements
 from ._pool import ProviderPool
 from ._market.estimate import CostEstimate, estimate_cost
+from ._market.publish import HeldDemands
 from ._market.scan import MarketScan, check_seconds, scan_market
 from ._options import MarketOptions, OptionLayer, PackageOptions, PaymentOptions, merge_layers, parse_section
 from ._runtime import JobRuntime, ProviderSource
@@ -120,6 +121,8 @@ class GolemNetwork:
         self._close_done: Set[str] = set()
         #: Usage and estimated cost of every agreement of this network's jobs (see cost_summary()).
         self.costs = CostLedger()
+        #: The demands this network's negotiators and market scans hold now (see HeldDemands).
+        self._demands = HeldDemands()
         self._runtime = _NetworkRuntime(self)
         self._pools: List[ProviderPool] = []
         self._pool_host = _PoolHost(self)
@@ -337,7 +340,8 @@ class GolemNetwork:
         as for a job; the payment platform is the network's. Blocks the calling thread.
         """
         package_options, market_options = self._scan_options(package, market)
-        return scan_market(self.client, package_options, market_options, self._payment.platform(), timeout)
+        return scan_market(self.client, package_options, market_options, self._payment.platform(), timeout,
+                           held=self._demands)
 
     def estimate_cost(self, *, package: Any = None, market: Any = None, duration_sec: float,
                       timeout: float = 10.0) -> CostEstimate:
@@ -348,7 +352,8 @@ class GolemNetwork:
         """
         seconds = check_seconds("duration_sec", duration_sec)
         package_options, market_options = self._scan_options(package, market)
-        scan = scan_market(self.client, package_options, market_options, self._payment.platform(), timeout)
+        scan = scan_market(self.client, package_options, market_options, self._payment.platform(), timeout,
+                           held=self._demands)
         return estimate_cost(scan, seconds)
 
     def _scan_options(self, package: Any, market: Any) -> Tuple[PackageOptions, MarketOptions]:
@@ -393,7 +398,7 @@ class GolemNetwork:
         if creator:
             try:
                 services = SharedServices(self.client, self._blocking, self.app_session_id, self.requestor_id or "",
-                                          self._payment, self, ledger=self.costs)
+                                          self._payment, self, ledger=self.costs, demands=self._demands)
             except BaseException as exc:
                 with self._lock:
                     self._services_pending = None

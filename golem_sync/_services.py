@@ -17,6 +17,7 @@ from . import signals
 from ._agreement import AgreementWatcher, release
 from ._abandonable import AbandonableCalls
 from ._market.demand import DemandSpec, build_demand
+from ._market.publish import HeldDemands
 from ._options import PaymentOptions, RunOptions
 from ._package import Decorations, resolve_package
 from ._payment import AllocationKeeper, PaymentProcessor
@@ -40,15 +41,18 @@ class SharedServices:
     """
 
     def __init__(self, client: YagnaClient, blocking: AbandonableCalls, app_session_id: str, requestor_id: str,
-                 payment: PaymentOptions, signal_sender: Any, *, ledger: Optional[CostLedger] = None) -> None:
+                 payment: PaymentOptions, signal_sender: Any, *, ledger: Optional[CostLedger] = None,
+                 demands: Optional[HeldDemands] = None) -> None:
         """``signal_sender`` is the sender of the allocation and network-wide payment signals;
-        ``ledger`` (the network's costs) gives the running estimates the jobs' cost caps check."""
+        ``ledger`` (the network's costs) gives the running estimates the jobs' cost caps check;
+        ``demands`` holds the ids of the network's published demands (shared by its negotiators)."""
         network = signal_sender
         self.client = client
         self.blocking = blocking
         self.app_session_id = app_session_id
         self.requestor_id = requestor_id
         self.platform = payment.platform()
+        self.demands = demands if demands is not None else HeldDemands()
         self._packages: Dict[Any, Decorations] = {}
         self._lock = threading.Lock()
         self._registry_session = requests.Session()

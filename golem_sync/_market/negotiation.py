@@ -9,7 +9,10 @@ approval waits) run on that thread through an abortable client lent by
 :meth:`~golem_sync._abandonable.AbandonableCalls.reads`, so a cancel ends the wait AND the HTTP
 request at once; the startup deadline bounds the whole
 negotiation, signing included. The drafts not chosen are rejected once an agreement is signed, and
-the demand is always unsubscribed before :meth:`Negotiator.agree` returns or raises.
+the demand is always unsubscribed before :meth:`Negotiator.agree` returns or raises. The demand is
+published by :func:`~golem_sync._market.publish.publish_demand` (a transient failure looks for the
+demand yagna may have created before posting again) into the network's
+:class:`~golem_sync._market.publish.HeldDemands`, shared by its negotiators' threads.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from ..yagna.models import ProposalEvent, ProposalRejectedEvent
 from .demand import DemandSpec
 from .proposals import ProposalView, Reason, default_scorer, proposal_problems
 from .log import MarketLog
+from .publish import HeldDemands, publish_demand
 from .signing import sign
 
 __all__ = ["Negotiator", "Signed"]
@@ -56,8 +60,10 @@ class Negotiator:
 
     def __init__(self, client: YagnaClient, blocking: AbandonableCalls, demand: DemandSpec, market: MarketOptions,
                  agreement: AgreementOptions, app_session_id: str, sender: Any,
-                 excluded_providers: Optional[Set[str]] = None) -> None:
+                 excluded_providers: Optional[Set[str]] = None, held: Optional[HeldDemands] = None) -> None:
+        """``held``: the demands the network holds, shared by its negotiators (default: this one's own)."""
         self._client = client
+        self._held = held if held is not None else HeldDemands()
         self._blocking = blocking
         self._demand = demand
         self._market = market
@@ -79,7 +85,7 @@ class Negotiator:
         abortable client lent by ``blocking.reads``, so a cancel ends them at once.
         """
         outage = _Outage(token, deadline)
-        demand_id = outage.call(self._subscribe)
+        demand_id = self._subscribe(token, deadline)
         try:
             with self._blocking.reads(self._client, token) as reads:
                 while True:
@@ -94,7 +100,8 @@ class Negotiator:
                         token.raise_if_cancelled()
                         # yagna expired it, or restarted (subscriptions do not survive a restart).
                         logger.info("demand %s expired or vanished; publishing it again", demand_id)
-                        demand_id = outage.call(self._subscribe)
+                        self._held.release(demand_id)
+                        demand_id = self._subscribe(token, deadline)
                         continue
                     except YagnaUnreachableError as exc:
                         token.raise_if_cancelled()  # the cancel aborted the poll
@@ -115,14 +122,14 @@ class Negotiator:
                         # filter, or for being worse): publish the demand anew so every provider but
                         # the failed ones gets a fresh chance.
                         self._unsubscribe(demand_id)
-                        demand_id = self._subscribe()
+                        demand_id = self._subscribe(token, deadline)
         finally:
             self._unsubscribe(demand_id)
 
     # -- steps ------------------------------------------------------------------------------
 
-    def _subscribe(self) -> str:
-        demand_id = self._client.market.subscribe_demand(self._demand.body())
+    def _subscribe(self, token: CancelToken, deadline: Deadline) -> str:
+        demand_id = publish_demand(self._client.market, self._demand.body(), self._held, token, deadline)
         signals.emit(signals.demand_subscribed, self._sender, demand_id=demand_id)
         logger.debug("demand %s published", demand_id)
         return demand_id
@@ -134,6 +141,7 @@ class Negotiator:
             pass
         except YagnaError as exc:
             logger.warning("could not unsubscribe demand %s: %s", demand_id, exc)
+        self._held.release(demand_id)
         signals.emit(signals.demand_unsubscribed, self._sender, demand_id=demand_id)
 
     def _on_event(self, token: CancelToken, demand_id: str, event: Any) -> None:
@@ -291,14 +299,3 @@ class _Outage:
         if self._failures:
             logger.info("yagna answers again after %d failed calls; negotiating on", self._failures)
             self._failures = 0
-
-    def call(self, fn: Callable[[], str]) -> str:
-        while True:
-            self._token.raise_if_cancelled()
-            try:
-                result = fn()
-            except YagnaUnreachableError as exc:
-                self.wait(exc)
-                continue
-            self.over()
-            return result

@@ -3,13 +3,16 @@
 :func:`scan_market` asks yagna's market scan (``POST /market-api/v1/scan``, then
 ``GET /scan/{id}/events`` until the time is up, and ``DELETE /scan/{id}`` on every path) for the
 offers on the subnet; a yagna without the scan API (404, 405 or 501) is asked through a temporary
-demand instead (subscribed, its offer proposals collected and never answered, unsubscribed on every
-path). Each offer is judged by :func:`~golem_sync._market.proposals.proposal_problems`, the rules a
-job negotiates by, plus the package's constraints, which are checked here rather than sent to yagna
+demand instead (published by :func:`~golem_sync._market.publish.publish_demand`, so a lost answer
+leaves no duplicate; its offer proposals collected and never answered; unsubscribed on every path).
+Each offer is judged by :func:`~golem_sync._market.proposals.proposal_problems`, the rules a job
+negotiates by, plus the package's constraints, which are checked here rather than sent to yagna
 so that an offer that fails them is listed with the clause it fails instead of never showing up.
 Nothing is signed, nothing is paid, no allocation is made.
 
-Threads: runs on the caller's thread and holds no lock; a ``proposal_filter`` runs there too.
+Threads: runs on the caller's thread and holds no lock; a ``proposal_filter`` runs there too. A
+temporary demand is held, while it lives, in the network's
+:class:`~golem_sync._market.publish.HeldDemands` (shared with its negotiators).
 """
 from __future__ import annotations
 
@@ -17,11 +20,11 @@ import logging
 import math
 import time
 from collections import Counter
-from typing import Any, Callable, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import attrs
 
-from .._cancel import Deadline
+from .._cancel import CancelToken, Deadline
 from .._options import MarketOptions, PackageOptions
 from .._package import Decorations, package_constraints
 from ..errors import GolemConfigError, YagnaError, YagnaNotFoundError, YagnaRequestError, YagnaServerError
@@ -29,6 +32,7 @@ from ..yagna.client import YagnaClient
 from ..yagna.models import ProposalEvent
 from .demand import build_demand, join_constraints
 from .proposals import ProposalView, proposal_problems
+from .publish import HeldDemands, publish_demand
 from .report import describe_offers
 
 __all__ = ["MarketScan", "ScannedOffer", "scan_market", "check_seconds"]
@@ -138,8 +142,11 @@ def check_seconds(name: str, value: Any) -> float:
 
 
 def scan_market(client: YagnaClient, package: PackageOptions, market: MarketOptions, platform: str,
-                timeout: float) -> MarketScan:
-    """Collect the offers on the market for ``timeout`` seconds and judge each (see the module doc)."""
+                timeout: float, *, held: Optional[HeldDemands] = None) -> MarketScan:
+    """Collect the offers on the market for ``timeout`` seconds and judge each (see the module doc).
+
+    ``held``: the network's demands, so a temporary demand is never taken for a sibling's.
+    """
     seconds = check_seconds("timeout", timeout)
     started = time.monotonic()
     deadline = Deadline(seconds)
@@ -148,7 +155,8 @@ def scan_market(client: YagnaClient, package: PackageOptions, market: MarketOpti
         found, method = _by_scan(client, demand.constraints, seconds, deadline), "scan"
     except _NoScanApi as exc:
         logger.info("yagna has no market scan (%s); scanning through a temporary demand", exc.cause)
-        found, method = _by_demand(client, demand.body(), deadline), "demand"
+        held = held if held is not None else HeldDemands()
+        found, method = _by_demand(client, demand.body(), deadline, held), "demand"
     offers: Dict[Tuple[str, str], ProposalView] = {}
     for view in found:  # the same offer published again (a new id, the same terms) counts once
         offers[view.offer_key()] = view
@@ -181,8 +189,9 @@ def _by_scan(client: YagnaClient, constraints: str, seconds: float, deadline: De
     return _collect(f"market scan {scan_id}", poll, lambda: client.market.end_scan(scan_id), deadline)
 
 
-def _by_demand(client: YagnaClient, body: Mapping[str, Any], deadline: Deadline) -> List[ProposalView]:
-    demand_id = client.market.subscribe_demand(body)
+def _by_demand(client: YagnaClient, body: Mapping[str, Any], deadline: Deadline,
+               held: HeldDemands) -> List[ProposalView]:
+    demand_id = publish_demand(client.market, body, held, CancelToken(), deadline)  # nothing cancels a scan
 
     def poll(left: float) -> List[ProposalView]:
         events = client.market.collect_demand_events(demand_id, timeout=min(left, _DEMAND_POLL_SEC),
@@ -190,7 +199,13 @@ def _by_demand(client: YagnaClient, body: Mapping[str, Any], deadline: Deadline)
         return [ProposalView.of(event.proposal) for event in events
                 if isinstance(event, ProposalEvent) and event.proposal.state == "Initial"]
 
-    return _collect(f"scan demand {demand_id}", poll, lambda: client.market.unsubscribe_demand(demand_id), deadline)
+    def end() -> None:
+        try:
+            client.market.unsubscribe_demand(demand_id)
+        finally:
+            held.release(demand_id)
+
+    return _collect(f"scan demand {demand_id}", poll, end, deadline)
 
 
 def _collect(what: str, poll: Callable[[float], List[ProposalView]], end: Callable[[], None],

@@ -11,6 +11,7 @@ from .models import (
     Agreement,
     AgreementEvent,
     AgreementState,
+    Demand,
     DemandOfferBase,
     MarketEvent,
     Offer,
@@ -43,6 +44,11 @@ class MarketApi(ApiBase):
         """Publish a demand; returns its subscription id."""
         path = "/demands"
         return self._string(self._call("POST", path, json=_body(demand)), "a demand id", "POST", path)
+
+    def list_demands(self) -> List[Demand]:
+        """This node's active demands (yagna 0.17.6: properties flattened to dotted keys)."""
+        path = "/demands"
+        return self._list(self._call("GET", path), Demand.from_json, "GET", path)
 
     def unsubscribe_demand(self, demand_id: str) -> None:
         """Withdraw a demand."""

@@ -178,6 +178,23 @@ def test_a_dropped_answer_to_an_activity_create(faulty):
     assert proxy.hits[rule] == 1
 
 
+def test_a_dropped_answer_to_the_demand_leaves_no_duplicate(faulty, golem_devnet):
+    # yagna created the demand, golem_sync never hears it: the demand is adopted, not posted again,
+    # so nothing of ours stays on the market until its expiration.
+    proxy, network, recorder = faulty
+    probe = YagnaProbe(golem_devnet.api_url, golem_devnet.app_key)
+    before = {d["demandId"] for d in probe.get("/market-api/v1/demands").json()}
+    rule = proxy.add_rule(method="POST", path="/market-api/v1/demands", drop_response=True, nth=1)
+    _, result = run_one(network)
+    assert result == "through the proxy"
+    assert proxy.hits[rule] == 1
+    [adopted] = recorder.ids("demand-subscribed", "demand_id")
+    assert recorder.ids("demand-unsubscribed", "demand_id") == [adopted]
+    response = probe.get("/market-api/v1/demands")
+    response.raise_for_status()
+    assert [d["demandId"] for d in response.json() if d["demandId"] not in before] == []
+
+
 def test_jobs_under_a_fault_rate_on_every_call(faulty):
     # What the soak benchmark does, small: 3% of yagna calls answer 500, 3% are reset.
     proxy, network, recorder = faulty

@@ -46,6 +46,8 @@ class FakeYagna:
         self.activities = {}      # id -> alive
         self.batches = {}         # batch id -> n commands
         self.demand_events = {}   # demand id -> list of pending events
+        self.demands = {}         # demand id -> its body as GET /demands lists it, while subscribed
+        self.demand_answer_lost = 0  # POST /demands creates, then the connection breaks before the answer
         self.debit_events, self.invoice_events, self.agreement_events = [], [], []
         self.docs = {}
         self.accept_fail = {}     # doc id -> remaining failures
@@ -86,6 +88,7 @@ class FakeYagna:
         time.sleep(down_sec)
         with self.lock:
             self.lost_demands.update(self.demand_events)
+            self.demands.clear()
         self.down.clear()
 
     def _injected(self, method, path):
@@ -217,11 +220,24 @@ class FakeYagna:
 
         def subscribe(r):
             did = f"dem-{next(self.ids)}"
+            body = json.loads(r.body or b"{}")
             with self.lock:
                 self.demand_events[did] = [self.proposal(f"init-{did}-{p}", "Initial", issuer=p) for p in self.providers]
+                self.demands[did] = {"demandId": did, "requestorId": "0xreq", "timestamp": now(),
+                                     "properties": _flat(body.get("properties", {})),
+                                     "constraints": body.get("constraints", "")}
+                lost, self.demand_answer_lost = self.demand_answer_lost, max(0, self.demand_answer_lost - 1)
+            if lost:
+                raise requests.ConnectionError("Connection reset by peer")  # yagna acted, we never hear
             return 201, did
         A("POST", M + r"/demands", subscribe)
-        A("DELETE", M + r"/demands/([^/?]+)", lambda r, d: (204, None))
+        A("GET", M + r"/demands", lambda r: [dict(d) for d in list(self.demands.values())])
+
+        def unsubscribe(r, did):
+            with self.lock:
+                self.demands.pop(did, None)
+            return 204, None
+        A("DELETE", M + r"/demands/([^/?]+)", unsubscribe)
 
         def demand_events(r, did):
             with self.lock:
@@ -325,6 +341,17 @@ class FakeYagna:
                 self.command_hang.wait(10)
             return []
         A("GET", AC + r"/activity/([^/?]+)/command", running_command)
+
+
+def _flat(properties, prefix=""):
+    """Properties with nested objects flattened to dotted keys, as yagna 0.17.6 lists a demand's."""
+    flat = {}
+    for name, value in properties.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
 
 
 def client():

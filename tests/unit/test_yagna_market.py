@@ -33,6 +33,16 @@ def test_subscribe_and_unsubscribe_demand(client: YagnaClient, mocked: responses
     assert sent(1)[:2] == ("DELETE", "/market-api/v1/demands/D1")
 
 
+def test_list_demands_as_yagna_0_17_6_answers(client: YagnaClient, mocked: responses.RequestsMock, sent: Any) -> None:
+    mocked.get(f"{M}/demands", json=[{"demandId": "D1", "requestorId": "0xreq", "timestamp": "2026-12-02T17:30:59.273385155Z",
+                                      "properties": {"golem.x.nested.a": 1, "golem.srv.comp.expiration": 1796233259269},
+                                      "constraints": "(&\n\t(golem.y=2))"}])
+    [demand] = client.market.list_demands()
+    assert sent() == ("GET", "/market-api/v1/demands", {}, None)
+    assert (demand.demand_id, demand.requestor_id, demand.constraints) == ("D1", "0xreq", "(&\n\t(golem.y=2))")
+    assert demand.properties == {"golem.x.nested.a": 1, "golem.srv.comp.expiration": 1796233259269}
+
+
 def test_subscribe_demand_with_a_non_string_answer(client: YagnaClient, mocked: responses.RequestsMock) -> None:
     mocked.post(f"{M}/demands", json={"id": "D1"}, status=201)
     with pytest.raises(YagnaProtocolError, match="demand id"):
